@@ -1,0 +1,188 @@
+/**
+ * One OAuth error hierarchy for the whole project.
+ *
+ * What the client sees (`error`, `description`, `entraCodes`, `suberror`, `claims`) is kept apart
+ * from what only the operator sees (`detail`, `cause`). Nothing in an error may carry a token or a
+ * secret: log a `jti`, a `kid`, a `client_id` or a hash instead.
+ *
+ * The catalogue below is the single place where an error code meets its HTTP status and the Entra
+ * (AADSTS) number that MSAL and Entra-trained people recognise. Codes are never reused.
+ */
+
+/** RFC 6749 §5.2, RFC 8693 §2.2.2, OIDC Core §3.1.2.6, RFC 6750 §3.1, RFC 9470 §3. */
+export type OAuthErrorCode =
+  | 'invalid_request'
+  | 'invalid_client'
+  | 'invalid_grant'
+  | 'unauthorized_client'
+  | 'unsupported_grant_type'
+  | 'invalid_scope'
+  | 'invalid_target'
+  | 'access_denied'
+  | 'unsupported_response_type'
+  | 'interaction_required'
+  | 'login_required'
+  | 'consent_required'
+  | 'invalid_token'
+  | 'insufficient_scope'
+  | 'insufficient_user_authentication'
+  | 'temporarily_unavailable'
+  | 'server_error';
+
+/** Entra's `suberror` values that MSAL maps to UI hints. */
+export type SubError = 'consent_required' | 'basic_action' | 'additional_action' | 'message_only' | 'bad_token';
+
+export interface OAuthErrorOptions {
+  /** Public, helps the developer fix the request. Never a token, never a secret. */
+  description: string;
+  /** Internal: goes to the log only. */
+  detail?: string;
+  /** Entra `error_codes` (AADSTS numbers without the prefix). */
+  entraCodes?: readonly number[];
+  suberror?: SubError;
+  /** A claims challenge (a JSON string, OIDC Core §5.5 shape) for `interaction_required`. */
+  claims?: string;
+  /** HTTP status; defaults from the catalogue. */
+  status?: number;
+  cause?: unknown;
+  /** Extra response headers (e.g. `WWW-Authenticate`). */
+  headers?: Record<string, string>;
+}
+
+const DEFAULT_STATUS: Record<OAuthErrorCode, number> = {
+  invalid_request: 400,
+  invalid_client: 401,
+  invalid_grant: 400,
+  unauthorized_client: 400,
+  unsupported_grant_type: 400,
+  invalid_scope: 400,
+  invalid_target: 400,
+  access_denied: 403,
+  unsupported_response_type: 400,
+  interaction_required: 400,
+  login_required: 400,
+  consent_required: 400,
+  invalid_token: 401,
+  insufficient_scope: 403,
+  insufficient_user_authentication: 401,
+  temporarily_unavailable: 503,
+  server_error: 500,
+};
+
+export class OAuthError extends Error {
+  readonly error: OAuthErrorCode;
+  readonly status: number;
+  readonly description: string;
+  readonly detail: string | undefined;
+  readonly entraCodes: readonly number[];
+  readonly suberror: SubError | undefined;
+  readonly claims: string | undefined;
+  readonly headers: Record<string, string>;
+  /** Whether `description` may be shown to the client (oidc-provider's `expose`). */
+  get expose(): boolean {
+    return this.status < 500;
+  }
+
+  constructor(error: OAuthErrorCode, options: OAuthErrorOptions) {
+    super(`${error}: ${options.description}`, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'OAuthError';
+    this.error = error;
+    this.status = options.status ?? DEFAULT_STATUS[error];
+    this.description = options.description;
+    this.detail = options.detail;
+    this.entraCodes = options.entraCodes ?? [];
+    this.suberror = options.suberror;
+    this.claims = options.claims;
+    this.headers = options.headers ?? {};
+  }
+
+  /** The RFC 6749 §5.2 JSON body, with Entra's extra members. */
+  toJSON(extra: { traceId?: string; correlationId?: string; timestamp?: string; errorUri?: string } = {}): Record<string, unknown> {
+    const description = this.expose ? this.description : 'The server could not complete the request.';
+    const aadsts = this.entraCodes[0];
+    const body: Record<string, unknown> = {
+      error: this.expose ? this.error : 'server_error',
+      error_description: aadsts === undefined ? description : `AADSTS${aadsts}: ${description}`,
+    };
+    if (this.expose && this.entraCodes.length > 0) body.error_codes = [...this.entraCodes];
+    if (extra.timestamp) body.timestamp = extra.timestamp;
+    if (extra.traceId) body.trace_id = extra.traceId;
+    if (extra.correlationId) body.correlation_id = extra.correlationId;
+    if (extra.errorUri) body.error_uri = extra.errorUri;
+    if (this.expose && this.suberror) body.suberror = this.suberror;
+    if (this.expose && this.claims) body.claims = this.claims;
+    return body;
+  }
+}
+
+/** Thrown at start for a bad configuration; never reaches a client. */
+export class ConfigurationError extends Error {
+  readonly issues: readonly string[];
+  constructor(issues: readonly string[]) {
+    super(`invalid configuration:\n  ${issues.join('\n  ')}`);
+    this.name = 'ConfigurationError';
+    this.issues = issues;
+  }
+}
+
+/**
+ * Entra AADSTS numbers used across the project (DESIGN.md, "Errors a developer will meet").
+ * Keep this list the one source: docs/errors.md is written from it.
+ */
+export const Entra = {
+  unknownClient: 700016,
+  wrongClientSecret: 7000215,
+  invalidClientAssertion: 700027,
+  invalidScope: 70011,
+  redirectUriMismatch: 50011,
+  wrongCredentials: 50126,
+  tooManyAttempts: 50053,
+  userDisabled: 50057,
+  codeExpired: 70008,
+  codeRedeemed: 54005,
+  pkceMismatch: 501481,
+  assertionInvalid: 50013,
+  assertionExpired: 500133,
+  consentRequired: 65001,
+  mfaRequired: 50076,
+  blockedByPolicy: 53003,
+  refreshTokenRevoked: 70000,
+  publicClientNotAllowed: 700025,
+  unsupportedGrant: 70003,
+  malformedRequest: 900144,
+  duplicateParameter: 90014,
+  unauthorizedClient: 700016,
+  noRoleAssigned: 501051,
+  chainTooDeep: 50058,
+  sessionRevoked: 50173,
+  tenantNotFound: 90002,
+  invalidTarget: 500011,
+} as const;
+
+/** Small constructors for the common cases, so call sites read as the rule they enforce. */
+export const errors = {
+  invalidRequest: (description: string, entra: number = Entra.malformedRequest, detail?: string) =>
+    new OAuthError('invalid_request', { description, entraCodes: [entra], ...(detail ? { detail } : {}) }),
+  invalidClient: (description: string, entra: number, detail?: string) =>
+    new OAuthError('invalid_client', { description, entraCodes: [entra], ...(detail ? { detail } : {}) }),
+  invalidGrant: (description: string, entra: number, extra: Partial<OAuthErrorOptions> = {}) =>
+    new OAuthError('invalid_grant', { description, entraCodes: [entra], ...extra }),
+  invalidScope: (description: string, entra: number = Entra.invalidScope) =>
+    new OAuthError('invalid_scope', { description, entraCodes: [entra] }),
+  invalidTarget: (description: string) => new OAuthError('invalid_target', { description, entraCodes: [Entra.invalidTarget] }),
+  unauthorizedClient: (description: string, entra: number = Entra.publicClientNotAllowed) =>
+    new OAuthError('unauthorized_client', { description, entraCodes: [entra] }),
+  unsupportedGrantType: (grantType: string) =>
+    new OAuthError('unsupported_grant_type', {
+      description: `The grant type '${truncate(grantType, 80)}' is not supported by this token endpoint.`,
+      entraCodes: [Entra.unsupportedGrant],
+    }),
+  serverError: (detail: string, cause?: unknown) =>
+    new OAuthError('server_error', { description: 'The server could not complete the request.', detail, cause }),
+};
+
+/** Truncates attacker-controlled text before it is echoed in a description. */
+export function truncate(value: string, max: number): string {
+  const clean = value.replace(/[\u0000-\u001f\u007f]/g, '?');
+  return clean.length <= max ? clean : `${clean.slice(0, max)}…`;
+}

@@ -1,0 +1,177 @@
+/**
+ * The domain of the token service, as plain data. Every store engine persists exactly these shapes;
+ * every token rule reads them. Times are epoch seconds unless the name says otherwise.
+ */
+import type { JsonWebKey } from 'node:crypto';
+
+
+export type SigningAlg = 'ES256' | 'RS256' | 'PS256';
+export const SIGNING_ALGS: readonly SigningAlg[] = ['ES256', 'RS256', 'PS256'];
+
+export interface Tenant {
+  /** The path segment: `/{id}/oauth2/v2.0/token`. */
+  id: string;
+  /** The `tid` claim: a stable GUID derived from `id` unless configured. */
+  tid: string;
+  name: string;
+  /** `delegation.maxDepth`: how many APIs may stand in one `act` chain. */
+  maxDelegationDepth: number;
+}
+
+export interface User {
+  tenantId: string;
+  /** The `oid` claim: stable GUID. */
+  oid: string;
+  /** Lower-cased sign-in name (`alice@contoso.test`). */
+  username: string;
+  displayName: string;
+  /** `scrypt$N$r$p$salt$hash` (base64url parts); never the password. */
+  passwordHash: string;
+  /** Base32 TOTP secret (RFC 6238); present = MFA enrolled. Stored encrypted by the server. */
+  totpSecret?: string | undefined;
+  enabled: boolean;
+  /** Tokens and sessions issued before this instant are refused (Entra's revokeSignInSessions). */
+  revokedBefore?: number | undefined;
+  email?: string | undefined;
+  /** Directory roles such as `admin` (may grant tenant-wide consent). */
+  directoryRoles?: string[] | undefined;
+}
+
+export interface ScopeDefinition {
+  /** Stable GUID (Entra's permission id). */
+  id: string;
+  value: string;
+  description: string;
+  adminConsentRequired: boolean;
+}
+
+export type MemberType = 'User' | 'Application';
+
+export interface AppRoleDefinition {
+  id: string;
+  value: string;
+  description: string;
+  allowedMemberTypes: MemberType[];
+}
+
+export interface ClientSecretRecord {
+  /** `hmac-sha256$<base64url>` keyed with the server pepper; never the secret. */
+  hash: string;
+  /** First three characters, as Entra shows (`tas…`), to tell secrets apart. */
+  hint: string;
+  createdAt: number;
+  expiresAt?: number | undefined;
+}
+
+export interface RequiredAccess {
+  /** The API's client id (resolved from `identifierUri` at load). */
+  resource: string;
+  scopes?: string[] | undefined;
+  roles?: string[] | undefined;
+}
+
+export interface Application {
+  tenantId: string;
+  clientId: string;
+  /** Service principal object id: `sub`/`oid` of app-only tokens. Stable GUID. */
+  servicePrincipalId: string;
+  name: string;
+  /** Public clients have no secret and must use PKCE; they cannot use OBO or client credentials. */
+  public: boolean;
+  redirectUris: string[];
+  secrets: ClientSecretRecord[];
+  /** Public keys (JWK) accepted for `private_key_jwt` (RFC 7523). */
+  jwks: JsonWebKey[];
+  /** Makes the application an API. */
+  identifierUri?: string | undefined;
+  scopes: ScopeDefinition[];
+  appRoles: AppRoleDefinition[];
+  knownClientApplications: string[];
+  requiredAccess: RequiredAccess[];
+  /** Lifetime of access tokens issued for this API. */
+  accessTokenLifetimeSeconds: number;
+  /** Algorithm of access tokens issued for this API. */
+  signingAlg: SigningAlg;
+}
+
+/** `principal: 'all'` is admin consent for every user of the tenant; otherwise a user's `oid`. */
+export interface ConsentGrant {
+  tenantId: string;
+  clientId: string;
+  /** The API's client id. */
+  resource: string;
+  scopes: string[];
+  principal: 'all' | string;
+  createdAt: number;
+}
+
+/** An app role given to an application (application permission) or a user. */
+export interface AppRoleAssignment {
+  tenantId: string;
+  principalType: 'application' | 'user';
+  /** Client id for applications, `oid` for users. */
+  principalId: string;
+  /** The API's client id. */
+  resource: string;
+  roles: string[];
+}
+
+export interface PolicyRequirements {
+  mfa?: boolean | undefined;
+  maxAuthAgeSeconds?: number | undefined;
+  block?: boolean | undefined;
+  /** CIDR ranges the original sign-in must come from. */
+  ipRanges?: string[] | undefined;
+}
+
+/** A conditional-access policy. Empty selectors match everything. */
+export interface Policy {
+  tenantId: string;
+  name: string;
+  /** API client ids. */
+  resources: string[];
+  scopes?: string[] | undefined;
+  /** Client ids of the application asking. */
+  clients?: string[] | undefined;
+  /** User `oid`s. */
+  users?: string[] | undefined;
+  require: PolicyRequirements;
+}
+
+export type KeyStatus = 'next' | 'current' | 'retired';
+
+export interface SigningKeyRecord {
+  tenantId: string;
+  kid: string;
+  alg: SigningAlg;
+  status: KeyStatus;
+  /** Public JWK, as published. */
+  publicJwk: JsonWebKey;
+  /** PKCS#8 DER, AES-256-GCM under the key-encryption key: `v1.<iv>.<tag>.<ciphertext>` (base64url). */
+  encryptedPrivateKey: string;
+  createdAt: number;
+  activatedAt?: number | undefined;
+  retiredAt?: number | undefined;
+  /** After this instant the key leaves the JWKS (retired + grace). */
+  removeAfter?: number | undefined;
+}
+
+/** Sign-in facts carried unchanged along a chain (DESIGN rule 7). */
+export interface AuthenticationContext {
+  /** `amr` values (RFC 8176): `pwd`, `mfa`, `otp`. */
+  amr: string[];
+  acr: string;
+  /** Epoch seconds of the original sign-in. */
+  authTime: number;
+  /** The client IP at sign-in. */
+  ip?: string | undefined;
+  /** Session id (`sid`). */
+  sid?: string | undefined;
+}
+
+/** RFC 8693 §4.1 actor claim: newest first. */
+export interface ActorClaim {
+  sub: string;
+  client_id?: string;
+  act?: ActorClaim;
+}

@@ -1,0 +1,155 @@
+/**
+ * The one store interface (DESIGN principle 3). Two engines implement it — `sqlite.ts` on
+ * `node:sqlite`, `postgres.ts` on `pg` — and both pass `test/store-contract.ts`.
+ *
+ * Rules every engine keeps:
+ * - Registrations are upserted by natural key, so loading a configuration twice changes nothing.
+ * - Single-use values are consumed atomically (`UPDATE … WHERE consumed_at IS NULL RETURNING`),
+ *   never find-then-consume: two instances on one database must agree on who won.
+ * - Expired one-time values are invisible (and swept by `sweep()`), whatever the clock of the row.
+ * - Times are epoch seconds, passed in by the caller (the store never reads the clock), so tests
+ *   and rules share one injected clock.
+ */
+import type {
+  Application,
+  AppRoleAssignment,
+  ConsentGrant,
+  Policy,
+  SigningKeyRecord,
+  Tenant,
+  User,
+} from '@baton/core';
+
+/** Kinds of one-time / ephemeral values. Each kind is its own namespace of ids. */
+export type EphemeralKind =
+  | 'code' // authorization codes (id = hash of the code)
+  | 'refresh' // refresh tokens (id = hash of the token; family = the rotation family)
+  | 'session' // SSO sessions (id = sid)
+  | 'interaction' // an authorize request waiting for the user (sign-in, MFA, consent)
+  | 'csrf'
+  | 'audit';
+
+export interface EphemeralRecord<T = Record<string, unknown>> {
+  kind: EphemeralKind;
+  id: string;
+  tenantId: string;
+  payload: T;
+  /** Groups values revoked together (a refresh token family, everything one code issued, a session). */
+  familyId?: string | undefined;
+  /** Epoch seconds. */
+  expiresAt: number;
+  createdAt: number;
+  consumedAt?: number | undefined;
+  revokedAt?: number | undefined;
+}
+
+export type ConsumeResult<T> =
+  /** First consumption: the caller owns it. */
+  | { status: 'ok'; record: EphemeralRecord<T> }
+  /** Consumed before (a replay): the record, so the caller can revoke its family. */
+  | { status: 'replayed'; record: EphemeralRecord<T> }
+  /** The family was revoked. */
+  | { status: 'revoked'; record: EphemeralRecord<T> }
+  /** Unknown or expired. */
+  | { status: 'missing' };
+
+export interface ConsentQuery {
+  tenantId: string;
+  clientId?: string;
+  resource?: string;
+  /** `'all'` or a user oid; both kinds when absent. */
+  principal?: string;
+}
+
+/** What changed, for in-memory caches (the directory) to drop their copy. */
+export interface Invalidation {
+  tenantId: string;
+  /** `*` when unknown. */
+  entity: 'tenant' | 'user' | 'application' | 'consent' | 'roleAssignment' | 'policy' | 'signingKey' | '*';
+}
+
+export interface Store {
+  readonly engine: 'sqlite' | 'postgres';
+
+  /** Applies pending migrations. Safe when two instances start at once (advisory lock / BEGIN IMMEDIATE). */
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+
+  /**
+   * Subscribes to changes made by this instance or another one on the same database
+   * (PostgreSQL LISTEN/NOTIFY; SQLite `PRAGMA data_version` polling). Returns an unsubscribe.
+   */
+  onInvalidate(listener: (change: Invalidation) => void): () => void;
+
+  // — tenants —
+  putTenant(tenant: Tenant): Promise<void>;
+  getTenant(id: string): Promise<Tenant | undefined>;
+  listTenants(): Promise<Tenant[]>;
+
+  // — users —
+  putUser(user: User): Promise<void>;
+  getUserByName(tenantId: string, username: string): Promise<User | undefined>;
+  getUserById(tenantId: string, oid: string): Promise<User | undefined>;
+  listUsers(tenantId: string, options?: { limit?: number; offset?: number }): Promise<User[]>;
+
+  // — applications (clients and APIs) —
+  putApplication(app: Application): Promise<void>;
+  getApplication(tenantId: string, clientId: string): Promise<Application | undefined>;
+  listApplications(tenantId: string): Promise<Application[]>;
+
+  // — consent —
+  /** Upsert by (tenant, client, resource, principal); `scopes` replaces the stored set. */
+  putConsent(grant: ConsentGrant): Promise<void>;
+  listConsents(query: ConsentQuery): Promise<ConsentGrant[]>;
+  deleteConsent(tenantId: string, clientId: string, resource: string, principal: string): Promise<boolean>;
+
+  // — app role assignments —
+  /** Upsert by (tenant, principalType, principalId, resource). */
+  putRoleAssignment(assignment: AppRoleAssignment): Promise<void>;
+  listRoleAssignments(tenantId: string, principalType: AppRoleAssignment['principalType'], principalId: string): Promise<AppRoleAssignment[]>;
+
+  // — conditional access —
+  /** Replaces the tenant's policies as a set (policies are declarative). */
+  replacePolicies(tenantId: string, policies: Policy[]): Promise<void>;
+  listPolicies(tenantId: string): Promise<Policy[]>;
+
+  // — signing keys —
+  putSigningKey(key: SigningKeyRecord): Promise<void>;
+  listSigningKeys(tenantId: string): Promise<SigningKeyRecord[]>;
+  /**
+   * Moves keys between states in one transaction: `promote` becomes current, the old current
+   * becomes retired with `removeAfter`. Compare-and-set: returns false if `expectCurrentKid` is
+   * no longer current (another instance rotated first).
+   */
+  rotateSigningKey(args: {
+    tenantId: string;
+    alg: SigningKeyRecord['alg'];
+    expectCurrentKid: string | undefined;
+    promoteKid: string;
+    next: SigningKeyRecord;
+    now: number;
+    retireGraceSeconds: number;
+  }): Promise<boolean>;
+  /** Drops keys whose `removeAfter` has passed. */
+  pruneSigningKeys(tenantId: string, now: number): Promise<number>;
+
+  // — one-time values —
+  /**
+   * Records `id` once (client assertion `jti`, RFC 7523 §3 item 7). Returns true the first time,
+   * false when already seen and not expired. Atomic across instances.
+   */
+  useOnce(namespace: string, id: string, expiresAt: number, now: number): Promise<boolean>;
+
+  putEphemeral<T>(record: EphemeralRecord<T>): Promise<void>;
+  /** Unexpired, unconsumed, unrevoked record, or undefined. */
+  getEphemeral<T>(kind: EphemeralKind, id: string, now: number): Promise<EphemeralRecord<T> | undefined>;
+  /** Atomic single use; see ConsumeResult. */
+  consumeEphemeral<T>(kind: EphemeralKind, id: string, now: number): Promise<ConsumeResult<T>>;
+  /** Deletes an ephemeral value (e.g. a finished interaction). */
+  deleteEphemeral(kind: EphemeralKind, id: string): Promise<void>;
+  /** Revokes every value of a family (all kinds). Returns how many were revoked. */
+  revokeFamily(tenantId: string, familyId: string, now: number): Promise<number>;
+
+  /** Removes expired ephemeral and one-time values. Returns rows removed. */
+  sweep(now: number): Promise<number>;
+}
