@@ -157,6 +157,12 @@ export const Entra = {
   sessionRevoked: 50173,
   tenantNotFound: 90002,
   invalidTarget: 500011,
+  /** An app-only token offered to OBO ("not allowed to make application on-behalf-of calls"). */
+  appOnlyAssertion: 7000114,
+  /** The user behind a token no longer exists in the directory. */
+  userNotFound: 50034,
+  /** Sign-in frequency (maximum authentication age) demands a fresh sign-in. */
+  signInFrequency: 70044,
 } as const;
 
 /** Small constructors for the common cases, so call sites read as the rule they enforce. */

@@ -1,0 +1,77 @@
+#!/usr/bin/env node
+/**
+ * `baton`: the command line. Each command parses its flags strictly (an unknown flag is an error,
+ * not silently ignored) and has `--help`.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { ConfigurationError } from '@baton/core';
+import { commands, type Command } from './commands.ts';
+
+const USAGE = `baton — zero-trust API-to-API calls on behalf of a user
+
+Usage: baton <command> [options]
+
+Commands:
+${Object.values(commands)
+  .map((c) => `  ${c.name.padEnd(14)} ${c.summary}`)
+  .join('\n')}
+
+Run 'baton <command> --help' for a command's options.`;
+
+function helpFor(command: Command): string {
+  const lines = Object.entries(command.options).map(([name, option]) => {
+    const flag = `--${name}${option.type === 'string' ? ` ${option.valueName ?? 'VALUE'}` : ''}`;
+    return `  ${flag.padEnd(28)} ${option.description}${option.default !== undefined ? ` (default: ${String(option.default)})` : ''}`;
+  });
+  return `Usage: baton ${command.name} [options]\n\n${command.summary}\n\nOptions:\n${lines.join('\n')}\n  ${'--help'.padEnd(28)} show this help`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return name === undefined ? 1 : 0;
+  }
+  // Two-word commands: `keys rotate`, `token issue`, `secret new`, `config check`.
+  let command = commands[name];
+  let args = rest;
+  if (command === undefined && rest[0] !== undefined && !rest[0].startsWith('-')) {
+    command = commands[`${name} ${rest[0]}`];
+    args = rest.slice(1);
+  }
+  if (command === undefined) {
+    process.stderr.write(`baton: unknown command '${[name, rest[0]].filter(Boolean).join(' ')}'\n\n${USAGE}\n`);
+    return 2;
+  }
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(`${helpFor(command)}\n`);
+    return 0;
+  }
+  const options: ParseArgsConfig['options'] = {};
+  for (const [key, option] of Object.entries(command.options)) {
+    options[key] = { type: option.type, ...(option.default !== undefined ? { default: option.default } : {}) } as never;
+  }
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args, options, strict: true, allowPositionals: false }) as { values: Record<string, string | boolean | undefined> });
+  } catch (error) {
+    process.stderr.write(`baton ${command.name}: ${(error as Error).message}\n\n${helpFor(command)}\n`);
+    return 2;
+  }
+  return command.run(values);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== 0) process.exitCode = code;
+  },
+  (error: unknown) => {
+    if (error instanceof ConfigurationError) {
+      process.stderr.write(`${error.message}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    process.stderr.write(`baton: ${(error as Error).message ?? String(error)}\n`);
+    process.exitCode = 1;
+  },
+);

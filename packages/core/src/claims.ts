@@ -1,0 +1,201 @@
+/**
+ * Access token claims (RFC 9068 §2.2 plus Entra v2 claims), by kind — DESIGN "Tokens by kind".
+ *
+ * Baton's choices, applied everywhere:
+ * - `aud` is always the API's client id (never its identifier URI), so an API validates one value.
+ * - `azp` (Entra) and `client_id` (RFC 9068) both name the application that asked.
+ * - A delegated `sub` is pairwise per (user, API): two APIs cannot correlate a user by `sub`
+ *   (they share `oid`, which is the directory's stable id, as in Entra).
+ * - App-only tokens say `idtyp: 'app'`; that, and the absence of `scp`, is how an API tells them apart.
+ *
+ * The builders are pure except for the random `jti`, which `newId` replaces in tests.
+ */
+import { createHmac, randomUUID, type BinaryLike, type KeyObject } from 'node:crypto';
+import type { ActorClaim, Application, Tenant } from './types.ts';
+
+/** The server secret keying pairwise subjects. Rotating it changes every delegated `sub`. */
+export type PairwiseSecret = BinaryLike | KeyObject;
+
+/** Returns a fresh UUID for `jti`. Defaults to `crypto.randomUUID`. */
+export type IdGenerator = () => string;
+
+/** Claims every Baton access token carries. A `type` (not an interface) so it is a `Record<string, unknown>`. */
+export type AccessTokenClaims = {
+  iss: string;
+  /** The API's client id. */
+  aud: string;
+  sub: string;
+  oid: string;
+  tid: string;
+  azp: string;
+  client_id: string;
+  iat: number;
+  nbf: number;
+  exp: number;
+  jti: string;
+  uti: string;
+  ver: '2.0';
+  roles?: string[];
+};
+
+export type AppOnlyAccessClaims = AccessTokenClaims & {
+  idtyp: 'app';
+  roles: string[];
+};
+
+export type DelegatedAccessClaims = AccessTokenClaims & {
+  /** Granted delegated scopes, space separated (never empty). */
+  scp: string;
+  amr: string[];
+  acr?: string;
+  auth_time?: number;
+  sid?: string;
+  /** RFC 8693 §4.1: the current actor first, earlier actors nested. */
+  act?: ActorClaim;
+  preferred_username?: string;
+  name?: string;
+};
+
+/**
+ * The pairwise subject of a user at an API: base64url(HMAC-SHA-256(secret, `tid|oid|apiClientId`)).
+ * Stable for one (tenant, user, API), unrelated across APIs.
+ *
+ * @example
+ * pairwiseSubject(secret, tenant.tid, user.oid, 'docs-api'); // 43 base64url characters
+ */
+export function pairwiseSubject(secret: PairwiseSecret, tid: string, oid: string, apiClientId: string): string {
+  // `|` cannot occur in a GUID or a client id we issue, so the input is unambiguous.
+  return createHmac('sha256', secret).update(`${tid}|${oid}|${apiClientId}`).digest('base64url');
+}
+
+/**
+ * Entra's `uti` is a compact token identifier. Baton derives it from `jti` so the two always
+ * name the same token: the 16 bytes of a UUID in base64url (22 characters).
+ */
+export function utiFromJti(jti: string): string {
+  const hex = jti.replaceAll('-', '');
+  if (/^[0-9a-f]{32}$/i.test(hex)) return Buffer.from(hex, 'hex').toString('base64url');
+  return Buffer.from(jti, 'utf8').toString('base64url');
+}
+
+/**
+ * `iat`/`nbf`/`exp` for a token issued `now` for `api`: the API's access token lifetime, and never
+ * past `notAfter` (the end of the sign-in session behind a delegated token).
+ * Throws `TypeError` if `notAfter` is not after `now`: the caller must refuse before building.
+ */
+export function tokenTimes(api: Application, now: number, notAfter?: number): { iat: number; nbf: number; exp: number } {
+  const lifetime = api.accessTokenLifetimeSeconds;
+  if (!Number.isSafeInteger(lifetime) || lifetime <= 0) throw new TypeError(`API ${api.clientId} has an invalid accessTokenLifetimeSeconds`);
+  if (!Number.isSafeInteger(now)) throw new TypeError('now must be integer epoch seconds');
+  if (notAfter !== undefined && !(notAfter > now)) throw new TypeError('the session ends before the token would start; refuse the request instead');
+  return { iat: now, nbf: now, exp: notAfter === undefined ? now + lifetime : Math.min(now + lifetime, notAfter) };
+}
+
+export interface AppOnlyClaimsInput {
+  /** `{base}/{tenant}/v2.0`. */
+  issuer: string;
+  tenant: Tenant;
+  /** The application the token is issued to. */
+  client: Application;
+  /** The API the token is for. */
+  api: Application;
+  /** Application permissions granted (already filtered, see `decideClientCredentials`). Never empty. */
+  roles: readonly string[];
+  now: number;
+  newId?: IdGenerator | undefined;
+}
+
+/**
+ * Claims of an app-only (client credentials) access token.
+ *
+ * @example
+ * const claims = buildAppOnlyClaims({ issuer, tenant, client: indexer, api: docsApi, roles: ['Docs.ReadAll'], now });
+ * signer.sign(claims, 'at+jwt');
+ */
+export function buildAppOnlyClaims(input: AppOnlyClaimsInput): AppOnlyAccessClaims {
+  const { client, api } = input;
+  if (input.roles.length === 0) throw new TypeError('an app-only token needs at least one role; refuse the request instead');
+  const jti = (input.newId ?? randomUUID)();
+  return {
+    iss: input.issuer,
+    aud: api.clientId,
+    sub: client.servicePrincipalId,
+    oid: client.servicePrincipalId,
+    tid: input.tenant.tid,
+    azp: client.clientId,
+    client_id: client.clientId,
+    idtyp: 'app',
+    roles: [...input.roles],
+    ...tokenTimes(api, input.now),
+    jti,
+    uti: utiFromJti(jti),
+    ver: '2.0',
+  };
+}
+
+/** The sign-in facts a delegated token carries unchanged along a chain (DESIGN rule 7). */
+export interface SignInFacts {
+  amr: readonly string[];
+  acr?: string | undefined;
+  /** Epoch seconds of the original sign-in. */
+  authTime?: number | undefined;
+  sid?: string | undefined;
+}
+
+export interface DelegatedClaimsInput {
+  issuer: string;
+  tenant: Tenant;
+  /** Client id of the application that asked (`azp`, `client_id`). */
+  clientId: string;
+  api: Application;
+  user: { oid: string };
+  /** Granted scope values on `api` (`Docs.Read`). Never empty. */
+  scopes: readonly string[];
+  /** The user's app roles on `api`, if any. */
+  roles?: readonly string[] | undefined;
+  auth: SignInFacts;
+  act?: ActorClaim | undefined;
+  /** The token never outlives the sign-in session: `exp` is at most this. */
+  sessionExpiresAt?: number | undefined;
+  /** Profile claims, when the client was granted them (`profile` scope at sign-in). */
+  profile?: { preferred_username?: string | undefined; name?: string | undefined } | undefined;
+  pairwiseSecret: PairwiseSecret;
+  now: number;
+  newId?: IdGenerator | undefined;
+}
+
+/**
+ * Claims of a delegated access token (after a sign-in, a refresh or an exchange).
+ *
+ * @example
+ * const claims = buildDelegatedClaims({ issuer, tenant, clientId: 'tasks-web', api: tasksApi, user,
+ *   scopes: ['Tasks.ReadWrite'], auth: { amr: ['pwd'], acr: '1', authTime, sid }, pairwiseSecret, now });
+ */
+export function buildDelegatedClaims(input: DelegatedClaimsInput): DelegatedAccessClaims {
+  const { api, auth } = input;
+  if (input.scopes.length === 0) throw new TypeError('a delegated token needs at least one scope; refuse the request instead');
+  const jti = (input.newId ?? randomUUID)();
+  const claims: DelegatedAccessClaims = {
+    iss: input.issuer,
+    aud: api.clientId,
+    sub: pairwiseSubject(input.pairwiseSecret, input.tenant.tid, input.user.oid, api.clientId),
+    oid: input.user.oid,
+    tid: input.tenant.tid,
+    azp: input.clientId,
+    client_id: input.clientId,
+    scp: input.scopes.join(' '),
+    amr: [...auth.amr],
+    ...tokenTimes(api, input.now, input.sessionExpiresAt),
+    jti,
+    uti: utiFromJti(jti),
+    ver: '2.0',
+  };
+  if (input.roles !== undefined && input.roles.length > 0) claims.roles = [...input.roles];
+  if (auth.acr !== undefined) claims.acr = auth.acr;
+  if (auth.authTime !== undefined) claims.auth_time = auth.authTime;
+  if (auth.sid !== undefined) claims.sid = auth.sid;
+  if (input.act !== undefined) claims.act = input.act;
+  if (input.profile?.preferred_username !== undefined) claims.preferred_username = input.profile.preferred_username;
+  if (input.profile?.name !== undefined) claims.name = input.profile.name;
+  return claims;
+}

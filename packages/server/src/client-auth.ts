@@ -1,0 +1,205 @@
+/**
+ * Client authentication at the token endpoint (RFC 6749 §2.3, RFC 7523 §2.2, OIDC Core §9):
+ * `client_secret_basic`, `client_secret_post`, `private_key_jwt`, or none for public clients.
+ *
+ * Costs one HMAC for a secret (client secrets are high-entropy: a keyed hash is the right tool and
+ * keeps the token endpoint CPU-bound on signatures, not on bcrypt) and one signature verification
+ * plus one atomic store write (the `jti`) for an assertion.
+ */
+import type { KeyObject } from 'node:crypto';
+import {
+  OAuthError,
+  Entra,
+  decodeJws,
+  importPublicJwk,
+  isSupportedAlg,
+  keyFitsAlg,
+  verifyJwsSignature,
+  JwsFormatError,
+  type Application,
+  type TenantDirectory,
+} from '@baton/core';
+import type { FormParams } from './http/form.ts';
+import { verifyClientSecret } from './crypto/secrets.ts';
+import { issuerOf, tokenEndpointOf, type ServerContext } from './context.ts';
+
+export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+
+export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'none';
+
+export interface AuthenticatedClient {
+  app: Application;
+  method: ClientAuthMethod;
+}
+
+/** Client assertions may live at most this long (RFC 7523 §3 item 4: "reasonable"; Entra: 10 min). */
+const MAX_ASSERTION_LIFETIME = 600;
+const SKEW = 60;
+
+function invalidClient(description: string, entra: number, basic: boolean, detail?: string): OAuthError {
+  return new OAuthError('invalid_client', {
+    description,
+    entraCodes: [entra],
+    ...(detail ? { detail } : {}),
+    // RFC 6749 §5.2: 401 + WWW-Authenticate matching the scheme the client used.
+    status: basic ? 401 : 400,
+    headers: basic ? { 'www-authenticate': 'Basic realm="baton", charset="UTF-8"' } : {},
+  });
+}
+
+interface BasicCredentials {
+  clientId: string;
+  secret: string;
+}
+
+/** RFC 6749 §2.3.1: both parts are form-urlencoded before base64. */
+function parseBasic(header: string | undefined): BasicCredentials | undefined {
+  if (header === undefined) return undefined;
+  const match = /^Basic +([A-Za-z0-9+/]+=*) *$/i.exec(header);
+  if (!match) {
+    if (/^Basic\b/i.test(header)) throw invalidClient('The Basic authorization header is malformed.', Entra.unknownClient, true);
+    return undefined;
+  }
+  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) throw invalidClient('The Basic authorization header is malformed.', Entra.unknownClient, true);
+  try {
+    return {
+      clientId: decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' ')),
+      secret: decodeURIComponent(decoded.slice(colon + 1).replace(/\+/g, ' ')),
+    };
+  } catch {
+    throw invalidClient('The Basic authorization header is malformed.', Entra.unknownClient, true);
+  }
+}
+
+/**
+ * Authenticates the client of a token request. Returns the application; public clients come back
+ * with method `none` — grants that need a confidential client check that themselves.
+ */
+export async function authenticateClient(
+  ctx: ServerContext,
+  directory: TenantDirectory,
+  params: FormParams,
+  authorization: string | undefined,
+): Promise<AuthenticatedClient> {
+  const basic = parseBasic(authorization);
+  const hasPostSecret = params.client_secret !== undefined;
+  const hasAssertion = params.client_assertion !== undefined || params.client_assertion_type !== undefined;
+  // RFC 6749 §2.3: a client MUST NOT use more than one authentication method per request.
+  if ([basic !== undefined, hasPostSecret, hasAssertion].filter(Boolean).length > 1) {
+    throw new OAuthError('invalid_request', {
+      description: 'The request uses more than one client authentication method; use exactly one.',
+      entraCodes: [Entra.malformedRequest],
+    });
+  }
+
+  if (hasAssertion) return authenticateAssertion(ctx, directory, params);
+
+  const clientId = basic?.clientId ?? params.client_id;
+  if (clientId === undefined || clientId === '') {
+    throw new OAuthError('invalid_request', {
+      description: "The request must identify the client: 'client_id', a Basic authorization header, or a client assertion.",
+      entraCodes: [Entra.malformedRequest],
+    });
+  }
+  if (basic && params.client_id !== undefined && params.client_id !== basic.clientId) {
+    throw invalidClient("The 'client_id' parameter does not match the authenticated client.", Entra.unknownClient, true);
+  }
+  const app = directory.application(clientId);
+  if (!app) {
+    throw invalidClient(`Application '${clientId.slice(0, 128)}' was not found in tenant '${directory.tenant.id}'.`, Entra.unknownClient, basic !== undefined);
+  }
+  const secret = basic?.secret ?? params.client_secret;
+  if (secret === undefined) {
+    if (app.public) return { app, method: 'none' };
+    throw invalidClient(
+      `The request body must contain 'client_secret' or 'client_assertion': '${app.clientId}' is a confidential client.`,
+      7000218,
+      false,
+    );
+  }
+  if (app.public) {
+    throw invalidClient(`'${app.clientId}' is a public client: it has no secret and must not send one.`, Entra.wrongClientSecret, basic !== undefined);
+  }
+  const now = ctx.now();
+  const ok = app.secrets.some((record) => (record.expiresAt === undefined || record.expiresAt > now) && verifyClientSecret(secret, record.hash, ctx.pepper));
+  if (!ok) {
+    throw invalidClient(`Invalid client secret provided for '${app.clientId}'.`, Entra.wrongClientSecret, basic !== undefined, `client_id=${app.clientId}`);
+  }
+  return { app, method: basic ? 'client_secret_basic' : 'client_secret_post' };
+}
+
+/** Public keys of an application for assertions, imported once per key set. */
+const importedKeys = new WeakMap<Application['jwks'], { kid?: string; key: KeyObject }[]>();
+function clientKeys(app: Application): { kid?: string; key: KeyObject }[] {
+  let keys = importedKeys.get(app.jwks);
+  if (keys === undefined) {
+    keys = [];
+    for (const jwk of app.jwks) {
+      try {
+        keys.push({ ...(typeof jwk.kid === 'string' ? { kid: jwk.kid } : {}), key: importPublicJwk(jwk) });
+      } catch {
+        // A malformed key in the registration cannot authenticate anything; skip it.
+      }
+    }
+    importedKeys.set(app.jwks, keys);
+  }
+  return keys;
+}
+
+/** RFC 7523 §3 + §2.2; `jti` single use across all instances (store.useOnce). */
+async function authenticateAssertion(ctx: ServerContext, directory: TenantDirectory, params: FormParams): Promise<AuthenticatedClient> {
+  const bad = (description: string, detail?: string) => invalidClient(description, Entra.invalidClientAssertion, false, detail);
+  if (params.client_assertion_type !== CLIENT_ASSERTION_TYPE) {
+    throw bad(`'client_assertion_type' must be '${CLIENT_ASSERTION_TYPE}'.`);
+  }
+  const assertion = params.client_assertion;
+  if (assertion === undefined || assertion === '') throw bad("The request must contain 'client_assertion'.");
+  let decoded;
+  try {
+    decoded = decodeJws(assertion, 8 * 1024);
+  } catch (error) {
+    throw bad(`The client assertion is not a valid JWT: ${(error as JwsFormatError).message}.`);
+  }
+  const { header, payload } = decoded;
+  const iss = payload.iss;
+  const sub = payload.sub;
+  if (typeof iss !== 'string' || typeof sub !== 'string' || iss !== sub) {
+    throw bad("The client assertion's 'iss' and 'sub' must both be the client id.");
+  }
+  if (params.client_id !== undefined && params.client_id !== iss) {
+    throw bad("The 'client_id' parameter does not match the client assertion's issuer.");
+  }
+  const app = directory.application(iss);
+  if (!app) throw invalidClient(`Application '${iss.slice(0, 128)}' was not found in tenant '${directory.tenant.id}'.`, Entra.unknownClient, false);
+  if (app.public) throw bad(`'${app.clientId}' is a public client and cannot authenticate with an assertion.`);
+
+  // Asymmetric algorithms only: `none` and HMAC (keyed with a public key) are refused by name.
+  if (!isSupportedAlg(header.alg)) throw bad(`The client assertion's algorithm '${String(header.alg).slice(0, 16)}' is not accepted; use RS256, PS256 or ES256.`);
+  const alg = header.alg;
+  const candidates = clientKeys(app).filter((k) => (header.kid === undefined || k.kid === undefined || k.kid === header.kid) && keyFitsAlg(k.key, alg));
+  if (candidates.length === 0) throw bad(`No key registered for '${app.clientId}' matches the client assertion (kid, algorithm).`);
+  if (!candidates.some((k) => verifyJwsSignature(decoded, k.key, alg))) {
+    throw bad('The client assertion signature is invalid.', `client_id=${app.clientId} kid=${String(header.kid)}`);
+  }
+
+  const now = ctx.now();
+  const audiences = typeof payload.aud === 'string' ? [payload.aud] : Array.isArray(payload.aud) ? payload.aud : [];
+  const accepted = [tokenEndpointOf(ctx, directory.tenant.id), issuerOf(ctx, directory.tenant.id)];
+  if (!audiences.some((a) => typeof a === 'string' && accepted.includes(a))) {
+    throw bad(`The client assertion's audience must be the token endpoint (${accepted[0]}) or the issuer.`);
+  }
+  const exp = payload.exp;
+  if (typeof exp !== 'number' || !Number.isFinite(exp)) throw bad("The client assertion must carry a numeric 'exp'.");
+  if (exp <= now - SKEW) throw bad('The client assertion has expired.');
+  if (exp > now + MAX_ASSERTION_LIFETIME + SKEW) throw bad(`The client assertion lives too long: 'exp' may be at most ${MAX_ASSERTION_LIFETIME} seconds ahead.`);
+  if (typeof payload.nbf === 'number' && payload.nbf > now + SKEW) throw bad('The client assertion is not valid yet.');
+  if (typeof payload.iat === 'number' && payload.iat > now + SKEW) throw bad('The client assertion was issued in the future.');
+  const jti = payload.jti;
+  if (typeof jti !== 'string' || jti.length === 0 || jti.length > 256) throw bad("The client assertion must carry a 'jti'.");
+  // Recorded until it could no longer be accepted anyway, then swept.
+  const fresh = await ctx.store.useOnce(`client-assertion:${directory.tenant.id}:${app.clientId}`, jti, exp + SKEW, now);
+  if (!fresh) throw bad('The client assertion was already used (jti replay).', `client_id=${app.clientId}`);
+  return { app, method: 'private_key_jwt' };
+}

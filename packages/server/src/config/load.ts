@@ -1,0 +1,335 @@
+/**
+ * Configuration: parse → validate (schema, then references) → compile to domain records → apply.
+ *
+ * Parsing and checking touch nothing: a bad file exits non-zero before the store is opened.
+ * Applying is idempotent: loading the same file twice changes nothing (password hashes are kept
+ * when the stored one still verifies; every id is derived from names, never random).
+ */
+import { readFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { ConfigurationError } from '@baton/core';
+import type {
+  Application,
+  AppRoleAssignment,
+  ConsentGrant,
+  Policy,
+  Tenant,
+  User,
+} from '@baton/core';
+import { BatonConfig, formatPath, type TenantConfig } from './schema.ts';
+import type { Store } from '../store/types.ts';
+import { hashPassword, verifyPassword } from '../crypto/passwords.ts';
+import { hashClientSecret, secretHint, secretStrengthWarning } from '../crypto/secrets.ts';
+import type { Kek } from '../crypto/kek.ts';
+
+/** A GUID derived from a name (SHA-256, RFC 9562 v8 layout): stable across loads and instances. */
+export function stableGuid(...parts: string[]): string {
+  const h = createHash('sha256').update(`baton:${parts.join('\u0000')}`).digest();
+  h[6] = (h[6]! & 0x0f) | 0x80;
+  h[8] = (h[8]! & 0x3f) | 0x80;
+  const x = h.subarray(0, 16).toString('hex');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20, 32)}`;
+}
+
+export async function readConfigFile(path: string): Promise<BatonConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new ConfigurationError([`${path}: cannot read the file (${(error as NodeJS.ErrnoException).code ?? 'error'})`]);
+  }
+  return parseConfig(text, path);
+}
+
+/** Parses and fully validates a configuration text. Throws ConfigurationError listing every problem. */
+export function parseConfig(text: string, source = 'config'): BatonConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigurationError([`${source}: not valid JSON (${(error as Error).message})`]);
+  }
+  const result = BatonConfig.safeParse(raw);
+  if (!result.success) {
+    throw new ConfigurationError(result.error.issues.map((issue) => `${formatPath(issue.path)}: ${issue.message}`));
+  }
+  const problems = checkReferences(result.data);
+  if (problems.length > 0) throw new ConfigurationError(problems);
+  return result.data;
+}
+
+/** Cross-references the schema cannot see: duplicates and dangling names. */
+export function checkReferences(config: BatonConfig): string[] {
+  const problems: string[] = [];
+  const tenantIds = new Set<string>();
+  config.tenants.forEach((tenant, t) => {
+    const at = `tenants[${t}]`;
+    if (tenantIds.has(tenant.id)) problems.push(`${at}.id: '${tenant.id}' is defined twice`);
+    tenantIds.add(tenant.id);
+
+    const usernames = new Set<string>();
+    tenant.users.forEach((user, u) => {
+      const name = user.username.toLowerCase();
+      if (usernames.has(name)) problems.push(`${at}.users[${u}].username: '${user.username}' is defined twice`);
+      usernames.add(name);
+    });
+
+    const apps = new Map<string, TenantConfig['applications'][number]>();
+    const apis = new Map<string, TenantConfig['applications'][number]>();
+    tenant.applications.forEach((app, a) => {
+      const here = `${at}.applications[${a}]`;
+      if (apps.has(app.clientId)) problems.push(`${here}.clientId: '${app.clientId}' is defined twice`);
+      apps.set(app.clientId, app);
+      if (app.identifierUri !== undefined) {
+        if (apis.has(app.identifierUri)) problems.push(`${here}.identifierUri: '${app.identifierUri}' is used by two applications`);
+        apis.set(app.identifierUri, app);
+      }
+      if (app.public && app.secrets.length > 0) problems.push(`${here}.secrets: a public client cannot have secrets`);
+      if (app.public && app.jwks.length > 0) problems.push(`${here}.jwks: a public client cannot have client keys`);
+      if (app.public && app.identifierUri !== undefined) problems.push(`${here}.identifierUri: a public client cannot be an API`);
+      if (app.identifierUri === undefined && (app.scopes.length > 0 || app.appRoles.length > 0)) {
+        problems.push(`${here}.identifierUri: an application that defines scopes or appRoles needs an identifierUri`);
+      }
+      const values = new Set<string>();
+      [...app.scopes, ...app.appRoles].forEach((s) => {
+        if (values.has(s.value)) problems.push(`${here}: scope or role '${s.value}' is defined twice`);
+        values.add(s.value);
+      });
+    });
+
+    /** Resolves a resource reference (identifierUri or client id of an API). */
+    const api = (ref: string) => apis.get(ref) ?? (apps.get(ref)?.identifierUri !== undefined ? apps.get(ref) : undefined);
+    const checkScopes = (path: string, resource: string, scopes: readonly string[] | undefined, kind: 'scope' | 'role') => {
+      const target = api(resource);
+      if (!target) {
+        problems.push(`${path}.resource: no API '${resource}' (an identifierUri or the client id of an application that has one)`);
+        return;
+      }
+      (scopes ?? []).forEach((value, i) => {
+        const found = kind === 'scope' ? target.scopes.some((s) => s.value === value) : target.appRoles.some((r) => r.value === value);
+        if (!found) problems.push(`${path}.${kind === 'scope' ? 'scopes' : 'roles'}[${i}]: '${value}' is not a ${kind} of ${resource}`);
+      });
+    };
+
+    tenant.applications.forEach((app, a) => {
+      const here = `${at}.applications[${a}]`;
+      app.knownClientApplications.forEach((id, i) => {
+        if (!apps.has(id)) problems.push(`${here}.knownClientApplications[${i}]: no application '${id}'`);
+      });
+      app.requiredAccess.forEach((ra, i) => {
+        checkScopes(`${here}.requiredAccess[${i}]`, ra.resource, ra.scopes, 'scope');
+        if (ra.roles) checkScopes(`${here}.requiredAccess[${i}]`, ra.resource, ra.roles, 'role');
+      });
+    });
+    tenant.consents.forEach((c, i) => {
+      const here = `${at}.consents[${i}]`;
+      if (!apps.has(c.client)) problems.push(`${here}.client: no application '${c.client}'`);
+      checkScopes(here, c.resource, c.scopes, 'scope');
+      if (c.for !== 'all' && !usernames.has(c.for.toLowerCase())) problems.push(`${here}.for: no user '${c.for}' (use "all" for admin consent)`);
+    });
+    tenant.appRoleAssignments.forEach((r, i) => {
+      const here = `${at}.appRoleAssignments[${i}]`;
+      const client = apps.get(r.client);
+      if (!client) problems.push(`${here}.client: no application '${r.client}'`);
+      else if (client.public) problems.push(`${here}.client: '${r.client}' is a public client and cannot hold application permissions`);
+      checkScopes(here, r.resource, r.roles, 'role');
+      const target = api(r.resource);
+      r.roles.forEach((role, j) => {
+        const def = target?.appRoles.find((d) => d.value === role);
+        if (def && !def.allowedMemberTypes.includes('Application')) {
+          problems.push(`${here}.roles[${j}]: '${role}' does not allow Application members`);
+        }
+      });
+    });
+    tenant.policies.forEach((p, i) => {
+      const here = `${at}.policies[${i}]`;
+      p.resources.forEach((ref, j) => {
+        if (!api(ref)) problems.push(`${here}.resources[${j}]: no API '${ref}'`);
+      });
+      (p.clients ?? []).forEach((id, j) => {
+        if (!apps.has(id)) problems.push(`${here}.clients[${j}]: no application '${id}'`);
+      });
+      (p.users ?? []).forEach((name, j) => {
+        if (!usernames.has(name.toLowerCase())) problems.push(`${here}.users[${j}]: no user '${name}'`);
+      });
+      (p.scopes ?? []).forEach((scope, j) => {
+        if (!p.resources.some((ref) => api(ref)?.scopes.some((s) => s.value === scope))) {
+          problems.push(`${here}.scopes[${j}]: '${scope}' is not a scope of any of the policy's resources`);
+        }
+      });
+    });
+  });
+  return problems;
+}
+
+/** Warnings that do not stop a load (short client secrets, ...). Never includes a secret. */
+export function configWarnings(config: BatonConfig): string[] {
+  const warnings: string[] = [];
+  config.tenants.forEach((tenant, t) =>
+    tenant.applications.forEach((app, a) =>
+      app.secrets.forEach((secret, s) => {
+        const warning = secretStrengthWarning(secret);
+        if (warning) warnings.push(`tenants[${t}].applications[${a}].secrets[${s}] (${app.clientId}): ${warning}`);
+      }),
+    ),
+  );
+  return warnings;
+}
+
+export interface CompiledTenant {
+  tenant: Tenant;
+  users: User[];
+  applications: Application[];
+  consents: ConsentGrant[];
+  roleAssignments: AppRoleAssignment[];
+  policies: Policy[];
+}
+
+export interface CompileDeps {
+  /** Key for client-secret HMACs. */
+  pepper: Buffer;
+  kek: Kek;
+  store: Store;
+  /** Epoch seconds. */
+  now: number;
+}
+
+/** Turns a validated configuration into records, reusing stored password hashes that still match. */
+export async function compileConfig(config: BatonConfig, deps: CompileDeps): Promise<CompiledTenant[]> {
+  const out: CompiledTenant[] = [];
+  for (const t of config.tenants) {
+    const tenant: Tenant = {
+      id: t.id,
+      tid: t.tenantId ?? stableGuid('tenant', t.id),
+      name: t.name,
+      maxDelegationDepth: t.delegation.maxDepth,
+    };
+
+    const users: User[] = [];
+    const oidByName = new Map<string, string>();
+    for (const u of t.users) {
+      const username = u.username.toLowerCase();
+      const oid = u.objectId ?? stableGuid('user', t.id, username);
+      oidByName.set(username, oid);
+      const existing = await deps.store.getUserByName(t.id, username);
+      const passwordHash =
+        existing && (await verifyPassword(u.password, existing.passwordHash)) ? existing.passwordHash : await hashPassword(u.password);
+      let totpSecret: string | undefined;
+      if (u.totpSecret !== undefined) {
+        const aad = `totp|${t.id}|${oid}`;
+        const kept = existing?.totpSecret !== undefined && safeDecrypt(deps.kek, existing.totpSecret, aad) === u.totpSecret;
+        totpSecret = kept ? existing!.totpSecret : deps.kek.encrypt(Buffer.from(u.totpSecret), aad);
+      }
+      users.push({
+        tenantId: t.id,
+        oid,
+        username,
+        displayName: u.displayName,
+        passwordHash,
+        totpSecret,
+        enabled: u.enabled,
+        email: u.email,
+        directoryRoles: u.roles,
+        revokedBefore: existing?.revokedBefore,
+      });
+    }
+
+    const byRef = new Map<string, string>();
+    for (const a of t.applications) {
+      if (a.identifierUri !== undefined) {
+        byRef.set(a.identifierUri, a.clientId);
+        byRef.set(a.clientId, a.clientId);
+      }
+    }
+    const resolve = (ref: string) => byRef.get(ref) ?? ref;
+
+    const applications: Application[] = [];
+    for (const a of t.applications) {
+      const existing = await deps.store.getApplication(t.id, a.clientId);
+      applications.push({
+        tenantId: t.id,
+        clientId: a.clientId,
+        servicePrincipalId: stableGuid('sp', t.id, a.clientId),
+        name: a.name,
+        public: a.public,
+        redirectUris: a.redirectUris,
+        secrets: a.secrets.map((secret) => {
+          const hash = hashClientSecret(secret, deps.pepper);
+          const before = existing?.secrets.find((s) => s.hash === hash);
+          return { hash, hint: secretHint(secret), createdAt: before?.createdAt ?? deps.now };
+        }),
+        jwks: a.jwks as Application['jwks'],
+        identifierUri: a.identifierUri,
+        scopes: a.scopes.map((s) => ({
+          id: stableGuid('scope', t.id, a.clientId, s.value),
+          value: s.value,
+          description: s.description,
+          adminConsentRequired: s.adminConsentRequired,
+        })),
+        appRoles: a.appRoles.map((r) => ({
+          id: stableGuid('role', t.id, a.clientId, r.value),
+          value: r.value,
+          description: r.description,
+          allowedMemberTypes: r.allowedMemberTypes,
+        })),
+        knownClientApplications: a.knownClientApplications,
+        requiredAccess: a.requiredAccess.map((ra) => ({
+          resource: resolve(ra.resource),
+          ...(ra.scopes ? { scopes: ra.scopes } : {}),
+          ...(ra.roles ? { roles: ra.roles } : {}),
+        })),
+        accessTokenLifetimeSeconds: a.accessTokenLifetimeSeconds,
+        signingAlg: a.signingAlg,
+      });
+    }
+
+    const consents: ConsentGrant[] = [];
+    for (const c of t.consents) {
+      const resource = resolve(c.resource);
+      const principal = c.for === 'all' ? 'all' : oidByName.get(c.for.toLowerCase())!;
+      const before = (await deps.store.listConsents({ tenantId: t.id, clientId: c.client, resource, principal }))[0];
+      consents.push({ tenantId: t.id, clientId: c.client, resource, scopes: [...new Set(c.scopes)], principal, createdAt: before?.createdAt ?? deps.now });
+    }
+
+    const roleAssignments: AppRoleAssignment[] = t.appRoleAssignments.map((r) => ({
+      tenantId: t.id,
+      principalType: 'application',
+      principalId: r.client,
+      resource: resolve(r.resource),
+      roles: [...new Set(r.roles)],
+    }));
+
+    const policies: Policy[] = t.policies.map((p) => ({
+      tenantId: t.id,
+      name: p.name,
+      resources: p.resources.map(resolve),
+      scopes: p.scopes,
+      clients: p.clients,
+      users: p.users?.map((name) => oidByName.get(name.toLowerCase())!),
+      require: p.require,
+    }));
+
+    out.push({ tenant, users, applications, consents, roleAssignments, policies });
+  }
+  return out;
+}
+
+function safeDecrypt(kek: Kek, value: string, aad: string): string | undefined {
+  try {
+    return kek.decrypt(value, aad).toString('utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Writes compiled records. Upserts by natural key, so a second load of the same file changes nothing. */
+export async function applyConfig(store: Store, compiled: readonly CompiledTenant[]): Promise<void> {
+  for (const c of compiled) {
+    await store.putTenant(c.tenant);
+    for (const user of c.users) await store.putUser(user);
+    for (const app of c.applications) await store.putApplication(app);
+    for (const consent of c.consents) await store.putConsent(consent);
+    for (const assignment of c.roleAssignments) await store.putRoleAssignment(assignment);
+    await store.replacePolicies(c.tenant.id, c.policies);
+  }
+}

@@ -1,0 +1,173 @@
+/**
+ * The declarative configuration (`baton serve --config FILE`), as a schema. Every field is
+ * documented in docs/config.md; the example is examples/chain/baton.json.
+ *
+ * Objects are strict: an unknown key is an error naming its path, because a typo such as
+ * `adminConsentRequried` must not silently turn a protected scope into a user-consentable one.
+ */
+import { isIP } from 'node:net';
+import { z } from 'zod';
+
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/** RFC 8252 §7.3 / Entra: https everywhere, plain http only for loopback; no fragment (RFC 6749 §3.1.2). */
+const redirectUri = z.string().superRefine((value, ctx) => {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'must be an absolute URL' });
+    return;
+  }
+  if (url.hash !== '' || value.includes('#')) ctx.addIssue({ code: 'custom', message: 'must not contain a fragment' });
+  if (url.username !== '' || url.password !== '') ctx.addIssue({ code: 'custom', message: 'must not contain user information' });
+  if (url.protocol === 'http:' && !LOOPBACK_HOSTS.has(url.hostname)) {
+    ctx.addIssue({ code: 'custom', message: 'plain http is allowed only for loopback (localhost, 127.0.0.1, [::1])' });
+  } else if (url.protocol !== 'http:' && url.protocol !== 'https:' && !/^[a-z][a-z0-9+.-]*\.[a-z0-9+.-]+:$/.test(url.protocol)) {
+    // Private-use schemes (RFC 8252 §7.1) must be reverse-DNS (`com.example.app:`).
+    ctx.addIssue({ code: 'custom', message: 'must use https, loopback http, or a reverse-DNS private-use scheme' });
+  }
+  // The URL parser normalises `..` away, so look at the text as given (and its %2e spellings).
+  const rawPath = value.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, '').split(/[?#]/)[0] ?? '';
+  if (rawPath.split('/').some((segment) => /^(\.|%2e){1,2}$/i.test(segment))) {
+    ctx.addIssue({ code: 'custom', message: 'must not contain dot segments' });
+  }
+});
+
+const scopeValue = z
+  .string()
+  .min(1)
+  .max(120)
+  .regex(/^[A-Za-z0-9._:-]+$/, 'must be letters, digits and . _ : - only (no spaces or slashes)')
+  .refine((v) => v !== '.default', 'is reserved');
+
+const cidr = z.string().refine((value) => {
+  const [address, bits, rest] = value.split('/');
+  if (rest !== undefined || address === undefined) return false;
+  const family = isIP(address);
+  if (family === 0) return false;
+  if (bits === undefined) return true;
+  const n = Number(bits);
+  return /^\d+$/.test(bits) && n >= 0 && n <= (family === 4 ? 32 : 128);
+}, 'must be an IP address or CIDR range (203.0.113.0/24, 2001:db8::/32)');
+
+const guid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, 'must be a GUID');
+
+export const UserConfig = z.strictObject({
+  username: z.string().min(1).max(256).regex(/^[^\s<>"']+$/, 'must not contain spaces, quotes or angle brackets'),
+  displayName: z.string().min(1).max(256),
+  /** Hashed on load (scrypt); never stored as given. */
+  password: z.string().min(8, 'must be at least 8 characters').max(1024),
+  /** Base32 (RFC 4648) TOTP secret; enables MFA. */
+  totpSecret: z.string().regex(/^[A-Z2-7]+=*$/, 'must be base32 (A-Z, 2-7)').min(16, 'must be at least 16 base32 characters (80 bits)').optional(),
+  enabled: z.boolean().default(true),
+  email: z.string().email().optional(),
+  /** Directory roles; `admin` may grant tenant-wide consent. */
+  roles: z.array(z.enum(['admin'])).optional(),
+  objectId: guid.optional(),
+});
+
+export const ScopeConfig = z.strictObject({
+  value: scopeValue,
+  description: z.string().min(1).max(512),
+  adminConsentRequired: z.boolean().default(false),
+});
+
+export const AppRoleConfig = z.strictObject({
+  value: scopeValue,
+  description: z.string().min(1).max(512),
+  allowedMemberTypes: z.array(z.enum(['User', 'Application'])).min(1).default(['Application']),
+});
+
+export const RequiredAccessConfig = z
+  .strictObject({
+    resource: z.string().min(1),
+    scopes: z.array(scopeValue).optional(),
+    roles: z.array(scopeValue).optional(),
+  })
+  .refine((r) => (r.scopes?.length ?? 0) + (r.roles?.length ?? 0) > 0, 'needs scopes or roles');
+
+const publicJwk = z.looseObject({ kty: z.enum(['EC', 'RSA', 'OKP']), kid: z.string().optional() }).refine((k) => !('d' in k), 'must be a public key (no "d")');
+
+export const ApplicationConfig = z.strictObject({
+  clientId: z.string().min(1).max(128).regex(/^[A-Za-z0-9._~-]+$/, 'must be URL-safe (letters, digits, . _ ~ -)'),
+  name: z.string().min(1).max(256),
+  public: z.boolean().default(false),
+  redirectUris: z.array(redirectUri).default([]),
+  /** Client secrets; stored as keyed hashes. Generate with `baton secret new`. */
+  secrets: z.array(z.string().min(1).max(512)).default([]),
+  /** Public keys for `private_key_jwt` (RFC 7523). */
+  jwks: z.array(publicJwk).default([]),
+  /** Makes the application an API. */
+  identifierUri: z.string().regex(/^[a-z][a-z0-9+.-]*:[^\s]+$/i, 'must be a URI such as api://docs').optional(),
+  scopes: z.array(ScopeConfig).default([]),
+  appRoles: z.array(AppRoleConfig).default([]),
+  knownClientApplications: z.array(z.string().min(1)).default([]),
+  requiredAccess: z.array(RequiredAccessConfig).default([]),
+  /** Lifetime of access tokens issued for this API (seconds, 5 min – 24 h). */
+  accessTokenLifetimeSeconds: z.number().int().min(300).max(86400).default(3600),
+  /** Algorithm of access tokens issued for this API. */
+  signingAlg: z.enum(['ES256', 'RS256', 'PS256']).default('ES256'),
+});
+
+export const ConsentConfig = z.strictObject({
+  client: z.string().min(1),
+  resource: z.string().min(1),
+  scopes: z.array(scopeValue).min(1),
+  /** `"all"` = admin consent for the tenant, or a username. */
+  for: z.string().min(1),
+});
+
+export const AppRoleAssignmentConfig = z.strictObject({
+  client: z.string().min(1),
+  resource: z.string().min(1),
+  roles: z.array(scopeValue).min(1),
+});
+
+export const PolicyConfig = z.strictObject({
+  name: z.string().min(1).max(256),
+  resources: z.array(z.string().min(1)).min(1),
+  scopes: z.array(scopeValue).optional(),
+  clients: z.array(z.string().min(1)).optional(),
+  users: z.array(z.string().min(1)).optional(),
+  require: z
+    .strictObject({
+      mfa: z.boolean().optional(),
+      maxAuthAgeSeconds: z.number().int().positive().optional(),
+      block: z.boolean().optional(),
+      ipRanges: z.array(cidr).min(1).optional(),
+    })
+    .refine((r) => Object.keys(r).length > 0, 'must require something (mfa, maxAuthAgeSeconds, block or ipRanges)'),
+});
+
+export const TenantConfig = z.strictObject({
+  id: z.string().min(1).max(64).regex(/^[a-z0-9][a-z0-9-]*$/, 'must be lower-case letters, digits and - (it is a URL path segment)')
+    .refine((v) => !['common', 'organizations', 'consumers', 'oidc', 'healthz', 'admin'].includes(v), 'is a reserved path segment'),
+  tenantId: guid.optional(),
+  name: z.string().min(1).max(256),
+  delegation: z.strictObject({ maxDepth: z.number().int().min(1).max(16).default(4) }).default({ maxDepth: 4 }),
+  users: z.array(UserConfig).default([]),
+  applications: z.array(ApplicationConfig).default([]),
+  consents: z.array(ConsentConfig).default([]),
+  appRoleAssignments: z.array(AppRoleAssignmentConfig).default([]),
+  policies: z.array(PolicyConfig).default([]),
+});
+
+export const BatonConfig = z.strictObject({
+  $schema: z.string().optional(),
+  tenants: z.array(TenantConfig).min(1),
+});
+
+export type BatonConfig = z.infer<typeof BatonConfig>;
+export type TenantConfig = z.infer<typeof TenantConfig>;
+export type ApplicationConfig = z.infer<typeof ApplicationConfig>;
+
+/** `['tenants', 0, 'applications', 2]` → `tenants[0].applications[2]`. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else out += out === '' ? String(part) : `.${String(part)}`;
+  }
+  return out === '' ? '(root)' : out;
+}

@@ -1,0 +1,82 @@
+/**
+ * What every endpoint needs, gathered once at start. Endpoints read the tenant directory from
+ * memory (DESIGN principle 4: no store round-trip where a cache with correct invalidation will do);
+ * the cache drops a tenant's copy when the store reports a change, from this instance or another.
+ */
+import { buildDirectory, type TenantDirectory } from '@baton/core';
+import type { Logger } from 'pino';
+import type { Store } from './store/types.ts';
+import type { Keyring } from './keys/keyring.ts';
+import type { Kek } from './crypto/kek.ts';
+
+export interface ServerContext {
+  readonly store: Store;
+  readonly keyring: Keyring;
+  readonly kek: Kek;
+  /** HMAC key for client secrets. */
+  readonly pepper: Buffer;
+  /** HMAC key for pairwise `sub` values. */
+  readonly pairwiseKey: Buffer;
+  readonly log: Logger;
+  readonly directories: DirectoryCache;
+  /** Epoch seconds; injected so tests can move time. */
+  now(): number;
+  /** `https://localhost:8443`; set once the server listens. */
+  baseUrl: string;
+}
+
+export const issuerOf = (ctx: Pick<ServerContext, 'baseUrl'>, tenantId: string) => `${ctx.baseUrl}/${tenantId}/v2.0`;
+export const tokenEndpointOf = (ctx: Pick<ServerContext, 'baseUrl'>, tenantId: string) => `${ctx.baseUrl}/${tenantId}/oauth2/v2.0/token`;
+
+/** Per-tenant directories, built on first use and rebuilt after an invalidation. */
+export class DirectoryCache {
+  readonly #store: Store;
+  readonly #entries = new Map<string, Promise<TenantDirectory | undefined>>();
+  #generation = 0;
+  readonly #unsubscribe: () => void;
+
+  constructor(store: Store) {
+    this.#store = store;
+    this.#unsubscribe = store.onInvalidate((change) => {
+      if (change.entity === 'signingKey' || change.entity === 'user') return;
+      this.#generation++;
+      if (change.tenantId === '*') this.#entries.clear();
+      else this.#entries.delete(change.tenantId);
+    });
+  }
+
+  /** The tenant's directory, or undefined for an unknown tenant. */
+  get(tenantId: string): Promise<TenantDirectory | undefined> {
+    let entry = this.#entries.get(tenantId);
+    if (entry === undefined) {
+      const generation = this.#generation;
+      entry = this.#load(tenantId);
+      this.#entries.set(tenantId, entry);
+      // A change that lands while we load must not leave the stale copy cached.
+      entry.then(
+        () => { if (generation !== this.#generation && this.#entries.get(tenantId) === entry) this.#entries.delete(tenantId); },
+        () => { if (this.#entries.get(tenantId) === entry) this.#entries.delete(tenantId); },
+      );
+    }
+    return entry;
+  }
+
+  async #load(tenantId: string): Promise<TenantDirectory | undefined> {
+    const tenant = await this.#store.getTenant(tenantId);
+    if (tenant === undefined) return undefined;
+    const [applications, tenantConsents, policies] = await Promise.all([
+      this.#store.listApplications(tenantId),
+      this.#store.listConsents({ tenantId, principal: 'all' }),
+      this.#store.listPolicies(tenantId),
+    ]);
+    const roleAssignments = (
+      await Promise.all(applications.map((app) => this.#store.listRoleAssignments(tenantId, 'application', app.clientId)))
+    ).flat();
+    return buildDirectory({ tenant, applications, tenantConsents, roleAssignments, policies });
+  }
+
+  close(): void {
+    this.#unsubscribe();
+    this.#entries.clear();
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * `POST /{tenant}/oauth2/v2.0/token` (RFC 6749 §3.2), as a readable list of named steps:
+ * noCache → resolveTenant → supportedGrantType → authenticateClient → confidentialCheck →
+ * stripGrantIrrelevantParams → callGrantHandler. Duplicate parameters were refused by the body
+ * parser (http/form.ts) before any of this runs.
+ */
+import { OAuthError, Entra, errors, type TenantDirectory } from '@baton/core';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { ServerContext } from '../context.ts';
+import { requireParam, type FormParams } from '../http/form.ts';
+import { correlationId } from '../http/errors.ts';
+import { authenticateClient, type AuthenticatedClient } from '../client-auth.ts';
+import { CLIENT_AUTH_PARAMETERS, grantFor, isIgnoredParameter, type Grant } from '../grants/registry.ts';
+
+export async function resolveTenant(ctx: ServerContext, tenantId: string): Promise<TenantDirectory> {
+  const directory = /^[a-z0-9][a-z0-9-]{0,63}$/.test(tenantId) ? await ctx.directories.get(tenantId) : undefined;
+  if (!directory) {
+    throw new OAuthError('invalid_request', {
+      status: 400,
+      description: `Tenant '${tenantId.slice(0, 64)}' not found. Check the authority URL: it is {base}/{tenant}.`,
+      entraCodes: [Entra.tenantNotFound],
+    });
+  }
+  return directory;
+}
+
+function noCache(reply: FastifyReply): void {
+  // RFC 6749 §5.1: token responses must not be cached.
+  reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
+}
+
+function supportedGrantType(params: FormParams): Grant {
+  const grantType = requireParam(params, 'grant_type');
+  const grant = grantFor(grantType);
+  if (!grant) throw errors.unsupportedGrantType(grantType);
+  return grant;
+}
+
+function confidentialCheck(grant: Grant, client: AuthenticatedClient): void {
+  if (grant.confidentialOnly && client.method === 'none') {
+    throw new OAuthError('unauthorized_client', {
+      description: `'${client.app.clientId}' is a public client; the ${grant.grantType} grant needs a confidential client (a secret or a certificate).`,
+      entraCodes: [Entra.publicClientNotAllowed],
+    });
+  }
+}
+
+/** Unknown parameters are dropped (RFC 6749 §3.2: "MUST ignore unrecognized request parameters"). */
+function stripGrantIrrelevantParams(params: FormParams, grant: Grant): FormParams {
+  const kept: Record<string, string> = Object.create(null);
+  for (const [name, value] of Object.entries(params)) {
+    if (grant.parameters.has(name) && !CLIENT_AUTH_PARAMETERS.has(name) && !isIgnoredParameter(name)) kept[name] = value;
+  }
+  return kept;
+}
+
+export function tokenEndpoint(ctx: ServerContext) {
+  return async function token(request: FastifyRequest<{ Params: { tenant: string } }>, reply: FastifyReply) {
+    noCache(reply);
+    const params = (request.body ?? {}) as FormParams;
+    if (typeof params !== 'object' || Array.isArray(params)) throw errors.invalidRequest('The request body must be a form.');
+    const directory = await resolveTenant(ctx, request.params.tenant);
+    const grant = supportedGrantType(params);
+    const client = await authenticateClient(ctx, directory, params, request.headers.authorization);
+    confidentialCheck(grant, client);
+    const correlation = correlationId(request);
+    const traceparent = request.headers.traceparent;
+    const response = await grant.handler({
+      ctx,
+      directory,
+      client,
+      params: stripGrantIrrelevantParams(params, grant),
+      ip: request.ip,
+      traceparent: typeof traceparent === 'string' ? traceparent : undefined,
+      correlationId: correlation,
+    });
+    return reply.header('client-request-id', correlation).type('application/json; charset=utf-8').send(response);
+  };
+}

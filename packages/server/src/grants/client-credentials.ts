@@ -1,0 +1,34 @@
+/**
+ * `client_credentials` (RFC 6749 §4.4): an app-only token carrying the application permissions
+ * (app roles) assigned to the client on one API. The decision is core's `decideClientCredentials`;
+ * this file gathers inputs and renders the response.
+ */
+import { buildAppOnlyClaims, decideClientCredentials } from '@baton/core';
+import { issuerOf } from '../context.ts';
+import type { Grant } from './registry.ts';
+
+export const clientCredentialsGrant: Grant = {
+  grantType: 'client_credentials',
+  parameters: new Set(['scope']),
+  confidentialOnly: true,
+  async handler({ ctx, directory, client, params }) {
+    const now = ctx.now();
+    const decision = decideClientCredentials({ directory, client: client.app, scope: params.scope, now });
+    const claims = buildAppOnlyClaims({
+      issuer: issuerOf(ctx, directory.tenant.id),
+      tenant: directory.tenant,
+      client: client.app,
+      api: decision.api,
+      roles: decision.roles,
+      now,
+    });
+    const signer = await ctx.keyring.signer(directory.tenant.id, decision.api.signingAlg);
+    const expiresIn = claims.exp - now;
+    return {
+      token_type: 'Bearer',
+      expires_in: expiresIn,
+      ext_expires_in: expiresIn,
+      access_token: signer.sign(claims, 'at+jwt'),
+    };
+  },
+};

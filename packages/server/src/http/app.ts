@@ -1,0 +1,80 @@
+/**
+ * The Fastify application: body parsing, security headers, error rendering, routes.
+ * Features register their routes here; nothing else in the server knows about Fastify's setup.
+ */
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { randomUUID } from 'node:crypto';
+import type { ServerContext } from '../context.ts';
+import { MAX_FORM_BYTES, parseForm } from './form.ts';
+import { sendOAuthError, toOAuthError } from './errors.ts';
+import { tokenEndpoint } from '../endpoints/token.ts';
+import { discoveryRoutes } from '../endpoints/discovery.ts';
+
+export interface AppOptions {
+  https?: { key: string; cert: string } | undefined;
+  /** Trust X-Forwarded-For from this proxy (off by default: the client IP feeds conditional access). */
+  trustProxy?: boolean | string | undefined;
+}
+
+/** Registered route plug-ins (sign-in pages, OBO-related endpoints, admin) add themselves here. */
+export type RoutePlugin = (app: FastifyInstance, ctx: ServerContext) => void;
+const plugins: RoutePlugin[] = [];
+export function registerRoutes(plugin: RoutePlugin): void {
+  plugins.push(plugin);
+}
+
+export function buildApp(ctx: ServerContext, options: AppOptions = {}): FastifyInstance {
+  const serverOptions: FastifyServerOptions = {
+    logger: false,
+    bodyLimit: MAX_FORM_BYTES,
+    // Tokens may be long, but no URL needs more than this; longer ones are refused before routing.
+    routerOptions: { maxParamLength: 256 },
+    trustProxy: options.trustProxy ?? false,
+    genReqId: () => randomUUID(),
+    return503OnClosing: true,
+    keepAliveTimeout: 72_000,
+  };
+  const app = (options.https ? Fastify({ ...serverOptions, https: options.https } as FastifyServerOptions) : Fastify(serverOptions)) as unknown as FastifyInstance;
+
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: MAX_FORM_BYTES }, (_request, body, done) => {
+    try {
+      done(null, parseForm(body as string));
+    } catch (error) {
+      done(error as Error, undefined);
+    }
+  });
+  app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: MAX_FORM_BYTES }, (_request, body, done) => {
+    try {
+      done(null, JSON.parse(body as string));
+    } catch {
+      done(Object.assign(new Error('invalid JSON'), { statusCode: 400, code: 'FST_ERR_CTP_INVALID_JSON_BODY' }), undefined);
+    }
+  });
+
+  app.addHook('onSend', async (_request, reply, payload) => {
+    reply.header('x-content-type-options', 'nosniff');
+    reply.header('referrer-policy', 'no-referrer');
+    if (!reply.hasHeader('x-frame-options')) reply.header('x-frame-options', 'DENY');
+    if (options.https) reply.header('strict-transport-security', 'max-age=31536000');
+    return payload;
+  });
+
+  app.setErrorHandler((error, request, reply) => {
+    const oauth = toOAuthError(error);
+    if (!oauth.expose) {
+      // Only the operator sees the detail; the client gets a plain server_error.
+      ctx.log.error({ err: { message: oauth.detail, type: (error as Error).name }, reqId: request.id, url: request.routeOptions.url }, 'unexpected error');
+    }
+    return sendOAuthError(request, reply, oauth);
+  });
+  app.setNotFoundHandler((request, reply) => {
+    return reply.code(404).type('application/json').send({ error: 'not_found', error_description: `No endpoint at ${request.method} ${request.url.split('?')[0]!.slice(0, 200)}.` });
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.post('/:tenant/oauth2/v2.0/token', tokenEndpoint(ctx));
+  discoveryRoutes(app, ctx);
+  for (const plugin of plugins) plugin(app, ctx);
+  return app;
+}

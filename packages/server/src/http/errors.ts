@@ -1,0 +1,64 @@
+/**
+ * Rendering errors. Anything that is not an OAuthError leaves the server as a plain
+ * `server_error` (500) with no detail; the detail and stack go to the log only.
+ */
+import { randomUUID } from 'node:crypto';
+import { OAuthError, Entra } from '@baton/core';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+
+/** Entra's timestamp format: `2026-11-24 14:16:32Z`. */
+export function entraTimestamp(date = new Date()): string {
+  return `${date.toISOString().slice(0, 19).replace('T', ' ')}Z`;
+}
+
+/** Maps framework errors (body too large, bad content type, malformed JSON) to OAuth errors. */
+export function toOAuthError(error: unknown): OAuthError {
+  if (error instanceof OAuthError) return error;
+  const e = error as { statusCode?: number; code?: string; message?: string };
+  switch (e.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new OAuthError('invalid_request', { status: 413, description: 'The request body is too large.', entraCodes: [Entra.malformedRequest] });
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new OAuthError('invalid_request', {
+        status: e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? 415 : 400,
+        description: e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
+          ? "The request body must be sent as 'application/x-www-form-urlencoded'."
+          : 'The request body is malformed.',
+        entraCodes: [Entra.malformedRequest],
+      });
+  }
+  if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
+    return new OAuthError('invalid_request', { status: e.statusCode, description: 'The request is malformed.', entraCodes: [Entra.malformedRequest], detail: e.code });
+  }
+  return new OAuthError('server_error', { description: 'The server could not complete the request.', detail: e.message, cause: error });
+}
+
+/** Correlation id: MSAL's `client-request-id` (query or header) when it is a sane GUID-like value. */
+export function correlationId(request: FastifyRequest): string {
+  const query = request.query as Record<string, unknown> | undefined;
+  const fromQuery = query?.['client-request-id'];
+  const fromHeader = request.headers['client-request-id'];
+  const value = typeof fromQuery === 'string' ? fromQuery : typeof fromHeader === 'string' ? fromHeader : undefined;
+  return value !== undefined && /^[A-Za-z0-9-]{1,64}$/.test(value) ? value : randomUUID();
+}
+
+export function sendOAuthError(request: FastifyRequest, reply: FastifyReply, error: OAuthError, errorUriBase?: string): FastifyReply {
+  const correlation = correlationId(request);
+  const body = error.toJSON({
+    timestamp: entraTimestamp(),
+    traceId: request.id,
+    correlationId: correlation,
+    ...(errorUriBase && error.expose ? { errorUri: `${errorUriBase}/error?code=${error.entraCodes[0] ?? ''}` } : {}),
+  });
+  for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
+  return reply
+    .code(error.expose ? error.status : 500)
+    .header('cache-control', 'no-store')
+    .header('pragma', 'no-cache')
+    .header('client-request-id', correlation)
+    .type('application/json; charset=utf-8')
+    .send(body);
+}

@@ -1,0 +1,11 @@
+export { startServer, createLogger, type ServeOptions, type RunningServer } from './server.ts';
+export { readConfigFile, parseConfig, checkReferences, compileConfig, applyConfig, stableGuid } from './config/load.ts';
+export { BatonConfig } from './config/schema.ts';
+export { openStore } from './store/index.ts';
+export type { Store } from './store/types.ts';
+export { loadKek, type Kek } from './crypto/kek.ts';
+export { Keyring } from './keys/keyring.ts';
+export { generateClientSecret } from './crypto/secrets.ts';
+export { registerGrant, type Grant, type TokenRequest, type TokenResponse } from './grants/registry.ts';
+export { registerRoutes } from './http/app.ts';
+export type { ServerContext } from './context.ts';

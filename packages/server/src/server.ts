@@ -1,0 +1,177 @@
+/**
+ * `startServer`: configuration → store → keys → HTTP. What `baton serve` runs, and what tests start.
+ *
+ * Order matters: the configuration is parsed and checked before the store is opened, so a bad file
+ * exits non-zero having touched nothing.
+ */
+import { mkdir, readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import pino, { type Logger } from 'pino';
+import type { FastifyInstance } from 'fastify';
+import type { SigningAlg } from '@baton/core';
+import { openStore } from './store/index.ts';
+import type { Store } from './store/types.ts';
+import { loadKek, type Kek } from './crypto/kek.ts';
+import { Keyring } from './keys/keyring.ts';
+import { ensureDevTls } from './tls/dev-ca.ts';
+import { applyConfig, compileConfig, configWarnings, readConfigFile } from './config/load.ts';
+import type { BatonConfig } from './config/schema.ts';
+import { DirectoryCache, type ServerContext } from './context.ts';
+import { buildApp } from './http/app.ts';
+import './grants/index.ts';
+
+export interface ServeOptions {
+  /** A configuration file, or an already parsed configuration. */
+  configPath?: string | undefined;
+  config?: BatonConfig | undefined;
+  /** Data directory: SQLite file, dev KEK, dev TLS material. */
+  dataDir: string;
+  /** `postgres://…` selects PostgreSQL; default SQLite in `dataDir`. */
+  storeUrl?: string | undefined;
+  /** PostgreSQL schema (tests use a throwaway one). */
+  storeSchema?: string | undefined;
+  host?: string | undefined;
+  port?: number | undefined;
+  /** `'dev'` makes a local CA + localhost certificate under `dataDir/tls`. */
+  tls?: 'dev' | { certPath: string; keyPath: string } | undefined;
+  /** Public base URL if it differs from the listen address (behind a proxy). */
+  publicUrl?: string | undefined;
+  /** Development mode: generate a KEK in the data dir if none is configured (with a warning). */
+  dev?: boolean | undefined;
+  /** KEK file (`--kek-file`); `BATON_KEK` in the environment wins. */
+  kekFile?: string | undefined;
+  env?: NodeJS.ProcessEnv | undefined;
+  /** Epoch seconds; tests inject a clock. */
+  now?: (() => number) | undefined;
+  logger?: Logger | undefined;
+  /** Grace period retired keys stay in the JWKS (seconds). */
+  retireGraceSeconds?: number | undefined;
+}
+
+export interface RunningServer {
+  url: string;
+  ctx: ServerContext;
+  app: FastifyInstance;
+  /** Path of the dev CA certificate clients should trust, when `tls: 'dev'`. */
+  caPath?: string | undefined;
+  ca?: string | undefined;
+  close(): Promise<void>;
+}
+
+/**
+ * The logger: JSON lines on stderr, with every field that could hold a secret redacted.
+ * `pretty` prints `level: message key=value` lines for a person at a terminal instead.
+ */
+export function createLogger(level = process.env.BATON_LOG_LEVEL ?? 'info', pretty = false): Logger {
+  const options = {
+    level,
+    base: { service: 'baton' },
+    redact: {
+      paths: ['*.password', '*.client_secret', '*.assertion', '*.access_token', '*.refresh_token', '*.code', '*.authorization', 'req.headers.authorization', 'req.headers.cookie'],
+      censor: '[redacted]',
+    },
+  };
+  if (!pretty) return pino(options, pino.destination(2));
+  const names: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warning', 50: 'error', 60: 'fatal' };
+  return pino(options, {
+    write(line: string) {
+      const { level: n, msg, time: _t, service: _s, pid: _p, hostname: _h, ...rest } = JSON.parse(line) as Record<string, unknown>;
+      const extra = Object.entries(rest).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ');
+      process.stderr.write(`${names[n as number] ?? 'log'}: ${String(msg ?? '')}${extra ? ` ${extra}` : ''}\n`);
+    },
+  });
+}
+
+/** Signing algorithms a tenant needs keys for: ES256 always, plus those its APIs chose. */
+function algorithmsOf(config: BatonConfig, tenantId: string): SigningAlg[] {
+  const tenant = config.tenants.find((t) => t.id === tenantId);
+  return [...new Set<SigningAlg>(['ES256', ...(tenant?.applications.map((a) => a.signingAlg) ?? [])])];
+}
+
+export async function startServer(options: ServeOptions): Promise<RunningServer> {
+  const log = options.logger ?? createLogger();
+  const now = options.now ?? (() => Math.floor(Date.now() / 1000));
+  const dataDir = resolve(options.dataDir);
+
+  // 1. Configuration: parsed and checked before anything is opened.
+  const config = options.config ?? (options.configPath ? await readConfigFile(options.configPath) : undefined);
+  if (config) for (const warning of configWarnings(config)) log.warn(warning);
+
+  // 2. Store, KEK, keys.
+  await mkdir(dataDir, { recursive: true });
+  const store: Store = await openStore({ url: options.storeUrl, dataDir, schema: options.storeSchema });
+  let closed = false;
+  try {
+    const kek: Kek = await loadKek({
+      env: (options.env ?? process.env).BATON_KEK,
+      file: options.kekFile,
+      dataDir,
+      dev: options.dev ?? false,
+      warn: (message: string) => log.warn(message),
+    });
+    const keyring = new Keyring(store, kek, { now, ...(options.retireGraceSeconds !== undefined ? { retireGraceSeconds: options.retireGraceSeconds } : {}) });
+
+    if (config) await applyConfig(store, await compileConfig(config, { pepper: kek.derive('client-secret-pepper'), kek, store, now: now() }));
+    for (const tenant of await store.listTenants()) {
+      for (const alg of config ? algorithmsOf(config, tenant.id) : (['ES256'] as SigningAlg[])) await keyring.ensure(tenant.id, alg);
+    }
+
+    // 3. TLS.
+    let https: { key: string; cert: string } | undefined;
+    let caPath: string | undefined;
+    let ca: string | undefined;
+    if (options.tls === 'dev') {
+      const tls = await ensureDevTls(join(dataDir, 'tls'));
+      https = { key: tls.key, cert: tls.cert };
+      caPath = tls.caPath;
+      ca = tls.ca;
+    } else if (options.tls) {
+      https = { key: await readFile(options.tls.keyPath, 'utf8'), cert: await readFile(options.tls.certPath, 'utf8') };
+    }
+
+    // 4. HTTP.
+    const directories = new DirectoryCache(store);
+    const ctx: ServerContext = {
+      store,
+      keyring,
+      kek,
+      pepper: kek.derive('client-secret-pepper'),
+      pairwiseKey: kek.derive('pairwise-sub'),
+      log,
+      directories,
+      now,
+      baseUrl: options.publicUrl ?? '',
+    };
+    const app = buildApp(ctx, { https });
+    const host = options.host ?? '127.0.0.1';
+    await app.listen({ host, port: options.port ?? 0 });
+    const port = (app.server.address() as AddressInfo).port;
+    if (!options.publicUrl) ctx.baseUrl = https ? `https://localhost:${port}` : `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+
+    const sweeper = setInterval(() => {
+      store.sweep(now()).catch((error: Error) => log.warn({ err: error.message }, 'sweep failed'));
+    }, 60_000);
+    sweeper.unref();
+
+    return {
+      url: ctx.baseUrl,
+      ctx,
+      app,
+      caPath,
+      ca,
+      async close() {
+        if (closed) return;
+        closed = true;
+        clearInterval(sweeper);
+        await app.close();
+        directories.close();
+        keyring.close();
+        await store.close();
+      },
+    };
+  } catch (error) {
+    if (!closed) await store.close();
+    throw error;
+  }
+}

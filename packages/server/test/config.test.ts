@@ -1,0 +1,166 @@
+/**
+ * Declarative configuration: validation with exact paths, dangling references, idempotent
+ * loading, and secrets that never reach the store as given.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile, readdir } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { ConfigurationError } from '@baton/core';
+import { parseConfig, configWarnings } from '../src/config/load.ts';
+import { CHAIN_CONFIG_PATH, startTestServer } from './harness.ts';
+
+const run = promisify(execFile);
+const BIN = new URL('../../cli/src/bin.ts', import.meta.url).pathname;
+const chain = () => JSON.parse(readFileSync(CHAIN_CONFIG_PATH, 'utf8'));
+
+function problemsOf(raw: unknown): string[] {
+  try {
+    parseConfig(JSON.stringify(raw));
+  } catch (error) {
+    assert.ok(error instanceof ConfigurationError);
+    return [...error.issues];
+  }
+  assert.fail('expected a ConfigurationError');
+}
+
+test('the chain configuration loads as it is', () => {
+  const config = parseConfig(readFileSync(CHAIN_CONFIG_PATH, 'utf8'));
+  assert.equal(config.tenants[0]!.id, 'contoso');
+  assert.equal(config.tenants[0]!.applications.length, 6);
+  assert.equal(config.tenants[0]!.delegation.maxDepth, 4);
+  // Defaults filled in.
+  assert.equal(config.tenants[0]!.users[0]!.enabled, true);
+  assert.equal(config.tenants[0]!.users[2]!.enabled, false);
+});
+
+test('schema errors name the exact path', () => {
+  const raw = chain();
+  raw.tenants[0].applications[0].redirectUris[0] = 'not a url';
+  raw.tenants[0].applications[2].scopes[1].adminConsentRequried = true;
+  raw.tenants[0].users[0].totpSecret = 'lowercase!';
+  const problems = problemsOf(raw);
+  assert.ok(problems.includes('tenants[0].applications[0].redirectUris[0]: must be an absolute URL'), problems.join('\n'));
+  assert.ok(problems.some((p) => p.startsWith('tenants[0].applications[2].scopes[1]') && p.includes('adminConsentRequried')), problems.join('\n'));
+  assert.ok(problems.some((p) => p.startsWith('tenants[0].users[0].totpSecret:')), problems.join('\n'));
+});
+
+test('redirect URIs: no plain http off loopback, no fragments, no dot segments, no userinfo', () => {
+  for (const [uri, message] of [
+    ['http://evil.example/callback', 'plain http is allowed only for loopback'],
+    ['https://app.example/cb#frag', 'must not contain a fragment'],
+    ['http://127.0.0.1:7000/callback/../x', 'must not contain dot segments'],
+    ['https://user:pw@app.example/cb', 'must not contain user information'],
+  ] as const) {
+    const raw = chain();
+    raw.tenants[0].applications[0].redirectUris = [uri];
+    const problems = problemsOf(raw);
+    assert.ok(problems.some((p) => p.startsWith('tenants[0].applications[0].redirectUris[0]:') && p.includes(message)), `${uri}: ${problems.join('\n')}`);
+  }
+});
+
+test('dangling references are refused with their path', () => {
+  const raw = chain();
+  raw.tenants[0].consents.push({ client: 'ghost-app', resource: 'api://docs', scopes: ['Docs.Read'], for: 'all' });
+  raw.tenants[0].consents.push({ client: 'tasks-api', resource: 'api://nowhere', scopes: ['X'], for: 'all' });
+  raw.tenants[0].consents.push({ client: 'tasks-api', resource: 'api://docs', scopes: ['Docs.Delete'], for: 'nobody@contoso.test' });
+  raw.tenants[0].appRoleAssignments.push({ client: 'indexer', resource: 'api://docs', roles: ['Docs.Nothing'] });
+  raw.tenants[0].policies.push({ name: 'p', resources: ['api://ghost'], require: { mfa: true } });
+  raw.tenants[0].applications[1].knownClientApplications.push('ghost-web');
+  const problems = problemsOf(raw);
+  for (const expected of [
+    "tenants[0].consents[3].client: no application 'ghost-app'",
+    "tenants[0].consents[4].resource: no API 'api://nowhere'",
+    "tenants[0].consents[5].scopes[0]: 'Docs.Delete' is not a scope of api://docs",
+    "tenants[0].consents[5].for: no user 'nobody@contoso.test' (use \"all\" for admin consent)",
+    "tenants[0].appRoleAssignments[1].roles[0]: 'Docs.Nothing' is not a role of api://docs",
+    "tenants[0].policies[1].resources[0]: no API 'api://ghost'",
+    "tenants[0].applications[1].knownClientApplications[1]: no application 'ghost-web'",
+  ]) {
+    assert.ok(problems.some((p) => p.startsWith(expected)), `missing: ${expected}\n got:\n${problems.join('\n')}`);
+  }
+});
+
+test('duplicates are refused', () => {
+  const raw = chain();
+  raw.tenants[0].applications.push({ ...raw.tenants[0].applications[1], name: 'Copy' });
+  raw.tenants[0].users.push({ ...raw.tenants[0].users[0], username: 'ALICE@contoso.test' });
+  const problems = problemsOf(raw);
+  assert.ok(problems.some((p) => p.includes("'tasks-api' is defined twice")), problems.join('\n'));
+  assert.ok(problems.some((p) => p.includes("is used by two applications")), problems.join('\n'));
+  assert.ok(problems.some((p) => p.startsWith('tenants[0].users[3].username:')), problems.join('\n'));
+});
+
+test('not JSON is a clear error', () => {
+  assert.throws(() => parseConfig('{ "tenants": [', 'x.json'), (e: unknown) => e instanceof ConfigurationError && /^x\.json: not valid JSON/.test(e.issues[0]!));
+});
+
+test('short client secrets given in the configuration are warned about, without echoing them', () => {
+  const warnings = configWarnings(parseConfig(readFileSync(CHAIN_CONFIG_PATH, 'utf8')));
+  assert.ok(warnings.length >= 1);
+  assert.ok(warnings.every((w) => !w.includes('Demo-secret')), warnings.join('\n'));
+  assert.match(warnings[0]!, /^tenants\[0\]\.applications\[\d\]\.secrets\[0\] \(/);
+});
+
+test('baton serve with a dangling reference exits non-zero, names the path, touches no store', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'baton-cfg-'));
+  try {
+    const raw = chain();
+    raw.tenants[0].consents[0].client = 'ghost-app';
+    const file = join(dir, 'bad.json');
+    await writeFile(file, JSON.stringify(raw));
+    const data = join(dir, 'data');
+    const result = await run(process.execPath, [BIN, 'serve', '--config', file, '--data', data, '--port', '0']).then(
+      () => ({ code: 0, stderr: '' }),
+      (error: { code: number; stderr: string }) => error,
+    );
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /tenants\[0\]\.consents\[0\]\.client: no application 'ghost-app'/);
+    assert.equal(existsSync(data), false, 'no data directory was created');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('loading the same file twice changes nothing; passwords and secrets are never stored as given', async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'baton-idem-'));
+  const server = await startTestServer({ dataDir });
+  const snapshot = async () => {
+    const store = server.ctx.store;
+    const tenants = await store.listTenants();
+    return {
+      tenants,
+      users: await store.listUsers('contoso'),
+      apps: await store.listApplications('contoso'),
+      consents: await store.listConsents({ tenantId: 'contoso' }),
+      policies: await store.listPolicies('contoso'),
+      roles: await store.listRoleAssignments('contoso', 'application', 'indexer'),
+    };
+  };
+  const first = await snapshot();
+  await server.close();
+  const again = await startTestServer({ dataDir });
+  try {
+    const store = again.ctx.store;
+    const second = {
+      tenants: await store.listTenants(),
+      users: await store.listUsers('contoso'),
+      apps: await store.listApplications('contoso'),
+      consents: await store.listConsents({ tenantId: 'contoso' }),
+      policies: await store.listPolicies('contoso'),
+      roles: await store.listRoleAssignments('contoso', 'application', 'indexer'),
+    };
+    assert.deepEqual(second, first);
+    const bytes = Buffer.concat(await Promise.all((await readdir(dataDir)).filter((f) => f.startsWith('baton.sqlite')).map((f) => readFile(join(dataDir, f)))));
+    for (const plain of ['alice-Demo-pass-1', 'tasks-api-Demo-secret-1', 'JBSWY3DPEHPK3PXP', 'BEGIN PRIVATE KEY']) {
+      assert.equal(bytes.includes(Buffer.from(plain)), false, `${plain} found in the store`);
+    }
+  } finally {
+    await again.close();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+});
