@@ -6,3 +6,4 @@ export * from './directory.ts';
 export * from './scopes.ts';
 export * from './claims.ts';
 export * from './client-credentials.ts';
+export * from './policy.ts';
