@@ -60,6 +60,11 @@ export interface TenantDirectory {
   applicationRoles(clientId: string, resource: string): readonly string[];
   /** The policies that may apply to an API: those naming it plus those with no `resources` selector. */
   policiesFor(resource: string): readonly Policy[];
+  /**
+   * Records that were skipped or cannot take effect (a consent for an API that no longer exists, a
+   * malformed CIDR that admits nobody), path-qualified, for the server to log when it builds.
+   */
+  readonly warnings: readonly string[];
 }
 
 const EMPTY_LIST: readonly never[] = Object.freeze([]);
@@ -69,9 +74,14 @@ const EMPTY_LIST: readonly never[] = Object.freeze([]);
  * later mutates its own objects cannot change what the rules see.
  *
  * Throws `ConfigurationError` (path-qualified issues) when the records contradict each other: a
- * record of another tenant, a duplicate client id or identifier URI, a consent or assignment for
- * an API that does not exist, an invalid CIDR in a policy. Those are store or loader bugs; a
- * directory that silently dropped them would decide on a different tenant than the one stored.
+ * record of another tenant, a duplicate client id, identifier URI, scope or role value. Those are
+ * store or loader bugs; a directory that silently dropped them would decide on a different tenant
+ * than the one stored.
+ *
+ * Records that merely cannot take effect are kept out of the decision and listed in `warnings`
+ * instead of failing the whole tenant: a consent or assignment for an API that no longer exists
+ * (it is skipped — it could grant nothing), a malformed CIDR in a policy (it matches no address,
+ * so the policy fails closed). The configuration loader refuses both at start.
  *
  * @example
  * const directory = buildDirectory({ tenant, applications, tenantConsents, roleAssignments, policies });
@@ -80,6 +90,7 @@ const EMPTY_LIST: readonly never[] = Object.freeze([]);
  */
 export function buildDirectory(records: DirectoryRecords): TenantDirectory {
   const issues: string[] = [];
+  const warnings: string[] = [];
   const tenant = deepFreeze(structuredClone(records.tenant));
   const tenantId = tenant.id;
 
@@ -127,7 +138,10 @@ export function buildDirectory(records: DirectoryRecords): TenantDirectory {
     if (grant.principal !== 'all') return;
     const at = `tenantConsents[${i}]`;
     if (grant.tenantId !== tenantId) issues.push(`${at}: belongs to tenant '${grant.tenantId}', not '${tenantId}'`);
-    if (!definitions.has(grant.resource)) issues.push(`${at}: resource '${grant.resource}' is not an API of tenant '${tenantId}'`);
+    if (!definitions.has(grant.resource)) {
+      warnings.push(`${at}: skipped, resource '${grant.resource}' is not an API of tenant '${tenantId}'`);
+      return;
+    }
     const perClient = getOrCreate(consents, grant.clientId, () => new Map<string, string[]>());
     const scopes = getOrCreate(perClient, grant.resource, () => []);
     for (const scope of grant.scopes) if (!scopes.includes(scope)) scopes.push(scope);
@@ -138,7 +152,10 @@ export function buildDirectory(records: DirectoryRecords): TenantDirectory {
     if (assignment.principalType !== 'application') return;
     const at = `roleAssignments[${i}]`;
     if (assignment.tenantId !== tenantId) issues.push(`${at}: belongs to tenant '${assignment.tenantId}', not '${tenantId}'`);
-    if (!definitions.has(assignment.resource)) issues.push(`${at}: resource '${assignment.resource}' is not an API of tenant '${tenantId}'`);
+    if (!definitions.has(assignment.resource)) {
+      warnings.push(`${at}: skipped, resource '${assignment.resource}' is not an API of tenant '${tenantId}'`);
+      return;
+    }
     const perClient = getOrCreate(assignments, assignment.principalId, () => new Map<string, string[]>());
     const roles = getOrCreate(perClient, assignment.resource, () => []);
     for (const role of assignment.roles) if (!roles.includes(role)) roles.push(role);
@@ -151,7 +168,7 @@ export function buildDirectory(records: DirectoryRecords): TenantDirectory {
     const at = `policies[${i}]`;
     if (source.tenantId !== tenantId) issues.push(`${at}: belongs to tenant '${source.tenantId}', not '${tenantId}'`);
     source.require.ipRanges?.forEach((range, j) => {
-      if (parseCidr(range) === undefined) issues.push(`${at}.require.ipRanges[${j}]: '${range}' is not an IPv4 or IPv6 CIDR range`);
+      if (parseCidr(range) === undefined) warnings.push(`${at}.require.ipRanges[${j}]: '${range}' is not an IPv4 or IPv6 CIDR range; it admits no address`);
     });
     const policy = deepFreeze(structuredClone(source));
     policies.push(policy);
@@ -182,6 +199,7 @@ export function buildDirectory(records: DirectoryRecords): TenantDirectory {
     tenantConsent: (clientId, resource) => consents.get(clientId)?.get(resource) ?? EMPTY_LIST,
     applicationRoles: (clientId, resource) => assignments.get(clientId)?.get(resource) ?? EMPTY_LIST,
     policiesFor: (resource) => policiesIndex.get(resource) ?? frozenEverywhere,
+    warnings: Object.freeze(warnings.map((warning) => `tenant '${tenantId}': ${warning}`)),
   };
   return Object.freeze(directory);
 

@@ -153,7 +153,8 @@ export const Entra = {
   duplicateParameter: 90014,
   unauthorizedClient: 700016,
   noRoleAssigned: 501051,
-  chainTooDeep: 50058,
+  /** Baton's own: Entra has no delegation-depth limit. Codes 91000xx are Baton-specific. */
+  chainTooDeep: 9100001,
   sessionRevoked: 50173,
   tenantNotFound: 90002,
   invalidTarget: 500011,
@@ -163,6 +164,29 @@ export const Entra = {
   userNotFound: 50034,
   /** Sign-in frequency (maximum authentication age) demands a fresh sign-in. */
   signInFrequency: 70044,
+  // — sign-in (authorization code, refresh, pages) —
+  /** Entra's generic "the provided grant is invalid" (unknown code, code of another client). */
+  invalidGrant: 70000,
+  /** The redirect_uri at the token endpoint differs from the one the code was issued for. */
+  codeRedirectMismatch: 500112,
+  /** A public client sent an authorization request without an S256 code_challenge. */
+  pkceRequired: 9002325,
+  /** The refresh token is past its lifetime. */
+  refreshTokenExpired: 700082,
+  /**
+   * `prompt=none` (or a refresh) when no user is signed in. Entra's number for it is 50058.
+   */
+  signInRequired: 50058,
+  /** A policy or the client demands MFA and the user has no second factor enrolled. */
+  mfaEnrollmentRequired: 50079,
+  /** The second factor was wrong, replayed, or tried too often. */
+  mfaFailed: 500121,
+  /** The requested permissions need an administrator's consent. */
+  adminConsentRequired: 90094,
+  /** The user declined to consent (Cancel on the consent page). */
+  consentDeclined: 65004,
+  /** The sign-in page (interaction) expired or was not started in this browser. */
+  flowExpired: 50089,
 } as const;
 
 /** Small constructors for the common cases, so call sites read as the rule they enforce. */

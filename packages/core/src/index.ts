@@ -7,3 +7,4 @@ export * from './scopes.ts';
 export * from './claims.ts';
 export * from './client-credentials.ts';
 export * from './policy.ts';
+export * from './obo.ts';
