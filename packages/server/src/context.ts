@@ -35,8 +35,11 @@ export class DirectoryCache {
   #generation = 0;
   readonly #unsubscribe: () => void;
 
-  constructor(store: Store) {
+  readonly #warn: (message: string) => void;
+
+  constructor(store: Store, warn: (message: string) => void = () => {}) {
     this.#store = store;
+    this.#warn = warn;
     this.#unsubscribe = store.onInvalidate((change) => {
       if (change.entity === 'signingKey' || change.entity === 'user') return;
       this.#generation++;
@@ -72,7 +75,10 @@ export class DirectoryCache {
     const roleAssignments = (
       await Promise.all(applications.map((app) => this.#store.listRoleAssignments(tenantId, 'application', app.clientId)))
     ).flat();
-    return buildDirectory({ tenant, applications, tenantConsents, roleAssignments, policies });
+    const directory = buildDirectory({ tenant, applications, tenantConsents, roleAssignments, policies });
+    // Records the directory had to skip (a consent for a deleted API, a bad CIDR) are an operator's problem.
+    for (const warning of directory.warnings) this.#warn(`tenant ${tenantId}: ${warning}`);
+    return directory;
   }
 
   close(): void {

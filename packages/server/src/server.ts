@@ -131,7 +131,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     }
 
     // 4. HTTP.
-    const directories = new DirectoryCache(store);
+    const directories = new DirectoryCache(store, (message) => log.warn(message));
     const ctx: ServerContext = {
       store,
       keyring,
