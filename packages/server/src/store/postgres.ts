@@ -180,6 +180,27 @@ function checkRotation(args: Parameters<Store['rotateSigningKey']>[0]): void {
   }
 }
 
+/**
+ * The pool's connection settings with `-c search_path=<schema>` in the startup options. `pg` lets
+ * an `options` parameter in the URL override the config's, which would silently put every query
+ * back in `public`; so any `options` the URL carries (some hosted services route by them) move
+ * into ours.
+ */
+function withSearchPath(connectionString: string, schema: string): { connectionString: string; options: string } {
+  const ours = `-c search_path=${schema}`;
+  let url: URL;
+  try {
+    url = new URL(connectionString);
+  } catch {
+    // Not a URL (a key=value string): pg reads it as is.
+    return { connectionString, options: ours };
+  }
+  const existing = url.searchParams.get('options');
+  if (existing === null) return { connectionString, options: ours };
+  url.searchParams.delete('options');
+  return { connectionString: url.toString(), options: `${existing} ${ours}` };
+}
+
 function keyParams(key: SigningKeyRecord): unknown[] {
   return [key.tenantId, key.kid, key.alg, key.status, key.createdAt, key.removeAfter ?? null, json(key)];
 }
@@ -222,8 +243,7 @@ export class PostgresStore implements Store {
     this.#maxReconnectDelayMs = options.maxReconnectDelayMs ?? 5000;
     this.#onError = options.onError ?? (() => {});
     this.#pool = new Pool({
-      connectionString,
-      options: `-c search_path=${schema}`,
+      ...withSearchPath(connectionString, schema),
       application_name: 'baton',
       max: options.max ?? 10,
       connectionTimeoutMillis: this.#connectionTimeoutMillis,
@@ -553,7 +573,13 @@ export class PostgresStore implements Store {
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
        ON CONFLICT (kind, id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, family_id = EXCLUDED.family_id,
          payload = EXCLUDED.payload, expires_at = EXCLUDED.expires_at, created_at = EXCLUDED.created_at,
-         consumed_at = EXCLUDED.consumed_at, revoked_at = EXCLUDED.revoked_at`,
+         -- Consumption and revocation are sticky while the stored value lives: a put built
+         -- from a read taken before another instance revoked the session (or redeemed the
+         -- code) must not bring it back. An id reused after expiry starts afresh.
+         consumed_at = CASE WHEN ephemeral.expires_at > EXCLUDED.created_at
+           THEN coalesce(ephemeral.consumed_at, EXCLUDED.consumed_at) ELSE EXCLUDED.consumed_at END,
+         revoked_at = CASE WHEN ephemeral.expires_at > EXCLUDED.created_at
+           THEN coalesce(ephemeral.revoked_at, EXCLUDED.revoked_at) ELSE EXCLUDED.revoked_at END`,
       [
         record.kind,
         record.id,

@@ -76,6 +76,9 @@ interface Subscription {
   listener: (change: Invalidation) => void;
 }
 
+/** By filter mask: 2 resource, 6 resource+principal, 4 principal, 5 principal+client. */
+const CONSENT_INDEX_BY_MASK: readonly string[] = ['', '', 'consents_by_resource', '', 'consents_by_principal', 'consents_by_principal', 'consents_by_resource', ''];
+
 /**
  * The listConsents query for a combination of filters (bit 1 clientId, 2 resource, 4 principal).
  * One statement per combination: an `(? IS NULL OR col = ?)` form would stop SQLite from using an
@@ -86,7 +89,12 @@ export function consentListSql(mask: number): string {
   if (mask & 1) where.push('client_id = ?');
   if (mask & 2) where.push('resource = ?');
   if (mask & 4) where.push('principal = ?');
-  return `SELECT * FROM consents WHERE ${where.join(' AND ')} ORDER BY client_id, resource, principal`;
+  // Without statistics SQLite prefers walking the primary key (already in ORDER BY order) over
+  // searching (tenant_id, resource) and sorting: for "every consent to this API" that reads every
+  // consent of the tenant. INDEXED BY pins the index whose prefix holds every filter (and fails
+  // loudly if a migration ever drops it); the other shapes are prefixes of the primary key.
+  const index = CONSENT_INDEX_BY_MASK[mask] ?? '';
+  return `SELECT * FROM consents${index === '' ? '' : ` INDEXED BY ${index}`} WHERE ${where.join(' AND ')} ORDER BY client_id, resource, principal`;
 }
 
 function prepareStatements(db: DatabaseSync) {
@@ -166,7 +174,13 @@ function prepareStatements(db: DatabaseSync) {
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (kind, id) DO UPDATE SET tenant_id = excluded.tenant_id, family_id = excluded.family_id,
          payload = excluded.payload, expires_at = excluded.expires_at, created_at = excluded.created_at,
-         consumed_at = excluded.consumed_at, revoked_at = excluded.revoked_at`,
+         -- Consumption and revocation are sticky while the stored value lives: a put built
+         -- from a read taken before another instance revoked the session (or redeemed the
+         -- code) must not bring it back. An id reused after expiry starts afresh.
+         consumed_at = CASE WHEN ephemeral.expires_at > excluded.created_at
+           THEN coalesce(ephemeral.consumed_at, excluded.consumed_at) ELSE excluded.consumed_at END,
+         revoked_at = CASE WHEN ephemeral.expires_at > excluded.created_at
+           THEN coalesce(ephemeral.revoked_at, excluded.revoked_at) ELSE excluded.revoked_at END`,
     ),
     getEphemeral: db.prepare(
       `SELECT * FROM ephemeral WHERE kind = ? AND id = ? AND expires_at > ? AND consumed_at IS NULL AND revoked_at IS NULL`,
@@ -190,7 +204,7 @@ function prepareStatements(db: DatabaseSync) {
 type Statements = ReturnType<typeof prepareStatements>;
 
 /** `useOnce` ids are caller- (often attacker-) chosen and unbounded: key on a fixed-size digest. */
-export function useOnceKey(id: string): string {
+function useOnceKey(id: string): string {
   return createHash('sha256').update(id, 'utf8').digest('base64url');
 }
 
@@ -251,7 +265,7 @@ function checkPaging(options: { limit?: number; offset?: number } | undefined): 
   return { limit: limit ?? -1, offset };
 }
 
-export function checkRotation(args: Parameters<Store['rotateSigningKey']>[0]): void {
+function checkRotation(args: Parameters<Store['rotateSigningKey']>[0]): void {
   if (args.next.tenantId !== args.tenantId) throw new TypeError('rotateSigningKey: next.tenantId must equal tenantId');
   if (args.next.alg !== args.alg) throw new TypeError('rotateSigningKey: next.alg must equal alg');
   if (args.next.kid === args.promoteKid) throw new TypeError('rotateSigningKey: next.kid must differ from promoteKid');
