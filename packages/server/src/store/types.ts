@@ -9,6 +9,9 @@
  * - Expired one-time values are invisible (and swept by `sweep()`), whatever the clock of the row.
  * - Times are epoch seconds, passed in by the caller (the store never reads the clock), so tests
  *   and rules share one injected clock.
+ * - Registrations need their tenant to exist; usernames are unique per tenant; policy names are
+ *   unique per tenant; at most one `current` signing key per (tenant, alg).
+ * - An optional field stored as `undefined` comes back absent.
  */
 import type {
   Application,
@@ -117,9 +120,10 @@ export interface Store {
   putSigningKey(key: SigningKeyRecord): Promise<void>;
   listSigningKeys(tenantId: string): Promise<SigningKeyRecord[]>;
   /**
-   * Moves keys between states in one transaction: `promote` becomes current, the old current
-   * becomes retired with `removeAfter`. Compare-and-set: returns false if `expectCurrentKid` is
-   * no longer current (another instance rotated first).
+   * Moves keys between states in one transaction: `promoteKid` becomes current, the old current
+   * becomes retired with `removeAfter`, `next` is inserted with status `next`. Compare-and-set:
+   * returns false if `expectCurrentKid` is no longer current (another instance rotated first) or
+   * `promoteKid` is not a `next` key; throws TypeError for an unknown kid or one of another alg.
    */
   rotateSigningKey(args: {
     tenantId: string;
@@ -140,6 +144,11 @@ export interface Store {
    */
   useOnce(namespace: string, id: string, expiresAt: number, now: number): Promise<boolean>;
 
+  /**
+   * Creates or replaces an ephemeral value. While the stored value is unexpired, its consumed and
+   * revoked marks are kept (sticky): an instance writing back a copy it read earlier can never
+   * bring a revoked session or a redeemed code back to life. An id reused after expiry starts fresh.
+   */
   putEphemeral<T>(record: EphemeralRecord<T>): Promise<void>;
   /** Unexpired, unconsumed, unrevoked record, or undefined. */
   getEphemeral<T>(kind: EphemeralKind, id: string, now: number): Promise<EphemeralRecord<T> | undefined>;
