@@ -63,7 +63,9 @@ async function main(argv: string[]): Promise<number> {
 
 main(process.argv.slice(2)).then(
   (code) => {
-    if (code !== 0) process.exitCode = code;
+    // Exit explicitly: a cluster worker's IPC channel (and any stray handle) must not keep a
+    // finished command alive. stdout/stderr are synchronous for files and pipes on POSIX.
+    process.exit(code);
   },
   (error: unknown) => {
     if (error instanceof ConfigurationError) {

@@ -3,6 +3,8 @@
  */
 import { resolve } from 'node:path';
 import { existsSync } from 'node:fs';
+import cluster from 'node:cluster';
+import { availableParallelism } from 'node:os';
 import { SIGNING_ALGS, type SigningAlg } from '@baton/core';
 import { startServer, createLogger, readConfigFile, openStore, loadKek, Keyring, generateClientSecret } from '@baton/server';
 
@@ -61,8 +63,11 @@ const serve: Command = {
     'tls-key': { type: 'string', valueName: 'FILE', description: 'TLS private key (PEM)' },
     'public-url': { type: 'string', valueName: 'URL', description: 'public base URL when behind a proxy' },
     dev: { type: 'boolean', description: 'development mode: generate a KEK in DIR if none is configured' },
+    workers: { type: 'string', valueName: 'N', description: 'processes sharing the port and the store (one per core: `auto`)', default: '1' },
   },
   async run(v) {
+    const workers = workerCount(str(v.workers));
+    if (workers > 1 || cluster.isWorker) return serveClustered(v, workers);
     const certPath = str(v['tls-cert']);
     const keyPath = str(v['tls-key']);
     if ((certPath === undefined) !== (keyPath === undefined)) throw new Error('--tls-cert and --tls-key go together');
@@ -89,6 +94,91 @@ const serve: Command = {
     return untilSignal(() => server.close());
   },
 };
+
+function workerCount(value: string | undefined): number {
+  if (value === undefined || value === '1') return 1;
+  if (value === 'auto') return availableParallelism();
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`--workers must be a number from 1 to 64 or 'auto', not '${value}'`);
+  return n;
+}
+
+/** What a worker tells the primary. */
+type WorkerMessage = { type: 'ready'; url: string } | { type: 'failed'; message: string };
+
+/**
+ * `--workers N`: the primary prepares the data once (configuration, keys, TLS material), then forks
+ * N workers that share the listening port (node:cluster) and the store. Nothing a request needs
+ * lives only in one worker's memory: single-use values are atomic in the store, and each worker's
+ * caches are invalidated through the store's change feed.
+ */
+async function serveClustered(v: Record<string, string | boolean | undefined>, workers: number): Promise<number> {
+  const certPath = str(v['tls-cert']);
+  const keyPath = str(v['tls-key']);
+  const options = {
+    dataDir: resolve(str(v.data) ?? '.baton'),
+    storeUrl: str(v.store),
+    kekFile: str(v['kek-file']),
+    host: str(v.host),
+    port: port(str(v.port), 8443),
+    tls: v['tls-dev'] ? ('dev' as const) : certPath && keyPath ? { certPath, keyPath } : undefined,
+    publicUrl: str(v['public-url']),
+    dev: Boolean(v.dev) || Boolean(v['tls-dev']),
+  };
+  if (cluster.isWorker) {
+    try {
+      const server = await startServer({ ...options, logger: createLogger() });
+      process.send?.({ type: 'ready', url: server.url } satisfies WorkerMessage);
+      return untilSignal(() => server.close());
+    } catch (error) {
+      process.send?.({ type: 'failed', message: (error as Error).message } satisfies WorkerMessage);
+      return 1;
+    }
+  }
+  const configPath = str(v.config);
+  const config = configPath ? await readConfigFile(configPath) : undefined;
+  const prepared = await startServer({ ...options, config, listen: false, logger: createLogger(undefined, process.stderr.isTTY || Boolean(v.dev)) });
+  const caPath = prepared.caPath;
+  await prepared.close();
+
+  let stopping = false;
+  const urls: string[] = [];
+  await new Promise<void>((resolveReady, rejectReady) => {
+    const fork = () => {
+      const worker = cluster.fork();
+      worker.on('message', (message: WorkerMessage) => {
+        if (message.type === 'ready') {
+          urls.push(message.url);
+          if (urls.length === workers) resolveReady();
+        } else {
+          rejectReady(new Error(`a worker failed to start: ${message.message}`));
+        }
+      });
+      worker.on('exit', (code, signal) => {
+        if (stopping) return;
+        // A worker that died after start is replaced; the others keep serving meanwhile.
+        process.stderr.write(`worker ${worker.process.pid} exited (${signal ?? code}); starting another\n`);
+        setTimeout(fork, 500).unref();
+      });
+    };
+    for (let i = 0; i < workers; i++) fork();
+  });
+  if (caPath) process.stderr.write(`TLS: trust the local CA at ${caPath} (e.g. NODE_EXTRA_CA_CERTS=${caPath})\n`);
+  process.stderr.write(`${workers} workers\n`);
+  process.stdout.write(`ready ${urls[0]}\n`);
+  return untilSignal(async () => {
+    stopping = true;
+    await Promise.all(
+      Object.values(cluster.workers ?? {}).map(
+        (worker) => new Promise<void>((done) => {
+          if (!worker || worker.isDead()) return done();
+          worker.once('exit', () => done());
+          worker.process.kill('SIGTERM');
+        }),
+      ),
+    );
+  });
+}
 
 const keysRotate: Command = {
   name: 'keys rotate',

@@ -47,6 +47,11 @@ export interface ServeOptions {
   logger?: Logger | undefined;
   /** Grace period retired keys stay in the JWKS (seconds). */
   retireGraceSeconds?: number | undefined;
+  /**
+   * `false`: prepare the data (configuration, keys, TLS material) and return without listening —
+   * what the primary of `baton serve --workers N` does before it forks the workers.
+   */
+  listen?: boolean | undefined;
 }
 
 export interface RunningServer {
@@ -144,6 +149,23 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       baseUrl: options.publicUrl ?? '',
     };
     const app = buildApp(ctx, { https });
+    if (options.listen === false) {
+      return {
+        url: '',
+        ctx,
+        app,
+        caPath,
+        ca,
+        async close() {
+          if (closed) return;
+          closed = true;
+          await app.close();
+          directories.close();
+          keyring.close();
+          await store.close();
+        },
+      };
+    }
     const host = options.host ?? '127.0.0.1';
     await app.listen({ host, port: options.port ?? 0 });
     const port = (app.server.address() as AddressInfo).port;
