@@ -1,0 +1,124 @@
+/**
+ * Calls to the next API in the chain, always with a token addressed to it, obtained On-Behalf-Of
+ * the caller: never the caller's own token (it is addressed to this API), never this API's app-only
+ * token (the confused deputy).
+ *
+ * - A claims challenge from the downstream API (401 `insufficient_claims`) is first tried against
+ *   the token service (OBO with those claims, then one retry); if the user must step up, it becomes
+ *   a `ClaimsChallengeError`, which the adapters turn into the 401 the Client App acts on.
+ * - `interaction_required` from the token service becomes the same `ClaimsChallengeError`.
+ * - The inbound W3C `traceparent`/`tracestate` are passed on.
+ *
+ * @example
+ * const docs = createDownstream({ obo, scopes: ['api://docs/Docs.Read'], baseUrl: 'https://docs.example' });
+ * app.get('/tasks/:id/doc', requireAuth(guard, { scopes: { any: ['Tasks.Read'] } }), async (req, res) => {
+ *   const r = await docs().fetch(`/documents/${req.params.id}`); // the caller is found by the adapter's context
+ *   res.status(r.status).send(await r.text());
+ * });
+ */
+import { bearerChallengeOf, decodeClaimsChallenge } from './challenge.ts';
+import { currentContext } from './context.ts';
+import { ClaimsChallengeError, InteractionRequiredError } from './errors.ts';
+import { resolveFetch, type CaOption, type FetchLike } from './http.ts';
+import { normaliseScopes, type OboClient } from './obo.ts';
+import type { Principal } from './principal.ts';
+
+export interface DownstreamOptions {
+  obo: OboClient;
+  /** Scopes of the downstream API (one API per `createDownstream`). */
+  scopes: readonly string[];
+  /**
+   * Where the API lives. Relative URLs resolve against it, and absolute URLs must stay on its origin,
+   * so a token for this API is never sent anywhere else.
+   */
+  baseUrl?: string;
+  /** Fetch for the downstream calls (default: global fetch). Exclusive with `ca`. */
+  fetch?: FetchLike;
+  ca?: CaOption;
+}
+
+export interface DownstreamApi {
+  fetch(input: string | URL, init?: RequestInit): Promise<Response>;
+}
+
+export type Downstream = (principal?: Principal) => DownstreamApi;
+
+function replayable(body: RequestInit['body']): boolean {
+  return body === undefined || body === null || typeof body === 'string' || body instanceof URLSearchParams || body instanceof ArrayBuffer || ArrayBuffer.isView(body) || body instanceof Blob || body instanceof FormData;
+}
+
+export function createDownstream(options: DownstreamOptions): Downstream {
+  const where = 'createDownstream';
+  if (options === null || typeof options !== 'object') throw new TypeError(`${where}: options are required`);
+  if (!options.obo || typeof options.obo.onBehalfOf !== 'function') throw new TypeError(`${where}: obo must be an OBO client`);
+  const scopes = normaliseScopes(options.scopes, where);
+  const fetchFn = resolveFetch(options, where);
+  let base: URL | undefined;
+  if (options.baseUrl !== undefined) {
+    try {
+      base = new URL(options.baseUrl);
+    } catch {
+      throw new TypeError(`${where}: baseUrl must be an absolute URL`);
+    }
+  }
+  const obo = options.obo;
+
+  return (principal?: Principal) => {
+    const ctx = currentContext();
+    const caller = principal ?? ctx?.principal;
+    if (caller === undefined) {
+      throw new TypeError('downstream(): no caller. Call it inside a request handled by a Baton adapter, or pass the Principal; app-only calls use obo.appToken().');
+    }
+    const trace = ctx !== undefined && ctx.principal === caller ? ctx : undefined;
+
+    return {
+      async fetch(input, init = {}) {
+        const url = base ? new URL(String(input), base) : new URL(String(input));
+        if (base && url.origin !== base.origin) throw new TypeError(`downstream fetch: ${url.origin} is not the origin of this downstream API`);
+        const headers = new Headers(init.headers);
+        if (headers.has('authorization')) throw new TypeError('downstream fetch: do not set Authorization; the On-Behalf-Of token is added');
+        if (trace?.traceparent && !headers.has('traceparent')) {
+          headers.set('traceparent', trace.traceparent);
+          if (trace.tracestate && !headers.has('tracestate')) headers.set('tracestate', trace.tracestate);
+        }
+
+        const obtain = async (claims?: string) => {
+          try {
+            return await obo.onBehalfOf(caller, scopes, claims === undefined ? {} : { claims, forceRefresh: true });
+          } catch (error) {
+            if (error instanceof InteractionRequiredError) {
+              const challenge = error.claims ?? claims;
+              if (challenge !== undefined) throw new ClaimsChallengeError(challenge, { cause: error });
+            }
+            throw error;
+          }
+        };
+        const call = (token: string) => {
+          headers.set('authorization', `Bearer ${token}`);
+          return fetchFn(url, { ...init, headers });
+        };
+
+        const first = await call((await obtain()).accessToken);
+        const claims = claimsChallengeOf(first);
+        if (claims === undefined) return first;
+        await first.body?.cancel().catch(() => {});
+        if (!replayable(init.body)) throw new ClaimsChallengeError(claims);
+        // The token service may satisfy the claims from the original sign-in; otherwise it answers
+        // interaction_required and the user steps up.
+        const second = await call((await obtain(claims)).accessToken);
+        const again = claimsChallengeOf(second);
+        if (again === undefined) return second;
+        await second.body?.cancel().catch(() => {});
+        throw new ClaimsChallengeError(again);
+      },
+    };
+  };
+}
+
+/** The claims (JSON text) of a 401 `insufficient_claims` challenge, if that is what `res` is. */
+export function claimsChallengeOf(res: Response): string | undefined {
+  if (res.status !== 401) return undefined;
+  const challenge = bearerChallengeOf(res.headers.get('www-authenticate'));
+  if (challenge?.params.error !== 'insufficient_claims' || challenge.params.claims === undefined) return undefined;
+  return decodeClaimsChallenge(challenge.params.claims);
+}

@@ -1,0 +1,303 @@
+/**
+ * The errors an API meets when it uses the resource SDK.
+ *
+ * Two families:
+ * - `GuardError` (and its `ClaimsChallengeError`): what the API answers to *its* caller. Each carries
+ *   the HTTP status, the RFC 6750 §3 `error` code and the `WWW-Authenticate` value, so an adapter
+ *   renders it without knowing why it happened.
+ * - `OboError` and its subclasses: what the token service answered when this API asked it for a
+ *   downstream token (RFC 6749 §5.2 JSON, with Entra's `error_codes`/`suberror`/`claims`).
+ *
+ * No message, description or field of these errors ever carries a token or a secret.
+ */
+import { bearerChallenge, encodeClaimsChallenge } from './challenge.ts';
+
+/**
+ * RFC 6750 §3.1 codes, RFC 9470 §3 (`insufficient_user_authentication`), Entra's claims challenge
+ * (`insufficient_claims`), and `temporarily_unavailable` (503) when the issuer's keys cannot be
+ * fetched and none are cached: that is the API's problem, not the caller's, so not a 401.
+ */
+export type GuardErrorCode =
+  | 'invalid_request'
+  | 'invalid_token'
+  | 'insufficient_scope'
+  | 'insufficient_user_authentication'
+  | 'insufficient_claims'
+  | 'temporarily_unavailable';
+
+/**
+ * Stable, switchable reasons (jose-style). `ERR_JWT_*`/`ERR_JWS_*`/`ERR_JWKS_*` come from
+ * `@baton/core`'s `JwtError`; the `ERR_BEARER_*` ones from parsing the `Authorization` header.
+ */
+export type GuardErrorReason =
+  | 'ERR_BEARER_MISSING'
+  | 'ERR_BEARER_MALFORMED'
+  | 'ERR_BEARER_DUPLICATE'
+  | 'ERR_BEARER_TOO_LARGE'
+  | 'ERR_JWS_INVALID'
+  | 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED'
+  | 'ERR_JWKS_NO_MATCHING_KEY'
+  | 'ERR_JWKS_UNAVAILABLE'
+  | 'ERR_JOSE_ALG_NOT_ALLOWED'
+  | 'ERR_JOSE_CRIT_UNSUPPORTED'
+  | 'ERR_JWT_TYP_INVALID'
+  | 'ERR_JWT_EXPIRED'
+  | 'ERR_JWT_NOT_YET_VALID'
+  | 'ERR_JWT_ISSUER_INVALID'
+  | 'ERR_JWT_AUDIENCE_INVALID'
+  | 'ERR_JWT_TENANT_INVALID'
+  | 'ERR_JWT_CLAIM_INVALID'
+  | 'ERR_JWT_CLAIM_MISSING'
+  | 'ERR_JWT_REVOKED'
+  | 'ERR_SCOPE_INSUFFICIENT'
+  | 'ERR_ROLE_INSUFFICIENT'
+  | 'ERR_APP_ONLY_REFUSED'
+  | 'ERR_DELEGATED_REFUSED'
+  | 'ERR_STEP_UP_REQUIRED'
+  | 'ERR_CLAIMS_REQUIRED';
+
+const STATUS: Record<GuardErrorCode, number> = {
+  invalid_request: 400,
+  invalid_token: 401,
+  insufficient_scope: 403,
+  insufficient_user_authentication: 401,
+  insufficient_claims: 401,
+  temporarily_unavailable: 503,
+};
+
+export interface GuardErrorOptions {
+  /** `realm` of the challenge. */
+  realm?: string | undefined;
+  /** Space-separated scopes the caller lacks (RFC 6750 §3 `scope`), for `insufficient_scope`. */
+  scope?: string | undefined;
+  /** RFC 9728 §5.1: URL of this API's protected resource metadata, advertised in 401 challenges. */
+  resourceMetadata?: string | undefined;
+  /** Extra challenge parameters, in order (`acr_values`, `max_age`, `claims`, `authorization_uri`, `resource_metadata`). */
+  params?: ReadonlyArray<readonly [string, string]>;
+  status?: number;
+  cause?: unknown;
+}
+
+/**
+ * A request this API refuses. `status`, `wwwAuthenticate` and `toJSON()` are the whole response.
+ *
+ * `error` is `undefined` when the request carried no credentials at all: RFC 6750 §3.1 says the
+ * answer then SHOULD NOT include an error code, only the challenge (`Bearer realm="…"`).
+ */
+export class GuardError extends Error {
+  override name = 'GuardError';
+  readonly status: number;
+  readonly error: GuardErrorCode | undefined;
+  readonly reason: GuardErrorReason;
+  /** Public; safe to show the caller. Never contains the token. */
+  readonly description: string;
+  readonly scope: string | undefined;
+  /** The `WWW-Authenticate` header value, or `undefined` for a 503. */
+  readonly wwwAuthenticate: string | undefined;
+
+  constructor(error: GuardErrorCode | undefined, reason: GuardErrorReason, description: string, options: GuardErrorOptions = {}) {
+    super(error ? `${error}: ${description}` : description, options.cause === undefined ? undefined : { cause: options.cause });
+    this.error = error;
+    this.reason = reason;
+    this.description = description;
+    this.scope = options.scope;
+    this.status = options.status ?? (error ? STATUS[error] : 401);
+    const tail: Array<readonly [string, string]> = [...(options.params ?? [])];
+    if (options.resourceMetadata && this.status === 401) tail.push(['resource_metadata', options.resourceMetadata]);
+    if (error === 'temporarily_unavailable') {
+      this.wwwAuthenticate = undefined;
+    } else if (error === undefined) {
+      this.wwwAuthenticate = bearerChallenge([['realm', options.realm ?? ''], ...tail]);
+    } else {
+      const params: Array<readonly [string, string]> = [];
+      if (options.realm !== undefined) params.push(['realm', options.realm]);
+      params.push(['error', error], ['error_description', description]);
+      if (options.scope) params.push(['scope', options.scope]);
+      params.push(...tail);
+      this.wwwAuthenticate = bearerChallenge(params);
+    }
+  }
+
+  /**
+   * Response headers (`WWW-Authenticate`). Fastify's and Express's default error handlers apply an
+   * error's `headers` and `status`, so a GuardError thrown from a handler is already answered right.
+   */
+  get headers(): Record<string, string> {
+    return this.wwwAuthenticate === undefined ? {} : { 'www-authenticate': this.wwwAuthenticate };
+  }
+
+  /** A JSON body for developers (the header is what clients act on). `undefined` = send no body. */
+  toJSON(): Record<string, string> | undefined {
+    if (this.error === undefined) return undefined;
+    const body: Record<string, string> = { error: this.error, error_description: this.description };
+    if (this.scope) body.scope = this.scope;
+    return body;
+  }
+}
+
+/**
+ * A claims challenge to hand back to the caller (Entra CAE / conditional access): 401 with
+ * `WWW-Authenticate: Bearer realm="", error="insufficient_claims", claims="<base64 JSON>"`.
+ * The client (MSAL: `WwwAuthenticateParameters.GetClaimChallengeFromResponseHeaders`) decodes
+ * `claims` and signs the user in again with it.
+ */
+export class ClaimsChallengeError extends GuardError {
+  override name = 'ClaimsChallengeError';
+  /** The claims request, as JSON text (OIDC Core §5.5). */
+  readonly claims: string;
+  constructor(claims: string, options: { realm?: string; authorizationUri?: string; description?: string; cause?: unknown } = {}) {
+    const description = options.description ?? 'Additional claims are required: sign in again with the claims in this challenge.';
+    const params: Array<readonly [string, string]> = [];
+    if (options.authorizationUri) params.push(['authorization_uri', options.authorizationUri]);
+    params.push(['claims', encodeClaimsChallenge(claims)]);
+    super('insufficient_claims', 'ERR_CLAIMS_REQUIRED', description, { realm: options.realm ?? '', params, cause: options.cause });
+    this.claims = claims;
+  }
+
+  override toJSON(): Record<string, string> {
+    return { error: 'insufficient_claims', error_description: this.description, claims: this.claims };
+  }
+}
+
+/** Error JSON from the token service (RFC 6749 §5.2 plus Entra's members). */
+export interface TokenErrorBody {
+  error: string;
+  error_description?: string;
+  error_codes?: number[];
+  suberror?: string;
+  claims?: string;
+  trace_id?: string;
+  correlation_id?: string;
+}
+
+/** The token service refused or failed a token request made by this API. */
+export class OboError extends Error {
+  override name = 'OboError';
+  /** HTTP status of the token service's answer (0 when it could not be reached). */
+  readonly status: number;
+  readonly error: string;
+  readonly description: string;
+  readonly errorCodes: readonly number[];
+  readonly suberror: string | undefined;
+  readonly traceId: string | undefined;
+  readonly correlationId: string | undefined;
+  constructor(status: number, body: TokenErrorBody, options: { cause?: unknown } = {}) {
+    const description = typeof body.error_description === 'string' ? body.error_description : '';
+    super(`${body.error}${description ? `: ${description}` : ''}`, options.cause === undefined ? undefined : { cause: options.cause });
+    this.status = status;
+    this.error = body.error;
+    this.description = description;
+    this.errorCodes = Array.isArray(body.error_codes) ? body.error_codes.filter((c): c is number => typeof c === 'number') : [];
+    this.suberror = typeof body.suberror === 'string' ? body.suberror : undefined;
+    this.traceId = typeof body.trace_id === 'string' ? body.trace_id : undefined;
+    this.correlationId = typeof body.correlation_id === 'string' ? body.correlation_id : undefined;
+  }
+}
+
+/** `invalid_grant` (assertion invalid or expired, user disabled, blocked by policy …). */
+export class InvalidGrantError extends OboError {
+  override name = 'InvalidGrantError';
+}
+
+/** `invalid_grant` + `suberror: consent_required` (Entra AADSTS65001): no consent for the downstream scopes. */
+export class ConsentRequiredError extends InvalidGrantError {
+  override name = 'ConsentRequiredError';
+}
+
+/** `interaction_required` with a claims challenge: the user must step up (Entra AADSTS50076). */
+export class InteractionRequiredError extends OboError {
+  override name = 'InteractionRequiredError';
+  /** The claims request (JSON text) to hand back to the client, if the token service gave one. */
+  readonly claims: string | undefined;
+  constructor(status: number, body: TokenErrorBody, options: { cause?: unknown } = {}) {
+    super(status, body, options);
+    this.claims = typeof body.claims === 'string' && body.claims.length > 0 ? body.claims : undefined;
+  }
+}
+
+/**
+ * Code serving a user's request asked for an app-only token. Acting with the application's own
+ * permissions while serving a user is the confused deputy (the user borrows the app's authority);
+ * say so explicitly with `{ asApplication: true, reason }` if it really is intended.
+ */
+export class ConfusedDeputyError extends Error {
+  override name = 'ConfusedDeputyError';
+}
+
+/** Maps the token service's error JSON to the typed error. */
+export function oboErrorFrom(status: number, body: TokenErrorBody): OboError {
+  const codes = Array.isArray(body.error_codes) ? body.error_codes : [];
+  if (body.error === 'interaction_required') return new InteractionRequiredError(status, body);
+  if (body.suberror === 'consent_required' || body.error === 'consent_required' || codes.includes(65001)) {
+    return new ConsentRequiredError(status, body);
+  }
+  if (body.error === 'invalid_grant') return new InvalidGrantError(status, body);
+  return new OboError(status, body);
+}
+
+/**
+ * A claims challenge for the caller (Entra's format), e.g. when an operation needs an
+ * authentication context the token does not carry:
+ *
+ * @example
+ * throw claimsChallenge({ access_token: { acrs: { essential: true, value: 'c1' } } });
+ * // 401, WWW-Authenticate: Bearer realm="", error="insufficient_claims", claims="eyJhY2Nlc3Nf…"
+ */
+export function claimsChallenge(
+  claims: string | Record<string, unknown>,
+  options: { realm?: string; authorizationUri?: string; description?: string } = {},
+): ClaimsChallengeError {
+  let json: string;
+  if (typeof claims === 'string') {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(claims);
+    } catch {
+      throw new TypeError('claimsChallenge: claims must be a JSON object (OIDC Core §5.5)');
+    }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new TypeError('claimsChallenge: claims must be a JSON object (OIDC Core §5.5)');
+    json = JSON.stringify(parsed); // minified, as Entra recommends
+  } else if (claims !== null && typeof claims === 'object' && !Array.isArray(claims)) {
+    json = JSON.stringify(claims);
+  } else {
+    throw new TypeError('claimsChallenge: claims must be a JSON object (OIDC Core §5.5)');
+  }
+  return new ClaimsChallengeError(json, options);
+}
+
+/**
+ * RFC 9470 step-up: 401 `insufficient_user_authentication` with `acr_values` and/or `max_age`.
+ *
+ * @example
+ * throw insufficientUserAuthentication({ acrValues: ['urn:baton:mfa'], maxAge: 300 });
+ */
+export function insufficientUserAuthentication(options: {
+  acrValues?: readonly string[];
+  maxAge?: number;
+  description?: string;
+  realm?: string;
+  resourceMetadata?: string;
+}): GuardError {
+  const params: Array<readonly [string, string]> = [];
+  if (options.acrValues !== undefined) {
+    if (!Array.isArray(options.acrValues) || options.acrValues.length === 0 || options.acrValues.some((v) => typeof v !== 'string' || /\s/.test(v) || v === '')) {
+      throw new TypeError('insufficientUserAuthentication: acrValues must be non-empty strings without spaces');
+    }
+    params.push(['acr_values', options.acrValues.join(' ')]);
+  }
+  if (options.maxAge !== undefined) {
+    if (!Number.isInteger(options.maxAge) || options.maxAge < 0) throw new TypeError('insufficientUserAuthentication: maxAge must be a non-negative integer (seconds)');
+    params.push(['max_age', String(options.maxAge)]);
+  }
+  if (params.length === 0) throw new TypeError('insufficientUserAuthentication: give acrValues, maxAge or both');
+  const description =
+    options.description ??
+    (options.maxAge !== undefined && options.acrValues === undefined
+      ? 'A more recent authentication is required.'
+      : 'A stronger authentication is required.');
+  return new GuardError('insufficient_user_authentication', 'ERR_STEP_UP_REQUIRED', description, {
+    realm: options.realm,
+    resourceMetadata: options.resourceMetadata,
+    params,
+  });
+}

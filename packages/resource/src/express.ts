@@ -1,0 +1,65 @@
+/**
+ * Express adapter.
+ *
+ * @example
+ * import { requireAuth, authErrorHandler, getAuth } from '@baton/resource/express';
+ * app.get('/tasks', requireAuth(guard, { scopes: { any: ['Tasks.Read'] } }), (req, res) => {
+ *   res.json({ user: getAuth(req).userId });
+ * });
+ * app.use(authErrorHandler()); // renders claims challenges thrown by handlers (downstream calls)
+ *
+ * `req.auth` is set at runtime; its type comes from `getAuth(req)` or `AuthRequest` rather than a
+ * global `Express.Request` augmentation, because express-oauth2-jwt-bearer already declares
+ * `Request.auth` with another type and two such declarations in one program do not compile (TS2717).
+ *
+ * Put body parsers before `requireAuth` (the usual `app.use(express.json())` first): on Node 22,
+ * whose AsyncLocalStorage rides on async_hooks, a parser running after it resumes from the socket's
+ * events and the handler could lose the request context that `downstream()` and the confused-deputy
+ * check rely on (Node 24's AsyncContextFrame keeps it either way).
+ */
+import type { ErrorRequestHandler, Request, RequestHandler } from 'express';
+import { checkRequirement, type Guard, type Requirement } from './guard.ts';
+import type { Principal } from './principal.ts';
+import { runWithPrincipal } from './context.ts';
+import { authorizationOf, errorResponse, traceOf } from './respond.ts';
+
+export type AuthRequest = Request & { auth: Principal };
+
+/** Verifies the bearer token and checks `requirement`; sets `req.auth` and the request context. */
+export function requireAuth(guard: Guard, requirement: Requirement = {}): RequestHandler {
+  if (!guard || typeof guard.check !== 'function') throw new TypeError('requireAuth: a guard from createGuard() is required');
+  checkRequirement(requirement, 'requireAuth');
+  return function batonRequireAuth(req, res, next) {
+    guard.check(authorizationOf(req), requirement).then(
+      (principal) => {
+        (req as AuthRequest).auth = principal;
+        runWithPrincipal(principal, () => next(), traceOf(req));
+      },
+      (error: unknown) => {
+        const r = errorResponse(error);
+        if (r === undefined) return next(error);
+        res.status(r.status).set(r.headers);
+        if (r.body === undefined) res.end();
+        else res.send(r.body);
+      },
+    );
+  };
+}
+
+/** The caller of a request that passed `requireAuth`. Throws if the route has no `requireAuth`. */
+export function getAuth(req: Request): Principal {
+  const auth = (req as Partial<AuthRequest>).auth;
+  if (auth === undefined) throw new TypeError('getAuth: this route is not protected by requireAuth()');
+  return auth;
+}
+
+/** Renders `GuardError`s (claims challenges from downstream calls, step-up) thrown by handlers. */
+export function authErrorHandler(): ErrorRequestHandler {
+  return function batonAuthErrorHandler(error, _req, res, next) {
+    const r = errorResponse(error);
+    if (r === undefined || res.headersSent) return next(error);
+    res.status(r.status).set(r.headers);
+    if (r.body === undefined) res.end();
+    else res.send(r.body);
+  };
+}

@@ -1,0 +1,56 @@
+/**
+ * Hono middleware. `c.get('auth')` is typed through the `AuthEnv` variables.
+ *
+ * @example
+ * import { requireAuth, type AuthEnv } from '@baton/resource/hono';
+ * const app = new Hono<AuthEnv>();
+ * app.get('/tasks', requireAuth(guard, { scopes: { any: ['Tasks.Read'] } }), (c) => c.json({ user: c.get('auth').userId }));
+ */
+import type { MiddlewareHandler } from 'hono';
+import type { IncomingMessage } from 'node:http';
+import { runWithPrincipal } from './context.ts';
+import { checkRequirement, type Guard, type Requirement } from './guard.ts';
+import type { Principal } from './principal.ts';
+import { errorFetchResponse } from './respond.ts';
+
+export type AuthVariables = { auth: Principal };
+export type AuthEnv = { Variables: AuthVariables };
+
+export { errorFetchResponse as authErrorResponse };
+
+/**
+ * Verifies the bearer token and checks `requirement`; sets `c.get('auth')` and the request context,
+ * and answers `GuardError`s the handler throws (claims challenges from downstream calls).
+ */
+export function requireAuth(guard: Guard, requirement: Requirement = {}): MiddlewareHandler<AuthEnv> {
+  if (!guard || typeof guard.check !== 'function') throw new TypeError('requireAuth: a guard from createGuard() is required');
+  checkRequirement(requirement, 'requireAuth');
+  return async function batonRequireAuth(c, next) {
+    // On @hono/node-server the Node request is at c.env.incoming: its headersDistinct keeps repeated
+    // Authorization headers apart. Elsewhere Fetch joins them with ", ", which the parser refuses too.
+    const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+    // Always a list, so a header value is never mistaken for a bare token: the scheme is required.
+    const joined = c.req.raw.headers.get('authorization');
+    const authorization = incoming?.headersDistinct?.authorization ?? (joined === null ? undefined : [joined]);
+    let principal: Principal;
+    try {
+      principal = await guard.check(authorization, requirement);
+    } catch (error) {
+      const response = errorFetchResponse(error);
+      if (response === undefined) throw error;
+      return response;
+    }
+    c.set('auth', principal);
+    await runWithPrincipal(principal, () => next(), {
+      traceparent: incoming?.headersDistinct?.traceparent ?? c.req.raw.headers.get('traceparent'),
+      tracestate: c.req.raw.headers.get('tracestate'),
+    });
+    if (c.error !== undefined) {
+      const response = errorFetchResponse(c.error);
+      if (response !== undefined) {
+        c.res = undefined;
+        c.res = response;
+      }
+    }
+  };
+}

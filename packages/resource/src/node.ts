@@ -1,0 +1,54 @@
+/**
+ * Plain `node:http` helpers.
+ *
+ * @example
+ * import { protect } from '@baton/resource/node';
+ * http.createServer(protect(guard, { scopes: { any: ['Tasks.Read'] } }, async (req, res, principal) => {
+ *   res.end(JSON.stringify({ user: principal.userId }));
+ * }));
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { runWithPrincipal } from './context.ts';
+import { checkRequirement, type Guard, type Requirement } from './guard.ts';
+import type { Principal } from './principal.ts';
+import { authorizationOf, traceOf, writeErrorResponse } from './respond.ts';
+
+/**
+ * Verifies the request's bearer token and checks `requirement`. On refusal, writes the response
+ * (401/400/403/503 with `WWW-Authenticate`) and returns `undefined`. Other errors are thrown.
+ *
+ * It does not set the request context (an `await` cannot carry one back to its caller): run the
+ * rest of the handling inside `runWithPrincipal(principal, …)`, or use `protect()`, which does.
+ */
+export async function authenticate(req: IncomingMessage, res: ServerResponse, guard: Guard, requirement: Requirement = {}): Promise<Principal | undefined> {
+  try {
+    return await guard.check(authorizationOf(req), requirement);
+  } catch (error) {
+    if (writeErrorResponse(res, error)) return undefined;
+    throw error;
+  }
+}
+
+export type ProtectedHandler = (req: IncomingMessage, res: ServerResponse, principal: Principal) => unknown;
+
+/**
+ * A request listener: authenticates, runs `handler` inside the request context, and answers
+ * `GuardError`s the handler throws (claims challenges from downstream calls). Anything else it
+ * throws becomes a bare 500, never the error text.
+ */
+export function protect(guard: Guard, requirement: Requirement, handler: ProtectedHandler): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  if (!guard || typeof guard.check !== 'function') throw new TypeError('protect: a guard from createGuard() is required');
+  checkRequirement(requirement, 'protect');
+  if (typeof handler !== 'function') throw new TypeError('protect: handler must be a function');
+  return async function batonProtected(req, res) {
+    try {
+      const principal = await authenticate(req, res, guard, requirement);
+      if (principal === undefined) return;
+      await runWithPrincipal(principal, () => handler(req, res, principal), traceOf(req));
+    } catch (error) {
+      if (writeErrorResponse(res, error)) return;
+      if (!res.headersSent) res.writeHead(500, { 'content-length': 0 }).end();
+      else res.destroy();
+    }
+  };
+}

@@ -1,0 +1,47 @@
+/**
+ * What every adapter sends for a refused request: the status, `WWW-Authenticate`, `Cache-Control:
+ * no-store`, and a small JSON body (none when the request had no credentials, RFC 6750 §3.1).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { GuardError } from './errors.ts';
+
+export interface ErrorResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: string | undefined;
+}
+
+/** The response for a `GuardError` (including `ClaimsChallengeError`); `undefined` for anything else. */
+export function errorResponse(error: unknown): ErrorResponse | undefined {
+  if (!(error instanceof GuardError)) return undefined;
+  const json = error.toJSON();
+  const headers: Record<string, string> = { 'cache-control': 'no-store', ...error.headers };
+  if (error.status === 503) headers['retry-after'] = '5';
+  if (json !== undefined) headers['content-type'] = 'application/json';
+  return { status: error.status, headers, body: json === undefined ? undefined : JSON.stringify(json) };
+}
+
+/** A Fetch `Response` for a `GuardError`; `undefined` for anything else (Hono's `app.onError`). */
+export function errorFetchResponse(error: unknown): Response | undefined {
+  const r = errorResponse(error);
+  return r === undefined ? undefined : new Response(r.body ?? null, { status: r.status, headers: r.headers });
+}
+
+/** Writes the response for a `GuardError` on a `node:http` response. False if `error` is not one (or headers are gone). */
+export function writeErrorResponse(res: ServerResponse, error: unknown): boolean {
+  const r = errorResponse(error);
+  if (r === undefined || res.headersSent) return false;
+  res.writeHead(r.status, { ...r.headers, 'content-length': r.body === undefined ? 0 : Buffer.byteLength(r.body) });
+  res.end(r.body);
+  return true;
+}
+
+/** Every `Authorization` value of a Node request: duplicates kept (Node's `headers` drops them). */
+export function authorizationOf(req: IncomingMessage): string[] | undefined {
+  return req.headersDistinct.authorization;
+}
+
+/** The inbound trace headers, for `runWithPrincipal`. */
+export function traceOf(req: IncomingMessage): { traceparent: string[] | undefined; tracestate: string[] | undefined } {
+  return { traceparent: req.headersDistinct.traceparent, tracestate: req.headersDistinct.tracestate };
+}
