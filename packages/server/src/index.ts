@@ -9,3 +9,4 @@ export { generateClientSecret } from './crypto/secrets.ts';
 export { registerGrant, type Grant, type TokenRequest, type TokenResponse } from './grants/registry.ts';
 export { registerRoutes } from './http/app.ts';
 export type { ServerContext } from './context.ts';
+export { auditLogOf, AuditLog, AUDIT_BUFFER_SIZE, type ExchangeAuditEvent, type AuditListener } from './audit.ts';

@@ -20,6 +20,7 @@ import type { BatonConfig } from './config/schema.ts';
 import { DirectoryCache, type ServerContext } from './context.ts';
 import { buildApp } from './http/app.ts';
 import './grants/index.ts';
+import './endpoints/signin-routes.ts';
 
 export interface ServeOptions {
   /** A configuration file, or an already parsed configuration. */

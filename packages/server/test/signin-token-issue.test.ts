@@ -1,0 +1,54 @@
+/**
+ * `baton token issue` (contracts/README.md): a delegated token for local API testing, signed with
+ * the keys of the data directory a running token service uses, so an API validating against that
+ * service's JWKS accepts it.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
+import { startTestServer, CHAIN_CONFIG_PATH, type TestServer } from './harness.ts';
+
+const run = promisify(execFile);
+const BIN = new URL('../../cli/src/bin.ts', import.meta.url).pathname;
+let server: TestServer;
+
+before(async () => {
+  server = await startTestServer({ tls: 'dev' });
+});
+after(() => server.close());
+
+function issue(...extra: string[]) {
+  const env = { ...process.env };
+  delete env.BATON_KEK;
+  return run(process.execPath, [BIN, 'token', 'issue', '--config', CHAIN_CONFIG_PATH, '--data', server.dataDir, '--tenant', 'contoso', '--issuer-base', server.url, ...extra], { env });
+}
+
+test('baton token issue prints a delegated token (amr pwd) that verifies against the running service', async () => {
+  const { stdout, stderr } = await issue('--user', 'alice@contoso.test', '--client', 'tasks-web', '--scope', 'api://tasks/Tasks.ReadWrite');
+  const token = stdout.trim();
+  assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/, 'stdout is the token alone');
+  assert.doesNotMatch(stderr, /eyJ/, 'the token is not repeated on stderr');
+  const jwks = createRemoteJWKSet(new URL(`${server.url}/contoso/discovery/v2.0/keys`));
+  const { payload, protectedHeader } = await jwtVerify(token, jwks, { issuer: `${server.url}/contoso/v2.0`, audience: 'tasks-api', typ: 'at+jwt' });
+  assert.equal(protectedHeader.alg, 'ES256');
+  assert.equal(payload.scp, 'Tasks.ReadWrite');
+  assert.equal(payload.azp, 'tasks-web');
+  assert.deepEqual(payload.amr, ['pwd']);
+  assert.equal(payload.preferred_username, 'alice@contoso.test');
+  // The API accepts it at introspection, as it would a token from a sign-in.
+  const introspect = await server.post('/contoso/oauth2/v2.0/introspect', { token }, { authorization: `Basic ${Buffer.from('tasks-api:tasks-api-Demo-secret-1').toString('base64')}` });
+  assert.equal(introspect.body.active, true);
+});
+
+test('baton token issue refuses what the service would refuse: no consent, a disabled user, an unknown client', async () => {
+  await assert.rejects(issue('--user', 'alice@contoso.test', '--client', 'tasks-web', '--scope', 'api://docs/Docs.Read'), (error: any) => {
+    assert.equal(error.code, 1);
+    assert.match(error.stderr, /AADSTS65001/);
+    return true;
+  });
+  await assert.rejects(issue('--user', 'carol@contoso.test', '--client', 'tasks-web', '--scope', 'api://tasks/Tasks.ReadWrite'), /AADSTS50057/);
+  await assert.rejects(issue('--user', 'alice@contoso.test', '--client', 'nobody', '--scope', 'api://tasks/Tasks.ReadWrite'), /AADSTS700016/);
+  await assert.rejects(issue('--user', 'alice@contoso.test', '--client', 'tasks-web'), /--scope is required/);
+});
