@@ -7,6 +7,7 @@ import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { SIGNING_ALGS, type SigningAlg } from '@baton/core';
 import { startServer, createLogger, readConfigFile, openStore, loadKek, Keyring, generateClientSecret } from '@baton/server';
+import { dev } from './dev.ts';
 
 export interface OptionSpec {
   type: 'string' | 'boolean';
@@ -238,18 +239,7 @@ const secretNew: Command = {
   },
 };
 
-const dev: Command = {
-  name: 'dev',
-  summary: 'Run the token service over HTTPS with the demo chain configuration, data in .baton/ (what `npm start` runs).',
-  options: {
-    data: { type: 'string', valueName: 'DIR', description: 'data directory', default: '.baton' },
-    config: { type: 'string', valueName: 'FILE', description: 'configuration', default: 'examples/chain/baton.json' },
-    port: { type: 'string', valueName: 'N', description: 'token service port', default: '8443' },
-  },
-  async run(v) {
-    return serve.run({ config: str(v.config), data: str(v.data), port: str(v.port), 'tls-dev': true, dev: true });
-  },
-};
+/** `baton dev` lives in dev.ts (the demo chain). */
 
 export const commands: Record<string, Command> = {
   serve,
@@ -257,4 +247,5 @@ export const commands: Record<string, Command> = {
   'keys rotate': keysRotate,
   'config check': configCheck,
   'secret new': secretNew,
+  'token issue': (await import('./token-issue.ts')).tokenIssue,
 };

@@ -1,0 +1,72 @@
+/**
+ * What every example API is started with. The values a real deployment would take from its
+ * environment (authority, client secret, the next API's URL) are plain options here.
+ */
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import type { HopObserver } from './observe.ts';
+import type { LineWriter } from './log.ts';
+
+export interface ApiOptions {
+  /** The tenant's authority: `https://localhost:8443/contoso/v2.0`. */
+  authority: string;
+  /** CA certificate (PEM) to trust for the token service (`baton dev`'s local CA). */
+  ca?: string | undefined;
+  /** This API's client secret (the demo's are in baton.json; a real API reads it from a vault). */
+  clientSecret: string;
+  host?: string | undefined;
+  /** 0 = any free port. */
+  port?: number | undefined;
+  /** SQLite file; `':memory:'` by default. */
+  dataFile?: string | undefined;
+  /** Reports each request for the chain view. */
+  observer?: HopObserver | undefined;
+  log?: LineWriter | undefined;
+}
+
+export interface RunningApi {
+  url: string;
+  close(): Promise<void>;
+}
+
+/** The base URL of a listening server. Servers of the demo bind the loopback address only. */
+export function urlOf(server: Server): string {
+  const { port } = server.address() as AddressInfo;
+  return `http://127.0.0.1:${port}`;
+}
+
+/** Listens, rejecting with a readable message (`hint`: what to do about it) when the port is taken. */
+export function listen(server: Server, port: number, host: string, what: string, hint = 'Stop it, or pass another --api-port.'): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: NodeJS.ErrnoException) => {
+      server.off('listening', onListening);
+      reject(error.code === 'EADDRINUSE' ? new Error(`${what}: port ${port} on ${host} is already in use (another \`npm start\`?). ${hint}`) : error);
+    };
+    const onListening = () => {
+      server.off('error', onError);
+      resolve();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    server.listen(port, host);
+  });
+}
+
+/** Closes a server, ending idle keep-alive connections (and, after `graceMs`, every connection). */
+export function closeServer(server: Server, graceMs = 2000): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) return resolve();
+    const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+    timer.unref();
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}
+
+/** JSON error body the example APIs answer with (OAuth-style field names). */
+export function errorBody(error: string, description: string): { error: string; error_description: string } {
+  return { error, error_description: description };
+}

@@ -1,0 +1,138 @@
+/**
+ * The demo chain, started in one process next to a running token service (what `baton dev` does):
+ *
+ *   Tasks Web (Client App, :7000) → Tasks API (Original API, :7001) → Docs API (Downstream, :7002)
+ *     → Audit API (:7003), plus the Indexer (app-only, client credentials) → Docs API,
+ *
+ * and the chain view at http://127.0.0.1:7000/chain, fed by what each API reports and by the token
+ * service's audit stream of exchange decisions.
+ *
+ * @example
+ * const server = await startServer({ config, dataDir, tls: 'dev', dev: true });
+ * const chain = await startChain({ authority: `${server.url}/contoso/v2.0`, ca: server.ca, exchanges: auditLogOf(server.ctx), dataDir });
+ * // … later
+ * await chain.close();
+ */
+import { join } from 'node:path';
+import { ChainLog, type ExchangeFeed } from './chain-log.ts';
+import { readDemoConfig, totpNow, DEFAULT_CONFIG, type DemoConfig } from './demo-config.ts';
+import { startAuditApi } from './audit/api.ts';
+import { startDocsApi } from './docs/api.ts';
+import { startTasksApi, type Switch } from './tasks/api.ts';
+import { startIndexer, type Indexer } from './indexer/job.ts';
+import { startTasksWeb } from './web/app.ts';
+import { stderrWriter, type LineWriter } from './log.ts';
+
+export { ChainLog, type RequestView, type HopView, type TokenView, type DecisionView } from './chain-log.ts';
+export { readDemoConfig, totpNow, DEFAULT_CONFIG, type DemoConfig } from './demo-config.ts';
+export { effectiveAccess, explain } from './docs/permissions.ts';
+export { banner, type BannerInput } from './banner.ts';
+
+/** Tasks Web's port is fixed by its registered redirect URI (http://127.0.0.1:7000/callback). */
+export const WEB_PORT = 7000;
+/** Tasks API, Docs API and Audit API listen on this port and the next two. */
+export const DEFAULT_API_PORT = 7001;
+
+export interface ChainOptions {
+  /** The tenant's authority, e.g. `https://localhost:8443/contoso/v2.0`. */
+  authority: string;
+  /** The CA (PEM) that signed the token service's certificate, if it is not publicly trusted. */
+  ca?: string | undefined;
+  /** The token service's exchange decisions (`auditLogOf(server.ctx)`), for the chain view. */
+  exchanges?: ExchangeFeed | undefined;
+  /** Where the APIs keep their SQLite files (`<dir>/tasks.sqlite` …); in memory when absent. */
+  dataDir?: string | undefined;
+  /** Ports: `web` (default 7000), `api` (first of three; default 7001; 0 = any free ports). */
+  ports?: { web?: number | undefined; api?: number | undefined } | undefined;
+  /** The demo's configuration (default: examples/chain/baton.json). */
+  demo?: DemoConfig | undefined;
+  /** Start with the anti-pattern switch on. */
+  antiPattern?: boolean | undefined;
+  /** Milliseconds between indexer runs (default 60 000; 0 = only on demand). */
+  indexerIntervalMs?: number | undefined;
+  /** First indexer run after this many ms (default 3000; negative = none). */
+  indexerFirstRunMs?: number | undefined;
+  /** Tasks Web renews the user's access token this long before it expires (default 60 000 ms). */
+  refreshMarginMs?: number | undefined;
+  log?: LineWriter | undefined;
+}
+
+export interface RunningChain {
+  urls: { web: string; chain: string; tasksApi: string; docsApi: string; auditApi: string };
+  chain: ChainLog;
+  antiPattern: Switch;
+  indexer: Indexer;
+  demo: DemoConfig;
+  close(): Promise<void>;
+}
+
+function secretOf(demo: DemoConfig, clientId: string): string {
+  const secret = demo.secrets[clientId];
+  if (secret === undefined) throw new Error(`no client secret for '${clientId}' in the demo configuration`);
+  return secret;
+}
+
+export async function startChain(options: ChainOptions): Promise<RunningChain> {
+  const demo = options.demo ?? readDemoConfig(DEFAULT_CONFIG);
+  const log = options.log ?? stderrWriter;
+  const chain = new ChainLog({ 'tasks-web': 'Tasks Web', ...demo.names });
+  if (options.exchanges) chain.attach(options.exchanges);
+  const antiPattern: Switch = { enabled: options.antiPattern ?? false };
+  const file = (name: string) => (options.dataDir === undefined ? ':memory:' : join(options.dataDir, `${name}.sqlite`));
+  const apiPort = options.ports?.api ?? DEFAULT_API_PORT;
+  const port = (offset: number) => (apiPort === 0 ? 0 : apiPort + offset);
+  const common = { authority: options.authority, ca: options.ca, observer: chain, log };
+
+  const closers: Array<() => Promise<void>> = [];
+  const closeAll = async () => {
+    for (const close of closers.reverse()) await close().catch(() => {});
+    closers.length = 0;
+    chain.close();
+  };
+  try {
+    const audit = await startAuditApi({ ...common, clientSecret: secretOf(demo, 'audit-api'), port: port(2), dataFile: file('audit') });
+    closers.push(audit.close);
+    const docs = await startDocsApi({ ...common, clientSecret: secretOf(demo, 'docs-api'), port: port(1), dataFile: file('docs'), auditUrl: audit.url });
+    closers.push(docs.close);
+    const tasks = await startTasksApi({ ...common, clientSecret: secretOf(demo, 'tasks-api'), port: port(0), dataFile: file('tasks'), docsUrl: docs.url, antiPattern });
+    closers.push(tasks.close);
+    const indexer = startIndexer({
+      authority: options.authority,
+      ca: options.ca,
+      clientSecret: secretOf(demo, 'indexer'),
+      docsUrl: docs.url,
+      intervalMs: options.indexerIntervalMs ?? 60_000,
+      firstRunMs: options.indexerFirstRunMs,
+      narrator: chain,
+      log,
+    });
+    closers.push(indexer.close);
+    const web = await startTasksWeb({
+      authority: options.authority,
+      ca: options.ca,
+      port: options.ports?.web ?? WEB_PORT,
+      tasksApiUrl: tasks.url,
+      chain,
+      controls: { antiPattern, indexer, auditEntries: () => audit.entries(12) },
+      demo: {
+        users: demo.users,
+        totpSecret: Object.values(demo.totpSecrets)[0],
+        totp: (username) => (demo.totpSecrets[username] === undefined ? undefined : totpNow(demo.totpSecrets[username] as string)),
+      },
+      refreshMarginMs: options.refreshMarginMs,
+      log,
+    });
+    closers.push(web.close);
+    return {
+      urls: { web: web.url, chain: `${web.url}/chain`, tasksApi: tasks.url, docsApi: docs.url, auditApi: audit.url },
+      chain,
+      antiPattern,
+      indexer,
+      demo,
+      close: closeAll,
+    };
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+}

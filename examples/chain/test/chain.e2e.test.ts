@@ -1,0 +1,351 @@
+/**
+ * The demo chain end to end, in Chromium (playwright-core), as a newcomer would click through it:
+ *
+ * 1. alice signs in (password only) and creates a task;
+ * 2. she attaches a document: the Tasks API's On-Behalf-Of exchange for `Docs.Write` is refused by
+ *    the MFA policy, the claims challenge comes back to Tasks Web, Baton asks for her TOTP code, and
+ *    the attach is retried — through Tasks API → Docs API → Audit API;
+ * 3. the chain view shows that request with three hops and `act` nested;
+ * 4. bob signs in and cannot open alice's document through the Tasks API;
+ * 5. the anti-pattern switch makes the Tasks API try its own identity: the SDK refuses (red hop);
+ * 6. the indexer reads every document with its application permission (the legitimate app-only path).
+ *
+ * Everything runs in this process on a temp data dir and free ports, except Tasks Web, whose port
+ * (7000) is fixed by its registered redirect URI. BATON_SCREENSHOTS=<dir> saves a screenshot per step
+ * (how docs/img/ is made).
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, mkdir, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import * as OTPAuth from 'otpauth';
+import { auditLogOf, createLogger, readConfigFile, startServer, type RunningServer } from '@baton/server';
+import { startChain, type RunningChain } from '../src/index.ts';
+import { silentWriter } from '../src/log.ts';
+import { actChain } from '../src/chain-log.ts';
+
+const CONFIG = fileURLToPath(new URL('../baton.json', import.meta.url));
+const WEB = 'http://127.0.0.1:7000';
+const ALICE = { username: 'alice@contoso.test', password: 'alice-Demo-pass-1', totp: 'JBSWY3DPEHPK3PXP' };
+const BOB = { username: 'bob@contoso.test', password: 'bob-Demo-pass-1' };
+const SHOTS = process.env.BATON_SCREENSHOTS;
+
+let dataDir: string;
+let server: RunningServer;
+let chain: RunningChain;
+let browser: Browser;
+let context: BrowserContext;
+let page: Page;
+/** Script errors and CSP violations seen by the browser: the pages must have none. */
+const browserProblems: string[] = [];
+
+/** Tasks Web must get port 7000 (its redirect URI); say so plainly when it is taken. */
+function assertPortFree(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', (error: NodeJS.ErrnoException) =>
+      reject(new Error(error.code === 'EADDRINUSE' ? `port ${port} on 127.0.0.1 is in use (is \`npm start\` running?). The e2e test needs it: Tasks Web's registered redirect URI is http://127.0.0.1:${port}/callback.` : error.message)),
+    );
+    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve()));
+  });
+}
+
+async function shot(name: string, options: { fullPage?: boolean } = {}): Promise<void> {
+  if (!SHOTS) return;
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: options.fullPage ?? false, animations: 'disabled' });
+}
+
+/** Scrolls so that `target` sits just below the sticky top bar (for screenshots). */
+async function scrollTo(target: import('playwright-core').Locator): Promise<void> {
+  await target.evaluate((node: { getBoundingClientRect(): { top: number } }) => {
+    const w = globalThis as unknown as { scrollTo(x: number, y: number): void; scrollY: number };
+    w.scrollTo(0, node.getBoundingClientRect().top + w.scrollY - 72);
+  });
+}
+
+function totpCode(): string {
+  // A code with less than 3 s left could expire in flight: wait for the next one.
+  const left = 30 - (Math.floor(Date.now() / 1000) % 30);
+  if (left < 3) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, left * 1000 + 200);
+  return new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(ALICE.totp), algorithm: 'SHA1', digits: 6, period: 30 }).generate();
+}
+
+async function signIn(user: { username: string; password: string }): Promise<void> {
+  await page.goto(`${WEB}/`);
+  await page.getByRole('link', { name: 'Sign in with Baton' }).click();
+  await page.waitForURL(/^https:\/\/localhost:\d+\//);
+  await page.locator('#username').fill(user.username);
+  await page.locator('#password').fill(user.password);
+  if (user.username === ALICE.username) await shot('02-baton-sign-in');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL(`${WEB}/`);
+}
+
+async function signOut(): Promise<void> {
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.waitForURL(`${WEB}/`);
+  await page.getByText('You are signed out of Tasks Web and of Baton.').waitFor();
+}
+
+/** The chain view, once its first snapshot is rendered. */
+async function openChainView(hash = ''): Promise<void> {
+  await page.goto(`${WEB}/chain${hash}`);
+  await page.locator('body[data-chain-ready="true"]').waitFor();
+}
+
+before(async () => {
+  await assertPortFree(7000);
+  dataDir = await mkdtemp(join(tmpdir(), 'baton-chain-e2e-'));
+  if (SHOTS) await mkdir(SHOTS, { recursive: true });
+  server = await startServer({ config: await readConfigFile(CONFIG), dataDir, port: 0, tls: 'dev', dev: true, logger: createLogger('silent') });
+  chain = await startChain({
+    authority: `${server.url}/contoso/v2.0`,
+    ca: server.ca,
+    exchanges: auditLogOf(server.ctx),
+    dataDir: join(dataDir, 'chain'),
+    ports: { api: 0 },
+    indexerIntervalMs: 0,
+    indexerFirstRunMs: -1,
+    log: silentWriter,
+  });
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+  context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
+  page = await context.newPage();
+  page.on('pageerror', (error) => browserProblems.push(`${page.url()}: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error' && /Content Security Policy|Refused to/i.test(message.text())) browserProblems.push(`${page.url()}: ${message.text()}`);
+  });
+});
+
+let stopped = false;
+/** Stops the in-process chain (frees port 7000). */
+async function stopInProcess(): Promise<void> {
+  if (stopped) return;
+  stopped = true;
+  await browser?.close();
+  await chain?.close();
+  await server?.close();
+}
+
+after(async () => {
+  await stopInProcess();
+  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+});
+
+let aliceDocId = '';
+
+test('alice signs in, creates a task, attaches a document after a step-up to MFA; the chain view shows three hops with act nested', { timeout: 120_000 }, async () => {
+  await page.goto(`${WEB}/`);
+  await page.locator('code.totp', { hasText: /\d{3} \d{3}/ }).waitFor();
+  await shot('01-landing');
+  await signIn(ALICE);
+  await page.getByRole('heading', { name: 'Your tasks' }).waitFor();
+
+  await page.getByPlaceholder('What needs doing?').fill('Prepare the quarterly review');
+  await page.getByRole('button', { name: 'Add task' }).click();
+  await page.waitForURL(`${WEB}/`);
+  const task = page.locator('li.task', { hasText: 'Prepare the quarterly review' });
+  await task.waitFor();
+  await shot('03-task-created');
+
+  // Attaching a document needs Docs.Write, which the tenant guards with MFA: Baton asks for it.
+  await task.locator('summary', { hasText: 'Attach a document' }).click();
+  const form = task.locator('form[action$="/documents"]');
+  await form.locator('input[name="title"]').fill('Q3 figures');
+  await form.locator('textarea[name="content"]').fill('Revenue up 12%. Costs flat. Confidential: do not share outside finance.');
+  await shot('04-attach-form');
+  await form.getByRole('button', { name: 'Attach document' }).click();
+  await page.waitForURL(/^https:\/\/localhost:\d+\/contoso\/oauth2\/v2\.0\/interaction\//);
+  await page.getByRole('heading', { name: 'Verify your identity' }).waitFor();
+  await page.locator('#code').fill(totpCode());
+  await shot('05-step-up-mfa');
+  await page.getByRole('button', { name: 'Verify' }).click();
+  await page.waitForURL(`${WEB}/`);
+  await page.getByText('Verified. Your change went through all the way to the Audit API.').waitFor();
+  const attachment = task.locator('ul.attachments a', { hasText: 'Q3 figures' });
+  await attachment.waitFor();
+  aliceDocId = ((await attachment.getAttribute('href')) ?? '').split('/').pop() ?? '';
+  assert.match(aliceDocId, /^[0-9a-f-]{36}$/);
+  await shot('06-attached');
+
+  // The chain view: the retried attach crossed three hops; the first attempt was refused by policy.
+  await openChainView();
+  const retried = page.locator('article.request', { hasText: 'retried after step-up' });
+  await retried.waitFor();
+  const hops = retried.locator('section.hop.call');
+  assert.equal(await hops.count(), 3);
+  assert.deepEqual(
+    await hops.evaluateAll((nodes: Array<{ getAttribute(name: string): string | null }>) => nodes.map((n) => `${n.getAttribute('data-from')}→${n.getAttribute('data-to')}`)),
+    ['tasks-web→tasks-api', 'tasks-api→docs-api', 'docs-api→audit-api'],
+  );
+  // act nested: the Audit API's token says docs-api acted, on behalf of tasks-api.
+  const third = hops.nth(2);
+  assert.equal(await third.locator('.act .act').count(), 1);
+  assert.equal((await third.locator('.act .actor-name').allTextContents()).join(' ← '), 'docs-api ← tasks-api');
+  assert.match((await third.locator('.decision').textContent()) ?? '', /on_behalf_of/);
+  assert.match((await hops.nth(0).locator('table.claims').textContent()) ?? '', /mfa/);
+  const firstAttempt = page.locator('article.request', { hasText: 'Attach document “Q3 figures” to a task' }).filter({ hasNotText: 'retried' });
+  const refusedExchange = firstAttempt.locator('section.hop.exchange.refused');
+  await refusedExchange.waitFor();
+  assert.match((await refusedExchange.textContent()) ?? '', /conditional-access/);
+  assert.match((await refusedExchange.textContent()) ?? '', /AADSTS50076/);
+  await scrollTo(retried);
+  await shot('07-chain-three-hops');
+  await scrollTo(firstAttempt);
+  await shot('08-chain-step-up-refusal');
+
+  // The owner shares it (another Docs.Write change, recorded at the Audit API too): carol, not bob.
+  await page.goto(`${WEB}/documents/${aliceDocId}`);
+  await page.getByRole('heading', { name: 'Q3 figures' }).waitFor();
+  await page.locator('#share-user').fill('carol@contoso.test');
+  await page.getByRole('button', { name: 'Share' }).click();
+  await page.waitForURL(`${WEB}/documents/${aliceDocId}`);
+  await page.locator('ul.shares', { hasText: 'carol@contoso.test' }).waitFor();
+  const shared = chain.chain.snapshot().find((r) => r.label.startsWith('Share a document with carol@contoso.test'));
+  assert.deepEqual(shared?.hops.map((h) => `${h.to}:${h.status}`), ['tasks-api:200', 'docs-api:200', 'audit-api:201']);
+
+  // The same, from the data behind the page.
+  const request = chain.chain.snapshot().find((r) => r.label.includes('retried after step-up'));
+  assert.ok(request);
+  const audit = request.hops.find((h) => h.to === 'audit-api');
+  assert.deepEqual(actChain(audit?.token?.act), ['docs-api', 'tasks-api']);
+  assert.equal(audit?.token?.azp, 'docs-api');
+  assert.equal(audit?.token?.aud, 'audit-api');
+});
+
+test('bob signs in and cannot read alice’s document through the Tasks API', { timeout: 90_000 }, async () => {
+  assert.ok(aliceDocId, 'needs the document of the first test');
+  await page.goto(`${WEB}/`);
+  await signOut();
+  await signIn(BOB);
+  await page.getByRole('heading', { name: 'Your tasks' }).waitFor();
+  assert.equal(await page.locator('li.task').count(), 0, 'bob sees none of alice’s tasks');
+
+  await page.getByRole('link', { name: 'Documents' }).click();
+  await page.waitForURL(`${WEB}/documents`);
+  assert.equal(await page.locator('table.docs').count(), 0, 'bob has no documents he can read');
+  await page.locator('#doc-id').fill(aliceDocId);
+  await page.getByRole('button', { name: 'Open' }).click();
+  await page.getByRole('heading', { name: 'This document is not available to you' }).waitFor();
+  assert.equal(await page.getByText('Revenue up 12%').count(), 0);
+  await shot('09-bob-refused');
+
+  await page.getByRole('link', { name: 'See the decision in the chain view →' }).click();
+  await page.locator('body[data-chain-ready="true"]').waitFor();
+  const card = page.locator('article.request', { hasText: 'Open document' }).first();
+  const docsHop = card.locator('section.hop.call[data-to="docs-api"]');
+  await docsHop.waitFor();
+  assert.match((await docsHop.getAttribute('class')) ?? '', /refused/);
+  assert.match((await docsHop.locator('.status').textContent()) ?? '', /404/);
+  assert.match((await docsHop.locator('.reason').textContent()) ?? '', /Bob Brown may not read "Q3 figures" \(owner Alice Adams\): user: none/);
+  // The token the Docs API judged was bob's, obtained On-Behalf-Of by the Tasks API.
+  assert.match((await docsHop.locator('table.claims').textContent()) ?? '', /bob@contoso\.test/);
+  await scrollTo(card);
+  await shot('10-chain-bob-refused');
+});
+
+test('the anti-pattern switch: the Tasks API tries its own identity for a user, the SDK refuses', { timeout: 90_000 }, async () => {
+  await openChainView();
+  await page.getByRole('button', { name: 'Turn on' }).click();
+  await page.waitForURL(`${WEB}/chain`);
+  await page.locator('#anti-pattern-state', { hasText: 'ON' }).waitFor();
+
+  await page.goto(`${WEB}/documents`);
+  await page.getByText(/The Tasks API tried to use its own application identity to call the Docs API for you, and the Baton SDK refused/).waitFor();
+
+  await openChainView();
+  const card = page.locator('article.request', { hasText: 'List documents' }).first();
+  const refusal = card.locator('section.hop.exchange.refused');
+  await refusal.waitFor();
+  const text = (await refusal.textContent()) ?? '';
+  assert.match(text, /Resource SDK · refused/);
+  assert.match(text, /confused-deputy/);
+  assert.match(text, /appToken\(\) was called while serving a request/);
+  assert.equal(await card.locator('section.hop.call[data-to="docs-api"]').count(), 0, 'no call reached the Docs API');
+  await scrollTo(page.locator('#anti-pattern-card'));
+  await shot('11-chain-confused-deputy');
+
+  await page.getByRole('button', { name: 'Turn off' }).click();
+  await page.locator('#anti-pattern-state', { hasText: 'off' }).waitFor();
+  assert.equal(chain.antiPattern.enabled, false);
+});
+
+test('the indexer reads every document with its application permission, on its own route', { timeout: 60_000 }, async () => {
+  await openChainView();
+  await page.getByRole('button', { name: 'Run now' }).click();
+  await page.waitForURL(`${WEB}/chain`);
+  const card = page.locator('article.request', { hasText: 'Index every document' }).first();
+  await card.locator('section.hop.call[data-to="docs-api"]').waitFor();
+  const claims = (await card.locator('table.claims').textContent()) ?? '';
+  assert.match(claims, /Docs\.ReadAll/);
+  assert.match(claims, /idtyp\s*app/);
+  assert.match((await card.locator('.decision').textContent()) ?? '', /client_credentials/);
+  await page.locator('#indexer-status', { hasText: '1 document' }).waitFor();
+  assert.deepEqual(chain.indexer.search('revenue').length, 1);
+  await scrollTo(card);
+  await shot('12-chain-indexer');
+  assert.deepEqual(browserProblems, [], 'no script error and no CSP violation on any page');
+});
+
+const REPO = fileURLToPath(new URL('../../../', import.meta.url));
+
+/** `baton dev` as `npm start` runs it, until it prints `ready`. */
+function startDev(data: string): Promise<{ child: ChildProcess; stdout: string; stderr: () => string; exited: Promise<number | null> }> {
+  const child = spawn(process.execPath, ['packages/cli/src/bin.ts', 'dev', '--data', data, '--port', '0', '--api-port', '0', '--indexer-interval', '0'], {
+    cwd: REPO,
+    env: { ...process.env, NO_COLOR: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`baton dev did not print ready in 30 s: ${stderr}`));
+    }, 30_000);
+    child.stdout?.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+      if (/^ready http:\/\/127\.0\.0\.1:7000$/m.test(stdout)) {
+        clearTimeout(timer);
+        resolve({ child, stdout, stderr: () => stderr, exited });
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`baton dev exited (${code}) before ready: ${stderr}`));
+    });
+  });
+}
+
+test('`baton dev` (npm start) prints URLs, users and the CA, stops on Ctrl-C, and a second start reuses the data', { timeout: 120_000 }, async () => {
+  await stopInProcess();
+  await assertPortFree(7000);
+  const data = join(dataDir, 'dev');
+
+  const first = await startDev(data);
+  assert.match(first.stdout, /Tasks Web \(Client App\)\s+http:\/\/127\.0\.0\.1:7000/);
+  assert.match(first.stdout, /Chain view\s+http:\/\/127\.0\.0\.1:7000\/chain/);
+  assert.match(first.stdout, /alice@contoso\.test\s+alice-Demo-pass-1\s+TOTP secret JBSWY3DPEHPK3PXP — current code \d{3} \d{3}/);
+  assert.match(first.stdout, /bob@contoso\.test\s+bob-Demo-pass-1/);
+  assert.match(first.stdout, /Trust the local CA[\s\S]*tls\/ca\.pem/);
+  assert.doesNotMatch(first.stdout + first.stderr(), /eyJ[\w-]{10,}\./, 'no token printed');
+  assert.equal((await fetch('http://127.0.0.1:7000/healthz')).status, 200);
+  const ca = await readFile(join(data, 'tls', 'ca.pem'), 'utf8');
+  first.child.kill('SIGINT');
+  assert.equal(await first.exited, 0, first.stderr());
+  assert.ok(existsSync(join(data, 'chain', 'tasks.sqlite')), 'the APIs keep their data under the data directory');
+
+  const second = await startDev(data);
+  assert.equal(await readFile(join(data, 'tls', 'ca.pem'), 'utf8'), ca, 'the same local CA: a browser that trusts it keeps trusting it');
+  assert.match(second.stderr(), /using a DEVELOPMENT key-encryption key/, 'the same keys');
+  second.child.kill('SIGINT');
+  assert.equal(await second.exited, 0, second.stderr());
+});

@@ -1,0 +1,118 @@
+/**
+ * `baton dev` (what `npm start` runs): the whole demo chain in one process, visible.
+ *
+ * - the token service over HTTPS with the local dev CA (`--tls-dev`), SQLite in `.baton/`, loaded
+ *   from examples/chain/baton.json (applied idempotently: a second start reuses keys and data);
+ * - the example apps (examples/chain): Tasks Web on http://127.0.0.1:7000 (fixed by its registered
+ *   redirect URI), Tasks API, Docs API and Audit API on three ports from `--api-port`, the indexer;
+ * - the chain view, which reads the token service's audit stream in-process.
+ *
+ * One process keeps Ctrl-C simple: everything closes in reverse order, then the command returns.
+ */
+import { join, resolve } from 'node:path';
+import { auditLogOf, createLogger, readConfigFile, startServer } from '@baton/server';
+import type { Command } from './commands.ts';
+
+const str = (v: string | boolean | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
+
+function portNumber(value: string | undefined, flag: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`--${flag} must be a number from 0 to 65535, not '${value}'`);
+  return n;
+}
+
+/** The example chain is loaded only by `dev`, so `baton serve` never needs its dependencies. */
+type ExampleChain = typeof import('@baton/example-chain');
+
+export const dev: Command = {
+  name: 'dev',
+  summary: 'Run the demo chain: the token service over HTTPS (data in .baton/), Tasks Web, the Tasks, Docs and Audit APIs, the indexer and the chain view (what `npm start` runs).',
+  options: {
+    data: { type: 'string', valueName: 'DIR', description: 'data directory', default: '.baton' },
+    config: { type: 'string', valueName: 'FILE', description: 'configuration', default: 'examples/chain/baton.json' },
+    port: { type: 'string', valueName: 'N', description: 'token service port', default: '8443' },
+    'api-port': { type: 'string', valueName: 'N', description: 'first of three ports for the Tasks, Docs and Audit APIs (0 = any free ports); Tasks Web stays on 7000, its registered redirect URI', default: '7001' },
+    'anti-pattern': { type: 'boolean', description: 'start with the confused-deputy switch on (the Tasks API tries to act as itself; the SDK refuses); also BATON_DEMO_ANTI_PATTERN=1' },
+    'indexer-interval': { type: 'string', valueName: 'SECONDS', description: 'seconds between indexer runs (0 = only from the chain view)', default: '60' },
+  },
+  async run(v) {
+    const configPath = resolve(str(v.config) ?? 'examples/chain/baton.json');
+    const dataDir = resolve(str(v.data) ?? '.baton');
+    const port = portNumber(str(v.port), 'port', 8443);
+    const apiPort = portNumber(str(v['api-port']), 'api-port', 7001);
+    const interval = Number(str(v['indexer-interval']) ?? '60');
+    if (!Number.isFinite(interval) || interval < 0) throw new Error(`--indexer-interval must be a number of seconds, not '${str(v['indexer-interval'])}'`);
+
+    // The configuration is checked before anything is opened or started.
+    const config = await readConfigFile(configPath);
+    const example: ExampleChain = await import('@baton/example-chain');
+    const demo = example.readDemoConfig(configPath);
+
+    const color = process.stdout.isTTY === true;
+    const server = await startServer({ config, dataDir, port, tls: 'dev', dev: true, logger: createLogger(undefined, true) });
+    let chain: Awaited<ReturnType<ExampleChain['startChain']>>;
+    try {
+      chain = await example.startChain({
+        authority: `${server.url}/${demo.tenant}/v2.0`,
+        ca: server.ca,
+        exchanges: auditLogOf(server.ctx),
+        dataDir: join(dataDir, 'chain'),
+        ports: { api: apiPort },
+        demo,
+        antiPattern: Boolean(v['anti-pattern']) || process.env.BATON_DEMO_ANTI_PATTERN === '1',
+        indexerIntervalMs: interval * 1000,
+        log: (line) => process.stderr.write(`${line}\n`),
+      });
+    } catch (error) {
+      await server.close();
+      throw error;
+    }
+
+    return new Promise<number>((done) => {
+      let stopping = false;
+      const stop = () => {
+        if (stopping) {
+          // A second Ctrl-C: stop waiting for connections to drain.
+          process.stderr.write('stopping now\n');
+          done(130);
+          return;
+        }
+        stopping = true;
+        process.stderr.write('\nstopping: Tasks Web, the APIs, the indexer, the token service…\n');
+        chain
+          .close()
+          .then(() => server.close())
+          .then(
+            () => {
+              process.off('SIGINT', stop);
+              process.off('SIGTERM', stop);
+              process.stderr.write('stopped. Data kept in ' + dataDir + '\n');
+              done(0);
+            },
+            (error: unknown) => {
+              process.stderr.write(`baton dev: stopping failed: ${(error as Error).message}\n`);
+              done(1);
+            },
+          );
+      };
+      // Listening for Ctrl-C before saying `ready`: a signal right after it must stop us cleanly.
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+      process.stdout.write(
+        `${example.banner({
+          tokenServiceUrl: server.url,
+          tenant: demo.tenant,
+          caPath: server.caPath,
+          dataDir,
+          urls: chain.urls,
+          demo,
+          indexerIntervalMs: interval * 1000,
+          antiPattern: chain.antiPattern.enabled,
+          color,
+        })}\n`,
+      );
+      process.stdout.write(`ready ${chain.urls.web}\n`);
+    });
+  },
+};
