@@ -4,6 +4,7 @@
  * the cache drops a tenant's copy when the store reports a change, from this instance or another.
  */
 import { buildDirectory, type TenantDirectory } from '@baton/core';
+import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Store } from './store/types.ts';
 import type { Keyring } from './keys/keyring.ts';
@@ -13,10 +14,10 @@ export interface ServerContext {
   readonly store: Store;
   readonly keyring: Keyring;
   readonly kek: Kek;
-  /** HMAC key for client secrets. */
-  readonly pepper: Buffer;
+  /** HMAC key for client secrets (a KeyObject: imported once, not on every HMAC). */
+  readonly pepper: KeyObject;
   /** HMAC key for pairwise `sub` values. */
-  readonly pairwiseKey: Buffer;
+  readonly pairwiseKey: KeyObject;
   readonly log: Logger;
   readonly directories: DirectoryCache;
   /** Epoch seconds; injected so tests can move time. */

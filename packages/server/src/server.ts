@@ -7,6 +7,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
+import { createSecretKey } from 'node:crypto';
 import pino, { type Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import type { SigningAlg } from '@baton/core';
@@ -142,8 +143,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       store,
       keyring,
       kek,
-      pepper: kek.derive('client-secret-pepper'),
-      pairwiseKey: kek.derive('pairwise-sub'),
+      pepper: createSecretKey(kek.derive('client-secret-pepper')),
+      pairwiseKey: createSecretKey(kek.derive('pairwise-sub')),
       log,
       directories,
       now,

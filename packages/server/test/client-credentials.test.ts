@@ -57,6 +57,7 @@ describe('discovery and JWKS', () => {
     assert.equal(metadata.jwks_uri, `${server.url}/contoso/discovery/v2.0/keys`);
     assert.ok(metadata.grant_types_supported.includes('client_credentials'));
     assert.deepEqual(metadata.code_challenge_methods_supported, ['S256']);
+    assert.equal(metadata.authorization_response_iss_parameter_supported, true);
     assert.ok(metadata.token_endpoint_auth_methods_supported.includes('private_key_jwt'));
     assert.ok(metadata.scopes_supported.includes('api://docs/Docs.Read'));
   });

@@ -35,6 +35,11 @@ export function metadataFor(ctx: ServerContext, tenantId: string, scopes: string
     scopes_supported: ['openid', 'profile', 'email', 'offline_access', ...scopes],
     claims_supported: ['iss', 'aud', 'sub', 'oid', 'tid', 'azp', 'client_id', 'scp', 'roles', 'idtyp', 'amr', 'acr', 'auth_time', 'sid', 'act', 'name', 'preferred_username', 'email', 'nonce', 'exp', 'iat', 'nbf', 'jti', 'uti', 'ver'],
     claims_parameter_supported: true,
+    prompt_values_supported: ['none', 'login', 'consent', 'select_account'],
+    // RFC 9207: the authorization response carries `iss`, so a client can detect mix-up attacks.
+    authorization_response_iss_parameter_supported: true,
+    revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
+    introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
     request_parameter_supported: false,
     request_uri_parameter_supported: false,
     frontchannel_logout_supported: false,
