@@ -151,35 +151,9 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       baseUrl: options.publicUrl ?? '',
     };
     const app = buildApp(ctx, { https });
-    if (options.listen === false) {
-      return {
-        url: '',
-        ctx,
-        app,
-        caPath,
-        ca,
-        async close() {
-          if (closed) return;
-          closed = true;
-          await app.close();
-          directories.close();
-          keyring.close();
-          await store.close();
-        },
-      };
-    }
-    const host = options.host ?? '127.0.0.1';
-    await app.listen({ host, port: options.port ?? 0 });
-    const port = (app.server.address() as AddressInfo).port;
-    if (!options.publicUrl) ctx.baseUrl = https ? `https://localhost:${port}` : `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-
-    const sweeper = setInterval(() => {
-      store.sweep(now()).catch((error: Error) => log.warn({ err: error.message }, 'sweep failed'));
-    }, 60_000);
-    sweeper.unref();
-
-    return {
-      url: ctx.baseUrl,
+    let sweeper: NodeJS.Timeout | undefined;
+    const running: RunningServer = {
+      url: '',
       ctx,
       app,
       caPath,
@@ -194,6 +168,19 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
         await store.close();
       },
     };
+    if (options.listen === false) return running;
+
+    const host = options.host ?? '127.0.0.1';
+    await app.listen({ host, port: options.port ?? 0 });
+    const port = (app.server.address() as AddressInfo).port;
+    if (!options.publicUrl) ctx.baseUrl = https ? `https://localhost:${port}` : `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    running.url = ctx.baseUrl;
+
+    sweeper = setInterval(() => {
+      store.sweep(now()).catch((error: Error) => log.warn({ err: error.message }, 'sweep failed'));
+    }, 60_000);
+    sweeper.unref();
+    return running;
   } catch (error) {
     if (!closed) await store.close();
     throw error;
