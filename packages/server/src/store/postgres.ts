@@ -11,19 +11,36 @@
  *   exists exactly when the change committed; a dedicated LISTEN connection delivers those of
  *   other instances to `onInvalidate` listeners and reconnects when it drops.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { Client, Pool } from 'pg';
 import type { Notification, PoolClient, QueryResultRow } from 'pg';
 import type { Application, AppRoleAssignment, ConsentGrant, Policy, SigningKeyRecord, Tenant, User } from '@baton/core';
 import { advisoryLockKey, migratePostgres, SCHEMA_NAME } from './migrations.ts';
-import type {
-  ConsentQuery,
-  ConsumeResult,
-  EphemeralKind,
-  EphemeralRecord,
-  Invalidation,
-  Store,
-} from './types.ts';
+import {
+  asParsed,
+  checkPaging,
+  checkPolicies,
+  checkPromote,
+  checkRotation,
+  consentFilter,
+  consentFromRow,
+  type ConsentRow,
+  type DataRow,
+  emitTo,
+  ephemeralFromRow,
+  ephemeralParams,
+  type EphemeralRow,
+  json,
+  retiredKey,
+  roleFromRow,
+  type RoleRow,
+  type RotateArgs,
+  signingKeyParams,
+  type Subscription,
+  unclaimedResult,
+  useOnceKey,
+} from './shared.ts';
+import type { ConsentQuery, ConsumeResult, EphemeralKind, EphemeralRecord, Invalidation, Store } from './types.ts';
 
 export interface PostgresStoreOptions {
   /** Schema holding every table (created by `migrate()` if missing). Default `public`. */
@@ -65,43 +82,6 @@ interface NotifyPayload {
   entity: Invalidation['entity'];
 }
 
-interface DataRow {
-  data: unknown;
-}
-
-interface ConsentRow {
-  tenant_id: string;
-  client_id: string;
-  resource: string;
-  principal: string;
-  scopes: string[];
-  created_at: number;
-}
-
-interface RoleRow {
-  tenant_id: string;
-  principal_type: AppRoleAssignment['principalType'];
-  principal_id: string;
-  resource: string;
-  roles: string[];
-}
-
-interface EphemeralRow {
-  kind: string;
-  id: string;
-  tenant_id: string;
-  family_id: string | null;
-  payload: unknown;
-  expires_at: number;
-  created_at: number;
-  consumed_at: number | null;
-  revoked_at: number | null;
-}
-
-interface Subscription {
-  listener: (change: Invalidation) => void;
-}
-
 /**
  * The listConsents query for a combination of filters (bit 1 clientId, 2 resource, 4 principal).
  * One statement per combination so each is planned against the index whose prefix it fills; a
@@ -114,70 +94,6 @@ export function consentListSql(mask: number): string {
   if (mask & 2) where.push(`resource = $${++n}`);
   if (mask & 4) where.push(`principal = $${++n}`);
   return `SELECT * FROM consents WHERE ${where.join(' AND ')} ORDER BY client_id, resource, principal`;
-}
-
-/** `useOnce` ids are caller- (often attacker-) chosen and unbounded: key on a fixed-size digest. */
-function useOnceKey(id: string): string {
-  return createHash('sha256').update(id, 'utf8').digest('base64url');
-}
-
-function json(value: unknown): string {
-  return JSON.stringify(value);
-}
-
-function consentFromRow(row: ConsentRow): ConsentGrant {
-  return {
-    tenantId: row.tenant_id,
-    clientId: row.client_id,
-    resource: row.resource,
-    principal: row.principal,
-    scopes: row.scopes,
-    createdAt: row.created_at,
-  };
-}
-
-function roleFromRow(row: RoleRow): AppRoleAssignment {
-  return {
-    tenantId: row.tenant_id,
-    principalType: row.principal_type,
-    principalId: row.principal_id,
-    resource: row.resource,
-    roles: row.roles,
-  };
-}
-
-function ephemeralFromRow<T>(row: EphemeralRow): EphemeralRecord<T> {
-  const record: EphemeralRecord<T> = {
-    kind: row.kind as EphemeralKind,
-    id: row.id,
-    tenantId: row.tenant_id,
-    payload: row.payload as T,
-    expiresAt: row.expires_at,
-    createdAt: row.created_at,
-  };
-  // Optional fields stay absent when unset, so a record round-trips deep-equal.
-  if (row.family_id !== null) record.familyId = row.family_id;
-  if (row.consumed_at !== null) record.consumedAt = row.consumed_at;
-  if (row.revoked_at !== null) record.revokedAt = row.revoked_at;
-  return record;
-}
-
-function checkPaging(options: { limit?: number; offset?: number } | undefined): { limit: number | null; offset: number } {
-  const limit = options?.limit;
-  const offset = options?.offset ?? 0;
-  if (limit !== undefined && !(Number.isSafeInteger(limit) && limit >= 0)) throw new TypeError('listUsers: limit must be a non-negative integer');
-  if (!(Number.isSafeInteger(offset) && offset >= 0)) throw new TypeError('listUsers: offset must be a non-negative integer');
-  return { limit: limit ?? null, offset };
-}
-
-function checkRotation(args: Parameters<Store['rotateSigningKey']>[0]): void {
-  if (args.next.tenantId !== args.tenantId) throw new TypeError('rotateSigningKey: next.tenantId must equal tenantId');
-  if (args.next.alg !== args.alg) throw new TypeError('rotateSigningKey: next.alg must equal alg');
-  if (args.next.kid === args.promoteKid) throw new TypeError('rotateSigningKey: next.kid must differ from promoteKid');
-  if (args.expectCurrentKid === args.promoteKid) throw new TypeError('rotateSigningKey: promoteKid is already the expected current key');
-  if (!(Number.isFinite(args.retireGraceSeconds) && args.retireGraceSeconds >= 0)) {
-    throw new TypeError('rotateSigningKey: retireGraceSeconds must be a non-negative number');
-  }
 }
 
 /**
@@ -199,10 +115,6 @@ function withSearchPath(connectionString: string, schema: string): { connectionS
   if (existing === null) return { connectionString, options: ours };
   url.searchParams.delete('options');
   return { connectionString: url.toString(), options: `${existing} ${ours}` };
-}
-
-function keyParams(key: SigningKeyRecord): unknown[] {
-  return [key.tenantId, key.kid, key.alg, key.status, key.createdAt, key.removeAfter ?? null, json(key)];
 }
 
 const PUT_SIGNING_KEY = `
@@ -302,12 +214,12 @@ export class PostgresStore implements Store {
   }
 
   async getTenant(id: string): Promise<Tenant | undefined> {
-    const { rows } = await this.#query<DataRow>('baton_get_tenant', 'SELECT data FROM tenants WHERE id = $1', [id]);
+    const { rows } = await this.#query<DataRow<unknown>>('baton_get_tenant', 'SELECT data FROM tenants WHERE id = $1', [id]);
     return rows[0]?.data as Tenant | undefined;
   }
 
   async listTenants(): Promise<Tenant[]> {
-    const { rows } = await this.#query<DataRow>('baton_list_tenants', 'SELECT data FROM tenants ORDER BY id', []);
+    const { rows } = await this.#query<DataRow<unknown>>('baton_list_tenants', 'SELECT data FROM tenants ORDER BY id', []);
     return rows.map((row) => row.data as Tenant);
   }
 
@@ -324,7 +236,7 @@ export class PostgresStore implements Store {
   }
 
   async getUserByName(tenantId: string, username: string): Promise<User | undefined> {
-    const { rows } = await this.#query<DataRow>(
+    const { rows } = await this.#query<DataRow<unknown>>(
       'baton_get_user_by_name',
       'SELECT data FROM users WHERE tenant_id = $1 AND username = $2',
       [tenantId, username],
@@ -333,7 +245,7 @@ export class PostgresStore implements Store {
   }
 
   async getUserById(tenantId: string, oid: string): Promise<User | undefined> {
-    const { rows } = await this.#query<DataRow>('baton_get_user_by_id', 'SELECT data FROM users WHERE tenant_id = $1 AND oid = $2', [
+    const { rows } = await this.#query<DataRow<unknown>>('baton_get_user_by_id', 'SELECT data FROM users WHERE tenant_id = $1 AND oid = $2', [
       tenantId,
       oid,
     ]);
@@ -343,10 +255,10 @@ export class PostgresStore implements Store {
   async listUsers(tenantId: string, options?: { limit?: number; offset?: number }): Promise<User[]> {
     const { limit, offset } = checkPaging(options);
     // `LIMIT NULL` is `LIMIT ALL`. Ordered by the (tenant_id, username) unique index.
-    const { rows } = await this.#query<DataRow>(
+    const { rows } = await this.#query<DataRow<unknown>>(
       'baton_list_users',
       'SELECT data FROM users WHERE tenant_id = $1 ORDER BY username LIMIT $2 OFFSET $3',
-      [tenantId, limit, offset],
+      [tenantId, limit ?? null, offset],
     );
     return rows.map((row) => row.data as User);
   }
@@ -364,7 +276,7 @@ export class PostgresStore implements Store {
   }
 
   async getApplication(tenantId: string, clientId: string): Promise<Application | undefined> {
-    const { rows } = await this.#query<DataRow>(
+    const { rows } = await this.#query<DataRow<unknown>>(
       'baton_get_application',
       'SELECT data FROM applications WHERE tenant_id = $1 AND client_id = $2',
       [tenantId, clientId],
@@ -373,7 +285,7 @@ export class PostgresStore implements Store {
   }
 
   async listApplications(tenantId: string): Promise<Application[]> {
-    const { rows } = await this.#query<DataRow>(
+    const { rows } = await this.#query<DataRow<unknown>>(
       'baton_list_applications',
       'SELECT data FROM applications WHERE tenant_id = $1 ORDER BY client_id',
       [tenantId],
@@ -394,22 +306,9 @@ export class PostgresStore implements Store {
   }
 
   async listConsents(query: ConsentQuery): Promise<ConsentGrant[]> {
-    const params: string[] = [query.tenantId];
-    let mask = 0;
-    if (query.clientId !== undefined) {
-      mask |= 1;
-      params.push(query.clientId);
-    }
-    if (query.resource !== undefined) {
-      mask |= 2;
-      params.push(query.resource);
-    }
-    if (query.principal !== undefined) {
-      mask |= 4;
-      params.push(query.principal);
-    }
-    const { rows } = await this.#query<ConsentRow>(`baton_list_consents_${mask}`, consentListSql(mask), params);
-    return rows.map(consentFromRow);
+    const { mask, params } = consentFilter(query);
+    const { rows } = await this.#query<ConsentRow<string[]>>(`baton_list_consents_${mask}`, consentListSql(mask), params);
+    return rows.map((row) => consentFromRow(row, asParsed));
   }
 
   async deleteConsent(tenantId: string, clientId: string, resource: string, principal: string): Promise<boolean> {
@@ -439,21 +338,18 @@ export class PostgresStore implements Store {
     principalType: AppRoleAssignment['principalType'],
     principalId: string,
   ): Promise<AppRoleAssignment[]> {
-    const { rows } = await this.#query<RoleRow>(
+    const { rows } = await this.#query<RoleRow<string[]>>(
       'baton_list_role_assignments',
       'SELECT * FROM role_assignments WHERE tenant_id = $1 AND principal_type = $2 AND principal_id = $3 ORDER BY resource',
       [tenantId, principalType, principalId],
     );
-    return rows.map(roleFromRow);
+    return rows.map((row) => roleFromRow(row, asParsed));
   }
 
   // — conditional access —
 
   async replacePolicies(tenantId: string, policies: Policy[]): Promise<void> {
-    for (const policy of policies) {
-      // A policy filed under another tenant would silently apply here; refuse the mix-up.
-      if (policy.tenantId !== tenantId) throw new TypeError('replacePolicies: every policy must belong to tenantId');
-    }
+    checkPolicies(tenantId, policies);
     await this.#transaction(async (client) => {
       await client.query({ name: 'baton_delete_policies', text: 'DELETE FROM policies WHERE tenant_id = $1', values: [tenantId] });
       for (const [position, policy] of policies.entries()) {
@@ -469,7 +365,7 @@ export class PostgresStore implements Store {
   }
 
   async listPolicies(tenantId: string): Promise<Policy[]> {
-    const { rows } = await this.#query<DataRow>(
+    const { rows } = await this.#query<DataRow<unknown>>(
       'baton_list_policies',
       'SELECT data FROM policies WHERE tenant_id = $1 ORDER BY position',
       [tenantId],
@@ -480,14 +376,14 @@ export class PostgresStore implements Store {
   // — signing keys —
 
   async putSigningKey(key: SigningKeyRecord): Promise<void> {
-    await this.#notifyingQuery('baton_put_signing_key', PUT_SIGNING_KEY, keyParams(key), {
+    await this.#notifyingQuery('baton_put_signing_key', PUT_SIGNING_KEY, signingKeyParams(key), {
       tenantId: key.tenantId,
       entity: 'signingKey',
     });
   }
 
   async listSigningKeys(tenantId: string): Promise<SigningKeyRecord[]> {
-    const { rows } = await this.#query<DataRow>(
+    const { rows } = await this.#query<DataRow<unknown>>(
       'baton_list_signing_keys',
       'SELECT data FROM signing_keys WHERE tenant_id = $1 ORDER BY created_at, kid',
       [tenantId],
@@ -495,7 +391,7 @@ export class PostgresStore implements Store {
     return rows.map((row) => row.data as SigningKeyRecord);
   }
 
-  async rotateSigningKey(args: Parameters<Store['rotateSigningKey']>[0]): Promise<boolean> {
+  async rotateSigningKey(args: RotateArgs): Promise<boolean> {
     checkRotation(args);
     const { tenantId, alg, now } = args;
     const rotated = await this.#transaction(async (client) => {
@@ -509,29 +405,28 @@ export class PostgresStore implements Store {
       });
       const currentRow = current.rows[0];
       if (currentRow?.kid !== args.expectCurrentKid) return false;
-      const found = await client.query<DataRow>({
+      const found = await client.query<DataRow<unknown>>({
         name: 'baton_get_signing_key',
         text: 'SELECT data FROM signing_keys WHERE tenant_id = $1 AND kid = $2',
         values: [tenantId, args.promoteKid],
       });
       const promote = found.rows[0]?.data as SigningKeyRecord | undefined;
-      if (promote === undefined) throw new TypeError(`rotateSigningKey: no key ${args.promoteKid} in this tenant`);
-      if (promote.alg !== alg) throw new TypeError(`rotateSigningKey: key ${args.promoteKid} is not an ${alg} key`);
+      checkPromote(promote, args);
       if (promote.status !== 'next') return false;
       if (currentRow !== undefined) {
-        const retired: SigningKeyRecord = { ...currentRow.data, status: 'retired', retiredAt: now, removeAfter: now + args.retireGraceSeconds };
+        const retired = retiredKey(currentRow.data, args);
         // Retire before promoting: the one-current-key unique index is checked per statement.
-        await client.query({ name: 'baton_rotate_put_signing_key', text: PUT_SIGNING_KEY, values: keyParams(retired) });
+        await client.query({ name: 'baton_rotate_put_signing_key', text: PUT_SIGNING_KEY, values: signingKeyParams(retired) });
       }
       await client.query({
         name: 'baton_rotate_put_signing_key',
         text: PUT_SIGNING_KEY,
-        values: keyParams({ ...promote, status: 'current', activatedAt: now }),
+        values: signingKeyParams({ ...promote, status: 'current', activatedAt: now }),
       });
       await client.query({
         name: 'baton_insert_signing_key',
         text: 'INSERT INTO signing_keys (tenant_id, kid, alg, status, created_at, remove_after, data) VALUES ($1, $2, $3, $4, $5, $6, $7)',
-        values: keyParams({ ...args.next, status: 'next' }),
+        values: signingKeyParams({ ...args.next, status: 'next' }),
       });
       await this.#notify(client, { tenantId, entity: 'signingKey' });
       return true;
@@ -580,34 +475,24 @@ export class PostgresStore implements Store {
            THEN coalesce(ephemeral.consumed_at, EXCLUDED.consumed_at) ELSE EXCLUDED.consumed_at END,
          revoked_at = CASE WHEN ephemeral.expires_at > EXCLUDED.created_at
            THEN coalesce(ephemeral.revoked_at, EXCLUDED.revoked_at) ELSE EXCLUDED.revoked_at END`,
-      [
-        record.kind,
-        record.id,
-        record.tenantId,
-        record.familyId ?? null,
-        json(record.payload),
-        record.expiresAt,
-        record.createdAt,
-        record.consumedAt ?? null,
-        record.revokedAt ?? null,
-      ],
+      ephemeralParams(record),
     );
   }
 
   async getEphemeral<T>(kind: EphemeralKind, id: string, now: number): Promise<EphemeralRecord<T> | undefined> {
-    const { rows } = await this.#query<EphemeralRow>(
+    const { rows } = await this.#query<EphemeralRow<unknown>>(
       'baton_get_ephemeral',
       'SELECT * FROM ephemeral WHERE kind = $1 AND id = $2 AND expires_at > $3 AND consumed_at IS NULL AND revoked_at IS NULL',
       [kind, id, now],
     );
     const row = rows[0];
-    return row === undefined ? undefined : ephemeralFromRow<T>(row);
+    return row === undefined ? undefined : ephemeralFromRow<T, unknown>(row, asParsed);
   }
 
   async consumeEphemeral<T>(kind: EphemeralKind, id: string, now: number): Promise<ConsumeResult<T>> {
     // Atomic single use (STYLE habit 6): the WHERE clause is the check, the UPDATE is the claim.
     // A second instance blocks on the row lock, re-evaluates the WHERE and claims nothing.
-    const claimed = await this.#query<EphemeralRow>(
+    const claimed = await this.#query<EphemeralRow<unknown>>(
       'baton_consume_ephemeral',
       `UPDATE ephemeral SET consumed_at = $3
        WHERE kind = $1 AND id = $2 AND consumed_at IS NULL AND revoked_at IS NULL AND expires_at > $3
@@ -615,17 +500,12 @@ export class PostgresStore implements Store {
       [kind, id, now],
     );
     const won = claimed.rows[0];
-    if (won !== undefined) return { status: 'ok', record: ephemeralFromRow<T>(won) };
-    const { rows } = await this.#query<EphemeralRow>('baton_find_ephemeral', 'SELECT * FROM ephemeral WHERE kind = $1 AND id = $2', [
+    if (won !== undefined) return { status: 'ok', record: ephemeralFromRow<T, unknown>(won, asParsed) };
+    const { rows } = await this.#query<EphemeralRow<unknown>>('baton_find_ephemeral', 'SELECT * FROM ephemeral WHERE kind = $1 AND id = $2', [
       kind,
       id,
     ]);
-    const row = rows[0];
-    // Expired reads as unknown whatever else happened to it: the row may be swept at any time.
-    if (row === undefined || row.expires_at <= now) return { status: 'missing' };
-    // Revocation outranks replay: the family is dead either way, and the caller need not revoke it again.
-    if (row.revoked_at !== null) return { status: 'revoked', record: ephemeralFromRow<T>(row) };
-    return { status: 'replayed', record: ephemeralFromRow<T>(row) };
+    return unclaimedResult<T, unknown>(rows[0], now, asParsed);
   }
 
   async deleteEphemeral(kind: EphemeralKind, id: string): Promise<void> {
@@ -709,14 +589,7 @@ export class PostgresStore implements Store {
   }
 
   #emit(change: Invalidation): void {
-    for (const { listener } of [...this.#subscriptions]) {
-      try {
-        listener(change);
-      } catch (error) {
-        // The write has committed; a throwing listener must not make it look failed. Surface it.
-        process.emitWarning(error instanceof Error ? error : String(error), { code: 'BATON_STORE_LISTENER' });
-      }
-    }
+    emitTo(this.#subscriptions, change);
   }
 
   #listen(): Promise<void> {

@@ -7,18 +7,34 @@
  * Across processes on one file, writes take the database write lock (`BEGIN IMMEDIATE`) and wait
  * for it up to `busy_timeout`.
  */
-import { createHash } from 'node:crypto';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { Application, AppRoleAssignment, ConsentGrant, Policy, SigningKeyRecord, Tenant, User } from '@baton/core';
 import { migrateSqlite } from './migrations.ts';
-import type {
-  ConsentQuery,
-  ConsumeResult,
-  EphemeralKind,
-  EphemeralRecord,
-  Invalidation,
-  Store,
-} from './types.ts';
+import {
+  checkPaging,
+  checkPolicies,
+  checkPromote,
+  checkRotation,
+  consentFilter,
+  consentFromRow,
+  type ConsentRow,
+  type DataRow,
+  emitTo,
+  ephemeralFromRow,
+  ephemeralParams,
+  type EphemeralRow,
+  json,
+  parseJson,
+  retiredKey,
+  roleFromRow,
+  type RoleRow,
+  type RotateArgs,
+  signingKeyParams,
+  type Subscription,
+  unclaimedResult,
+  useOnceKey,
+} from './shared.ts';
+import type { ConsentQuery, ConsumeResult, EphemeralKind, EphemeralRecord, Invalidation, Store } from './types.ts';
 
 export interface SqliteStoreOptions {
   /** How long a write waits for another process holding the write lock. Default 5000 ms. */
@@ -37,43 +53,6 @@ interface ChangeRow {
   seq: number;
   tenant_id: string;
   entity: string;
-}
-
-interface DataRow {
-  data: string;
-}
-
-interface ConsentRow {
-  tenant_id: string;
-  client_id: string;
-  resource: string;
-  principal: string;
-  scopes: string;
-  created_at: number;
-}
-
-interface RoleRow {
-  tenant_id: string;
-  principal_type: AppRoleAssignment['principalType'];
-  principal_id: string;
-  resource: string;
-  roles: string;
-}
-
-interface EphemeralRow {
-  kind: string;
-  id: string;
-  tenant_id: string;
-  family_id: string | null;
-  payload: string;
-  expires_at: number;
-  created_at: number;
-  consumed_at: number | null;
-  revoked_at: number | null;
-}
-
-interface Subscription {
-  listener: (change: Invalidation) => void;
 }
 
 /** By filter mask: 2 resource, 6 resource+principal, 4 principal, 5 principal+client. */
@@ -203,76 +182,12 @@ function prepareStatements(db: DatabaseSync) {
 
 type Statements = ReturnType<typeof prepareStatements>;
 
-/** `useOnce` ids are caller- (often attacker-) chosen and unbounded: key on a fixed-size digest. */
-function useOnceKey(id: string): string {
-  return createHash('sha256').update(id, 'utf8').digest('base64url');
-}
-
-function json(value: unknown): string {
-  return JSON.stringify(value);
-}
-
 function parse<T>(row: unknown): T {
-  return JSON.parse((row as DataRow).data) as T;
+  return parseJson((row as DataRow<string>).data) as T;
 }
 
 function rows(statement: StatementSync, ...params: (string | number | null)[]): unknown[] {
   return statement.all(...params);
-}
-
-function consentFromRow(row: ConsentRow): ConsentGrant {
-  return {
-    tenantId: row.tenant_id,
-    clientId: row.client_id,
-    resource: row.resource,
-    principal: row.principal,
-    scopes: JSON.parse(row.scopes) as string[],
-    createdAt: row.created_at,
-  };
-}
-
-function roleFromRow(row: RoleRow): AppRoleAssignment {
-  return {
-    tenantId: row.tenant_id,
-    principalType: row.principal_type,
-    principalId: row.principal_id,
-    resource: row.resource,
-    roles: JSON.parse(row.roles) as string[],
-  };
-}
-
-function ephemeralFromRow<T>(row: EphemeralRow): EphemeralRecord<T> {
-  const record: EphemeralRecord<T> = {
-    kind: row.kind as EphemeralKind,
-    id: row.id,
-    tenantId: row.tenant_id,
-    payload: JSON.parse(row.payload) as T,
-    expiresAt: row.expires_at,
-    createdAt: row.created_at,
-  };
-  // Optional fields stay absent when unset, so a record round-trips deep-equal.
-  if (row.family_id !== null) record.familyId = row.family_id;
-  if (row.consumed_at !== null) record.consumedAt = row.consumed_at;
-  if (row.revoked_at !== null) record.revokedAt = row.revoked_at;
-  return record;
-}
-
-function checkPaging(options: { limit?: number; offset?: number } | undefined): { limit: number; offset: number } {
-  const limit = options?.limit;
-  const offset = options?.offset ?? 0;
-  if (limit !== undefined && !(Number.isSafeInteger(limit) && limit >= 0)) throw new TypeError('listUsers: limit must be a non-negative integer');
-  if (!(Number.isSafeInteger(offset) && offset >= 0)) throw new TypeError('listUsers: offset must be a non-negative integer');
-  return { limit: limit ?? -1, offset };
-}
-
-function checkRotation(args: Parameters<Store['rotateSigningKey']>[0]): void {
-  if (args.next.tenantId !== args.tenantId) throw new TypeError('rotateSigningKey: next.tenantId must equal tenantId');
-  if (args.next.alg !== args.alg) throw new TypeError('rotateSigningKey: next.alg must equal alg');
-  if (args.next.kid === args.promoteKid) throw new TypeError('rotateSigningKey: next.kid must differ from promoteKid');
-  if (args.expectCurrentKid === args.promoteKid) throw new TypeError('rotateSigningKey: promoteKid is already the expected current key');
-  if (!(Number.isFinite(args.retireGraceSeconds) && args.retireGraceSeconds >= 0)) {
-    throw new TypeError('rotateSigningKey: retireGraceSeconds must be a non-negative number');
-  }
 }
 
 export class SqliteStore implements Store {
@@ -368,7 +283,8 @@ export class SqliteStore implements Store {
 
   async listUsers(tenantId: string, options?: { limit?: number; offset?: number }): Promise<User[]> {
     const { limit, offset } = checkPaging(options);
-    return rows(this.#s.listUsers, tenantId, limit, offset).map((row) => parse<User>(row));
+    // `LIMIT -1` is no limit.
+    return rows(this.#s.listUsers, tenantId, limit ?? -1, offset).map((row) => parse<User>(row));
   }
 
   // — applications —
@@ -399,22 +315,9 @@ export class SqliteStore implements Store {
   }
 
   async listConsents(query: ConsentQuery): Promise<ConsentGrant[]> {
-    const params: string[] = [query.tenantId];
-    let mask = 0;
-    if (query.clientId !== undefined) {
-      mask |= 1;
-      params.push(query.clientId);
-    }
-    if (query.resource !== undefined) {
-      mask |= 2;
-      params.push(query.resource);
-    }
-    if (query.principal !== undefined) {
-      mask |= 4;
-      params.push(query.principal);
-    }
+    const { mask, params } = consentFilter(query);
     const statement = this.#s.listConsents[mask] as StatementSync;
-    return rows(statement, ...params).map((row) => consentFromRow(row as ConsentRow));
+    return rows(statement, ...params).map((row) => consentFromRow(row as ConsentRow<string>, parseJson));
   }
 
   async deleteConsent(tenantId: string, clientId: string, resource: string, principal: string): Promise<boolean> {
@@ -446,16 +349,13 @@ export class SqliteStore implements Store {
     principalType: AppRoleAssignment['principalType'],
     principalId: string,
   ): Promise<AppRoleAssignment[]> {
-    return rows(this.#s.listRoleAssignments, tenantId, principalType, principalId).map((row) => roleFromRow(row as RoleRow));
+    return rows(this.#s.listRoleAssignments, tenantId, principalType, principalId).map((row) => roleFromRow(row as RoleRow<string>, parseJson));
   }
 
   // — conditional access —
 
   async replacePolicies(tenantId: string, policies: Policy[]): Promise<void> {
-    for (const policy of policies) {
-      // A policy filed under another tenant would silently apply here; refuse the mix-up.
-      if (policy.tenantId !== tenantId) throw new TypeError('replacePolicies: every policy must belong to tenantId');
-    }
+    checkPolicies(tenantId, policies);
     this.#write((changed) => {
       this.#s.deletePolicies.run(tenantId);
       policies.forEach((policy, position) => this.#s.insertPolicy.run(tenantId, position, policy.name, json(policy)));
@@ -480,7 +380,7 @@ export class SqliteStore implements Store {
     return rows(this.#s.listSigningKeys, tenantId).map((row) => parse<SigningKeyRecord>(row));
   }
 
-  async rotateSigningKey(args: Parameters<Store['rotateSigningKey']>[0]): Promise<boolean> {
+  async rotateSigningKey(args: RotateArgs): Promise<boolean> {
     checkRotation(args);
     const { tenantId, alg, now } = args;
     return this.#write((changed) => {
@@ -489,19 +389,12 @@ export class SqliteStore implements Store {
       const current = this.#s.currentSigningKey.get(tenantId, alg) as { kid: string; data: string } | undefined;
       if (current?.kid !== args.expectCurrentKid) return false;
       const promoteRow = this.#s.getSigningKey.get(tenantId, args.promoteKid);
-      if (promoteRow === undefined) throw new TypeError(`rotateSigningKey: no key ${args.promoteKid} in this tenant`);
-      const promote = parse<SigningKeyRecord>(promoteRow);
-      if (promote.alg !== alg) throw new TypeError(`rotateSigningKey: key ${args.promoteKid} is not an ${alg} key`);
+      const promote = promoteRow === undefined ? undefined : parse<SigningKeyRecord>(promoteRow);
+      checkPromote(promote, args);
       if (promote.status !== 'next') return false;
       if (current !== undefined) {
-        const retired: SigningKeyRecord = {
-          ...parse<SigningKeyRecord>(current),
-          status: 'retired',
-          retiredAt: now,
-          removeAfter: now + args.retireGraceSeconds,
-        };
         // Retire before promoting: the one-current-key index is checked per statement.
-        this.#putKey(this.#s.putSigningKey, retired);
+        this.#putKey(this.#s.putSigningKey, retiredKey(parse<SigningKeyRecord>(current), args));
       }
       this.#putKey(this.#s.putSigningKey, { ...promote, status: 'current', activatedAt: now });
       this.#putKey(this.#s.insertSigningKey, { ...args.next, status: 'next' });
@@ -525,33 +418,19 @@ export class SqliteStore implements Store {
   }
 
   async putEphemeral<T>(record: EphemeralRecord<T>): Promise<void> {
-    this.#s.putEphemeral.run(
-      record.kind,
-      record.id,
-      record.tenantId,
-      record.familyId ?? null,
-      json(record.payload),
-      record.expiresAt,
-      record.createdAt,
-      record.consumedAt ?? null,
-      record.revokedAt ?? null,
-    );
+    this.#s.putEphemeral.run(...ephemeralParams(record));
   }
 
   async getEphemeral<T>(kind: EphemeralKind, id: string, now: number): Promise<EphemeralRecord<T> | undefined> {
-    const row = this.#s.getEphemeral.get(kind, id, now) as EphemeralRow | undefined;
-    return row === undefined ? undefined : ephemeralFromRow<T>(row);
+    const row = this.#s.getEphemeral.get(kind, id, now) as EphemeralRow<string> | undefined;
+    return row === undefined ? undefined : ephemeralFromRow<T, string>(row, parseJson);
   }
 
   async consumeEphemeral<T>(kind: EphemeralKind, id: string, now: number): Promise<ConsumeResult<T>> {
-    const claimed = this.#s.consumeEphemeral.get(kind, id, now) as EphemeralRow | undefined;
-    if (claimed !== undefined) return { status: 'ok', record: ephemeralFromRow<T>(claimed) };
-    const row = this.#s.findEphemeral.get(kind, id) as EphemeralRow | undefined;
-    // Expired reads as unknown whatever else happened to it: the row may be swept at any time.
-    if (row === undefined || row.expires_at <= now) return { status: 'missing' };
-    // Revocation outranks replay: the family is dead either way, and the caller need not revoke it again.
-    if (row.revoked_at !== null) return { status: 'revoked', record: ephemeralFromRow<T>(row) };
-    return { status: 'replayed', record: ephemeralFromRow<T>(row) };
+    const claimed = this.#s.consumeEphemeral.get(kind, id, now) as EphemeralRow<string> | undefined;
+    if (claimed !== undefined) return { status: 'ok', record: ephemeralFromRow<T, string>(claimed, parseJson) };
+    const row = this.#s.findEphemeral.get(kind, id) as EphemeralRow<string> | undefined;
+    return unclaimedResult<T, string>(row, now, parseJson);
   }
 
   async deleteEphemeral(kind: EphemeralKind, id: string): Promise<void> {
@@ -575,7 +454,7 @@ export class SqliteStore implements Store {
   }
 
   #putKey(statement: StatementSync, key: SigningKeyRecord): void {
-    statement.run(key.tenantId, key.kid, key.alg, key.status, key.createdAt, key.removeAfter ?? null, json(key));
+    statement.run(...signingKeyParams(key));
   }
 
   #tx<T>(fn: () => T): T {
@@ -607,14 +486,7 @@ export class SqliteStore implements Store {
   }
 
   #emit(change: Invalidation): void {
-    for (const { listener } of [...this.#subscriptions]) {
-      try {
-        listener(change);
-      } catch (error) {
-        // The write has committed; a throwing listener must not make it look failed. Surface it.
-        process.emitWarning(error instanceof Error ? error : String(error), { code: 'BATON_STORE_LISTENER' });
-      }
-    }
+    emitTo(this.#subscriptions, change);
   }
 
   #startPolling(): void {

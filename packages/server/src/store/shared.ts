@@ -1,0 +1,228 @@
+/**
+ * What both store engines do the same way: argument checks, the parameter lists of rows they
+ * write, mapping rows they read to the domain records, and delivering invalidations to local
+ * listeners. The SQL stays in each engine.
+ *
+ * The one difference in how rows come back is the JSON columns: SQLite stores them as TEXT and
+ * hands back the string, PostgreSQL stores them as JSON and hands back the parsed value. Row types
+ * take that stored form as a type parameter `J`, and the mappers take the matching decoder
+ * (`parseJson` for SQLite, `asParsed` for PostgreSQL).
+ */
+import { createHash } from 'node:crypto';
+import type { AppRoleAssignment, ConsentGrant, Policy, SigningKeyRecord } from '@baton/core';
+import type { ConsentQuery, ConsumeResult, EphemeralKind, EphemeralRecord, Invalidation, Store } from './types.ts';
+
+/** Turns a JSON column, as the engine returns it, into its value. */
+export type DecodeJson<J> = (stored: J) => unknown;
+
+/** For engines that return JSON columns as text (SQLite). */
+export function parseJson(stored: string): unknown {
+  return JSON.parse(stored);
+}
+
+/** For engines that return JSON columns already parsed (PostgreSQL `JSON`). */
+export function asParsed(stored: unknown): unknown {
+  return stored;
+}
+
+export function json(value: unknown): string {
+  return JSON.stringify(value);
+}
+
+/** `useOnce` ids are caller- (often attacker-) chosen and unbounded: key on a fixed-size digest. */
+export function useOnceKey(id: string): string {
+  return createHash('sha256').update(id, 'utf8').digest('base64url');
+}
+
+// — rows —
+
+export interface DataRow<J> {
+  data: J;
+}
+
+export interface ConsentRow<J> {
+  tenant_id: string;
+  client_id: string;
+  resource: string;
+  principal: string;
+  scopes: J;
+  created_at: number;
+}
+
+export interface RoleRow<J> {
+  tenant_id: string;
+  principal_type: AppRoleAssignment['principalType'];
+  principal_id: string;
+  resource: string;
+  roles: J;
+}
+
+export interface EphemeralRow<J> {
+  kind: string;
+  id: string;
+  tenant_id: string;
+  family_id: string | null;
+  payload: J;
+  expires_at: number;
+  created_at: number;
+  consumed_at: number | null;
+  revoked_at: number | null;
+}
+
+export function consentFromRow<J>(row: ConsentRow<J>, decode: DecodeJson<J>): ConsentGrant {
+  return {
+    tenantId: row.tenant_id,
+    clientId: row.client_id,
+    resource: row.resource,
+    principal: row.principal,
+    scopes: decode(row.scopes) as string[],
+    createdAt: row.created_at,
+  };
+}
+
+export function roleFromRow<J>(row: RoleRow<J>, decode: DecodeJson<J>): AppRoleAssignment {
+  return {
+    tenantId: row.tenant_id,
+    principalType: row.principal_type,
+    principalId: row.principal_id,
+    resource: row.resource,
+    roles: decode(row.roles) as string[],
+  };
+}
+
+export function ephemeralFromRow<T, J>(row: EphemeralRow<J>, decode: DecodeJson<J>): EphemeralRecord<T> {
+  const record: EphemeralRecord<T> = {
+    kind: row.kind as EphemeralKind,
+    id: row.id,
+    tenantId: row.tenant_id,
+    payload: decode(row.payload) as T,
+    expiresAt: row.expires_at,
+    createdAt: row.created_at,
+  };
+  // Optional fields stay absent when unset, so a record round-trips deep-equal.
+  if (row.family_id !== null) record.familyId = row.family_id;
+  if (row.consumed_at !== null) record.consumedAt = row.consumed_at;
+  if (row.revoked_at !== null) record.revokedAt = row.revoked_at;
+  return record;
+}
+
+/**
+ * The answer of `consumeEphemeral` when the atomic claim took nothing: `row` is the stored value
+ * read afterwards (undefined when there is none).
+ */
+export function unclaimedResult<T, J>(row: EphemeralRow<J> | undefined, now: number, decode: DecodeJson<J>): ConsumeResult<T> {
+  // Expired reads as unknown whatever else happened to it: the row may be swept at any time.
+  if (row === undefined || row.expires_at <= now) return { status: 'missing' };
+  // Revocation outranks replay: the family is dead either way, and the caller need not revoke it again.
+  if (row.revoked_at !== null) return { status: 'revoked', record: ephemeralFromRow<T, J>(row, decode) };
+  return { status: 'replayed', record: ephemeralFromRow<T, J>(row, decode) };
+}
+
+// — parameters of rows written —
+
+/** `(tenant_id, kid, alg, status, created_at, remove_after, data)` of `signing_keys`. */
+export function signingKeyParams(key: SigningKeyRecord): [string, string, string, string, number, number | null, string] {
+  return [key.tenantId, key.kid, key.alg, key.status, key.createdAt, key.removeAfter ?? null, json(key)];
+}
+
+/** `(kind, id, tenant_id, family_id, payload, expires_at, created_at, consumed_at, revoked_at)` of `ephemeral`. */
+export function ephemeralParams<T>(
+  record: EphemeralRecord<T>,
+): [string, string, string, string | null, string, number, number, number | null, number | null] {
+  return [
+    record.kind,
+    record.id,
+    record.tenantId,
+    record.familyId ?? null,
+    json(record.payload),
+    record.expiresAt,
+    record.createdAt,
+    record.consumedAt ?? null,
+    record.revokedAt ?? null,
+  ];
+}
+
+/**
+ * Which filters a listConsents query sets, as a mask (bit 1 clientId, 2 resource, 4 principal),
+ * and the values to bind, tenant first then in bit order.
+ */
+export function consentFilter(query: ConsentQuery): { mask: number; params: string[] } {
+  const params: string[] = [query.tenantId];
+  let mask = 0;
+  if (query.clientId !== undefined) {
+    mask |= 1;
+    params.push(query.clientId);
+  }
+  if (query.resource !== undefined) {
+    mask |= 2;
+    params.push(query.resource);
+  }
+  if (query.principal !== undefined) {
+    mask |= 4;
+    params.push(query.principal);
+  }
+  return { mask, params };
+}
+
+// — argument checks —
+
+/** `limit` is undefined when absent; each engine spells "no limit" its own way. */
+export function checkPaging(options: { limit?: number; offset?: number } | undefined): { limit: number | undefined; offset: number } {
+  const limit = options?.limit;
+  const offset = options?.offset ?? 0;
+  if (limit !== undefined && !(Number.isSafeInteger(limit) && limit >= 0)) throw new TypeError('listUsers: limit must be a non-negative integer');
+  if (!(Number.isSafeInteger(offset) && offset >= 0)) throw new TypeError('listUsers: offset must be a non-negative integer');
+  return { limit, offset };
+}
+
+export function checkPolicies(tenantId: string, policies: readonly Policy[]): void {
+  for (const policy of policies) {
+    // A policy filed under another tenant would silently apply here; refuse the mix-up.
+    if (policy.tenantId !== tenantId) throw new TypeError('replacePolicies: every policy must belong to tenantId');
+  }
+}
+
+export type RotateArgs = Parameters<Store['rotateSigningKey']>[0];
+
+export function checkRotation(args: RotateArgs): void {
+  if (args.next.tenantId !== args.tenantId) throw new TypeError('rotateSigningKey: next.tenantId must equal tenantId');
+  if (args.next.alg !== args.alg) throw new TypeError('rotateSigningKey: next.alg must equal alg');
+  if (args.next.kid === args.promoteKid) throw new TypeError('rotateSigningKey: next.kid must differ from promoteKid');
+  if (args.expectCurrentKid === args.promoteKid) throw new TypeError('rotateSigningKey: promoteKid is already the expected current key');
+  if (!(Number.isFinite(args.retireGraceSeconds) && args.retireGraceSeconds >= 0)) {
+    throw new TypeError('rotateSigningKey: retireGraceSeconds must be a non-negative number');
+  }
+}
+
+/**
+ * Inside a rotation, once the expected current key matched: `promote` is the stored key named
+ * `args.promoteKid` (undefined when there is none). Throws TypeError for an unknown kid or one of
+ * another alg; whether it is a `next` key is the caller's compare-and-set.
+ */
+export function checkPromote(promote: SigningKeyRecord | undefined, args: RotateArgs): asserts promote is SigningKeyRecord {
+  if (promote === undefined) throw new TypeError(`rotateSigningKey: no key ${args.promoteKid} in this tenant`);
+  if (promote.alg !== args.alg) throw new TypeError(`rotateSigningKey: key ${args.promoteKid} is not an ${args.alg} key`);
+}
+
+/** The current key as it is stored once a rotation retires it. */
+export function retiredKey(current: SigningKeyRecord, args: RotateArgs): SigningKeyRecord {
+  return { ...current, status: 'retired', retiredAt: args.now, removeAfter: args.now + args.retireGraceSeconds };
+}
+
+// — local listeners —
+
+/** One `onInvalidate` call. */
+export interface Subscription {
+  listener: (change: Invalidation) => void;
+}
+
+export function emitTo(subscriptions: Iterable<Subscription>, change: Invalidation): void {
+  for (const { listener } of [...subscriptions]) {
+    try {
+      listener(change);
+    } catch (error) {
+      // The write has committed; a throwing listener must not make it look failed. Surface it.
+      process.emitWarning(error instanceof Error ? error : String(error), { code: 'BATON_STORE_LISTENER' });
+    }
+  }
+}
