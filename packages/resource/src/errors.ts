@@ -119,11 +119,13 @@ export class GuardError extends Error {
   }
 
   /**
-   * Response headers (`WWW-Authenticate`). Fastify's and Express's default error handlers apply an
-   * error's `headers` and `status`, so a GuardError thrown from a handler is already answered right.
+   * Response headers (`WWW-Authenticate`, and `Cache-Control: no-store`: a refusal is about one
+   * request and must not be replayed by a cache). Fastify's and Express's default error handlers
+   * apply an error's `headers` and `status`, so a GuardError thrown from a handler is already
+   * answered right.
    */
   get headers(): Record<string, string> {
-    return this.wwwAuthenticate === undefined ? {} : { 'www-authenticate': this.wwwAuthenticate };
+    return this.wwwAuthenticate === undefined ? { 'cache-control': 'no-store' } : { 'www-authenticate': this.wwwAuthenticate, 'cache-control': 'no-store' };
   }
 
   /** A JSON body for developers (the header is what clients act on). `undefined` = send no body. */

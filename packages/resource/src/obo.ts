@@ -9,6 +9,9 @@
  *   `TokenCacheStore` (bounded LRU by default; `redis.ts` for many replicas).
  * - Concurrent identical requests share one call to the token service.
  * - 5xx, 429 and network failures are retried with backoff, honouring `Retry-After`, bounded.
+ * - Each token request carries a `client-request-id` (MSAL's correlation header, the same across
+ *   retries) and, inside a request served through an adapter, its W3C `traceparent`/`tracestate`,
+ *   so the token service's logs and audit events line up with the API's.
  * - The token service's error JSON becomes a typed error (`ConsentRequiredError`,
  *   `InteractionRequiredError` with its claims, `InvalidGrantError`).
  * - `appToken()` (client credentials) refuses to run inside a user's request unless told
@@ -261,16 +264,24 @@ export function createOboClient(options: OboClientOptions): OboClient {
 
   async function post(params: Record<string, string>, what: string): Promise<TokenResponse> {
     const url = await tokenEndpoint();
+    // Correlation with the token service's logs and audit events: MSAL's `client-request-id` (one
+    // per token request, kept across retries) and the W3C trace of the request being served, if any.
+    const clientRequestId = randomUUID();
+    const trace = currentContext();
     for (let attempt = 0; ; attempt++) {
       const body = new URLSearchParams(params);
-      const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
+      const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', 'client-request-id': clientRequestId };
+      if (trace?.traceparent) {
+        headers.traceparent = trace.traceparent;
+        if (trace.tracestate) headers.tracestate = trace.tracestate;
+      }
       authenticate(body, headers, url);
       let res: Response;
       try {
         res = await fetchFn(url, { method: 'POST', headers, body, redirect: 'manual', signal: AbortSignal.timeout(timeout) });
       } catch (error) {
         if (attempt < retries) {
-          logger.warn('token request failed, retrying', { clientId, grant: what, attempt: attempt + 1, cause: (error as Error)?.name });
+          logger.warn('token request failed, retrying', { clientId, grant: what, clientRequestId, attempt: attempt + 1, cause: (error as Error)?.name });
           await sleep(backoff(attempt));
           continue;
         }
@@ -281,7 +292,7 @@ export function createOboClient(options: OboClientOptions): OboClient {
         const delay = wait === undefined ? backoff(attempt) : wait * 1000;
         const parsed = await readJsonObject(res, 64 * 1024).catch(() => undefined);
         if (attempt < retries && delay <= maxDelayMs) {
-          logger.warn('token service busy, retrying', { clientId, grant: what, status: res.status, attempt: attempt + 1, delayMs: Math.round(delay) });
+          logger.warn('token service busy, retrying', { clientId, grant: what, clientRequestId, status: res.status, attempt: attempt + 1, delayMs: Math.round(delay) });
           await sleep(delay);
           continue;
         }
