@@ -97,7 +97,7 @@ export interface ExchangeInput {
   resource?: readonly string[] | string | undefined;
   /** RFC 8693 `actor_token` payload, signature verified by the server. */
   actor?: Record<string, unknown> | undefined;
-  /** The request's client IP (the middle tier's). */
+  /** The request's client IP (the middle tier's): recorded, never judged by IP-range policies. */
   ip?: string | undefined;
   options: ExchangeOptions;
 }
@@ -352,7 +352,8 @@ export function decideExchange(input: ExchangeInput, now: number): Decision {
       clientId: caller.clientId,
       userOid: user.oid,
       auth: { amr, acr, authTime, ip: session?.ip },
-      ip: input.ip,
+      // Not the request's address: at an exchange that is the middle tier's, and an "office network
+      // only" policy must not pass because the API runs in the office. Unknown sign-in IP = unmet.
       now,
     });
     if (!policy.ok) {

@@ -496,9 +496,11 @@ describe('decideExchange — rule 7: conditional access', () => {
       refused(at('::ffff:192.0.2.1'), 'conditional-access', ipError);
     });
 
-    it('the sign-in address wins over the middle tier\'s; the request address is used when the sign-in address is unknown', () => {
+    it('only the sign-in address is judged: the middle tier\'s address never satisfies an IP policy', () => {
       allowed(at('10.1.2.3', '192.0.2.1'));
-      allowed(at(undefined, '10.1.2.3'));
+      refused(at('192.0.2.1', '10.1.2.3'), 'conditional-access', ipError);
+      // The API runs inside the allowed range, but nobody knows where the user signed in: unmet.
+      refused(at(undefined, '10.1.2.3'), 'conditional-access', ipError);
       refused(at(undefined, '192.0.2.1'), 'conditional-access', ipError);
       refused(at(undefined, undefined), 'conditional-access', ipError);
     });
