@@ -83,8 +83,8 @@ function hashFor(alg: JwsAlg): string | null {
  */
 const EC_SIZE: Partial<Record<JwsAlg, number>> = { ES256: 32, ES384: 48 };
 
-/** DER ECDSA-Sig-Value (from OpenSSL, trusted) → r||s. */
-function derToP1363(der: Buffer, size: number): Buffer {
+/** DER ECDSA-Sig-Value (from OpenSSL, trusted) → r||s. Exported for the benchmark's crypto bound. */
+export function derToP1363(der: Buffer, size: number): Buffer {
   let offset = 2;
   if ((der[1] as number) & 0x80) offset += (der[1] as number) & 0x7f;
   const rLength = der[offset + 1] as number;
@@ -106,7 +106,7 @@ function derInteger(bytes: Buffer): Buffer {
   return (t[0] as number) & 0x80 ? Buffer.concat([Buffer.from([0]), t]) : t;
 }
 /** r||s (from a token, untrusted) → DER; a wrong length gives an empty buffer, which never verifies. */
-function p1363ToDer(sig: Buffer, size: number): Buffer {
+export function p1363ToDer(sig: Buffer, size: number): Buffer {
   if (sig.length !== 2 * size) return Buffer.alloc(0);
   const r = derInteger(sig.subarray(0, size));
   const s = derInteger(sig.subarray(size));

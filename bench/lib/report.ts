@@ -1,0 +1,123 @@
+/**
+ * The targets of issue 7 as ratios measured in the same run, and the tables (Markdown, so the
+ * terminal output pastes into docs/performance.md as is).
+ */
+import { fmtMs, fmtNumber, fmtRatio } from './stats.ts';
+import type { BenchContext, Row, SectionResult, Shared } from './types.ts';
+
+/** A section ran but left no figure: its load answered errors, and a rate of errors is not a result. */
+const NO_FIGURE = 'no valid figure: the load answered errors (see the notes)';
+
+export interface Target {
+  id: string;
+  description: string;
+  /** `≥ 3×`, `≤ 0.5 ms`. */
+  required: string;
+  measured: string;
+  value: number | undefined;
+  status: 'PASS' | 'MISS' | 'n/a';
+  /** How the ratio was formed, or why it could not be. */
+  basis: string;
+}
+
+function ratioTarget(id: string, description: string, min: number, numerator: number | undefined, denominator: number | undefined, basis: string, missing: string): Target {
+  if (numerator === undefined || denominator === undefined || !(denominator > 0)) {
+    return { id, description, required: `≥ ${min}×`, measured: '—', value: undefined, status: 'n/a', basis: missing };
+  }
+  const value = numerator / denominator;
+  return { id, description, required: `≥ ${min}×`, measured: fmtRatio(value), value, status: value >= min ? 'PASS' : 'MISS', basis };
+}
+
+export function evaluateTargets(shared: Shared, ctx: Pick<BenchContext, 'serviceCores'>, sections: Map<string, SectionResult>): Target[] {
+  const why = (name: string, fallback: string) => {
+    const s = sections.get(name);
+    if (!s) return `section '${name}' not selected in this run`;
+    if (s.status !== 'ran') return `${name} ${s.status}: ${s.reason ?? ''}`;
+    return fallback;
+  };
+  const bound = shared.cryptoVerifySign === undefined ? undefined : shared.cryptoVerifySign * ctx.serviceCores;
+  const targets: Target[] = [
+    ratioTarget(
+      'client-credentials-vs-peer',
+      'client_credentials: Baton / oidc-provider',
+      3,
+      shared.batonClientCredentials,
+      shared.peerClientCredentials,
+      `${fmtNumber(shared.batonClientCredentials)} / ${fmtNumber(shared.peerClientCredentials)} req/s (rounds paired)`,
+      why('token', NO_FIGURE),
+    ),
+    ratioTarget(
+      'obo-vs-crypto-bound',
+      `OBO / crypto bound (verify+sign/s × ${ctx.serviceCores} core${ctx.serviceCores > 1 ? 's' : ''})`,
+      0.7,
+      shared.obo,
+      bound,
+      `${fmtNumber(shared.obo)} / ${fmtNumber(bound)} per s`,
+      shared.obo === undefined ? why('obo', NO_FIGURE) : why('crypto', NO_FIGURE),
+    ),
+    ratioTarget(
+      'obo-vs-peer-client-credentials',
+      'OBO (Baton) / client_credentials (oidc-provider)',
+      1.5,
+      shared.obo,
+      shared.peerClientCredentialsForObo ?? shared.peerClientCredentials,
+      `${fmtNumber(shared.obo)} / ${fmtNumber(shared.peerClientCredentialsForObo ?? shared.peerClientCredentials)} req/s (rounds paired)`,
+      shared.obo === undefined ? why('obo', NO_FIGURE) : why('token', NO_FIGURE),
+    ),
+    ratioTarget('guard-cold-vs-raw', 'guard cold (unique tokens) / raw node:crypto verify', 0.8, shared.guardCold, shared.rawVerify, `${fmtNumber(shared.guardCold)} / ${fmtNumber(shared.rawVerify)} per s`, why('guard', NO_FIGURE)),
+    ratioTarget('guard-cached-vs-jose', 'guard cached (same token) / jose.jwtVerify', 20, shared.guardCached, shared.jose, `${fmtNumber(shared.guardCached)} / ${fmtNumber(shared.jose)} per s`, why('guard', NO_FIGURE)),
+  ];
+  const chain = shared.chainOverheadMs;
+  targets.push(
+    chain === undefined
+      ? { id: 'chain-overhead', description: 'chain: warm-cache overhead per hop at p50', required: '≤ 0.5 ms', measured: '—', value: undefined, status: 'n/a', basis: why('chain', NO_FIGURE) }
+      : { id: 'chain-overhead', description: 'chain: warm-cache overhead per hop at p50', required: '≤ 0.5 ms', measured: fmtMs(chain), value: chain, status: chain <= 0.5 ? 'PASS' : 'MISS', basis: 'p50(auth on, OBO cache warm) − p50(auth off), per hop' },
+  );
+  for (const engine of ['sqlite', 'postgres']) {
+    const s = shared.state?.[engine];
+    const description = `state (${engine}): OBO p50 latency, 10^6 / 10^3 grants`;
+    if (s?.small === undefined || s.large === undefined) {
+      const reason = sections.get('state')?.data[`${engine}_skipped`];
+      targets.push({ id: `state-${engine}`, description, required: '≤ 1.2×', measured: '—', value: undefined, status: 'n/a', basis: typeof reason === 'string' ? reason : why('state', NO_FIGURE) });
+      continue;
+    }
+    const value = s.large / s.small;
+    targets.push({
+      id: `state-${engine}`,
+      description: `state (${engine}): OBO p50 latency, ${s.largeN?.toExponential(0).replace('e+', '×10^')} / ${s.smallN?.toExponential(0).replace('e+', '×10^')} grants`,
+      required: '≤ 1.2×',
+      measured: fmtRatio(value),
+      value,
+      status: value <= 1.2 ? 'PASS' : 'MISS',
+      basis: `${fmtMs(s.large)} / ${fmtMs(s.small)} at 1 connection`,
+    });
+  }
+  return targets;
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] as number)).join(' | ')} |`;
+  return [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n');
+}
+
+export function resultsTable(results: SectionResult[]): string {
+  const rows: string[][] = [];
+  for (const section of results) {
+    if (section.status !== 'ran') {
+      rows.push([section.name, section.status, '', '', '', section.reason ?? '']);
+      continue;
+    }
+    for (const row of section.rows as Row[]) {
+      rows.push([row.section, row.measure, fmtNumber(row.rate), fmtMs(row.p50), fmtMs(row.p99), row.note ?? '']);
+    }
+  }
+  return table(['section', 'measure', 'per second', 'p50', 'p99', 'notes'], rows);
+}
+
+export function targetsTable(targets: Target[]): string {
+  return table(
+    ['target', 'required', 'measured', 'result', 'basis'],
+    targets.map((t) => [t.description, t.required, t.measured, t.status, t.basis]),
+  );
+}

@@ -1,0 +1,74 @@
+/** The shapes every section shares. */
+import type { Placement } from './proc.ts';
+import type { ProfileSummary } from './profile.ts';
+
+export interface Row {
+  section: string;
+  measure: string;
+  /** Operations or requests per second. */
+  rate?: number | undefined;
+  /** Milliseconds. */
+  p50?: number | undefined;
+  p99?: number | undefined;
+  note?: string | undefined;
+}
+
+export interface SectionResult {
+  name: string;
+  status: 'ran' | 'skipped' | 'failed';
+  /** Why it was skipped or failed. */
+  reason?: string;
+  rows: Row[];
+  /** Raw figures for latest.json (rounds, server CPU, seeding times...). */
+  data: Record<string, unknown>;
+  profiles: { title: string; file?: string; summary: ProfileSummary }[];
+  seconds?: number;
+}
+
+/** Figures later sections and the targets need, filled in as sections run. */
+export interface Shared {
+  cryptoSign?: number;
+  cryptoVerify?: number;
+  cryptoVerifySign?: number;
+  batonClientCredentials?: number;
+  peerClientCredentials?: number;
+  /** GET /healthz on the Baton server: TLS + HTTP + Fastify alone. */
+  transportFloor?: number;
+  obo?: number;
+  /** oidc-provider client_credentials measured in alternation with the OBO rounds. */
+  peerClientCredentialsForObo?: number;
+  guardCold?: number;
+  guardCached?: number;
+  rawVerify?: number;
+  jose?: number;
+  chainOverheadMs?: number;
+  /** p50 OBO latency by engine and grant count. */
+  state?: Record<string, { small?: number; large?: number; smallN?: number; largeN?: number }>;
+}
+
+export interface BenchContext {
+  quick: boolean;
+  warmupSeconds: number;
+  rounds: number;
+  roundSeconds: number;
+  connections: number;
+  placement: Placement;
+  /** CPUs the server under test may use (1 when pinned). */
+  serviceCores: number;
+  tmpDir: string;
+  resultsDir: string;
+  profile: 'auto' | 'always' | 'never';
+  pgUrl: string;
+  shared: Shared;
+  log(message: string): void;
+}
+
+export interface Section {
+  name: string;
+  title: string;
+  run(ctx: BenchContext): Promise<SectionResult>;
+}
+
+export function skipped(name: string, reason: string, data: Record<string, unknown> = {}): SectionResult {
+  return { name, status: 'skipped', reason, rows: [], data, profiles: [] };
+}
