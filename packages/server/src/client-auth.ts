@@ -14,7 +14,7 @@ import {
   importPublicJwk,
   isSupportedAlg,
   keyFitsAlg,
-  verifyJwsSignature,
+  verifyJwsSignatureAsync,
   JwsFormatError,
   type Application,
   type TenantDirectory,
@@ -180,7 +180,9 @@ async function authenticateAssertion(ctx: ServerContext, directory: TenantDirect
   const alg = header.alg;
   const candidates = clientKeys(app).filter((k) => (header.kid === undefined || k.kid === undefined || k.kid === header.kid) && keyFitsAlg(k.key, alg));
   if (candidates.length === 0) throw bad(`No key registered for '${app.clientId}' matches the client assertion (kid, algorithm).`);
-  if (!candidates.some((k) => verifyJwsSignature(decoded, k.key, alg))) {
+  let verified = false;
+  for (const candidate of candidates) if (!verified) verified = await verifyJwsSignatureAsync(decoded, candidate.key, alg);
+  if (!verified) {
     throw bad('The client assertion signature is invalid.', `client_id=${app.clientId} kid=${String(header.kid)}`);
   }
 

@@ -28,7 +28,7 @@ export const clientCredentialsGrant: Grant = {
       token_type: 'Bearer',
       expires_in: expiresIn,
       ext_expires_in: expiresIn,
-      access_token: signer.sign(claims, 'at+jwt'),
+      access_token: await signer.signAsync(claims, 'at+jwt'),
     };
   },
 };

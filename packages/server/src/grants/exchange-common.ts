@@ -23,7 +23,7 @@ import {
   resolveTarget,
   splitScopes,
   truncate,
-  verifyJwsSignature,
+  verifyJwsSignatureAsync,
   type Application,
   type AppRoleAssignment,
   type ConsentGrant,
@@ -108,7 +108,7 @@ export async function verifyTenantToken(ctx: ServerContext, tenantId: string, to
       `The ${parameter} is signed with a key tenant '${tenantId}' does not publish (kid '${truncate(kid, 64)}'): it was issued by another tenant or service, or with a key retired past its grace period. Only tokens this tenant issued can be exchanged; the client must get a fresh token.`,
     );
   }
-  if (!verifyJwsSignature(decoded, key.key, key.alg)) {
+  if (!(await verifyJwsSignatureAsync(decoded, key.key, key.alg))) {
     throw tokenInvalid(form, `The ${parameter}'s signature is invalid (expected ${key.alg} with key '${truncate(kid, 64)}'): the token was altered or forged.`, `kid=${truncate(kid, 64)} alg=${truncate(String(header.alg), 16)}`);
   }
   return { payload, id: tokenId(payload) };

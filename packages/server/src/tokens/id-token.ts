@@ -30,5 +30,5 @@ export async function issueIdToken(ctx: ServerContext, request: IdTokenRequest):
     now: ctx.now(),
     notAfter: request.sessionExpiresAt,
   });
-  return signer.sign(claims, 'JWT');
+  return signer.signAsync(claims, 'JWT');
 }

@@ -17,7 +17,7 @@ import { issuerOf, type ServerContext } from '../context.ts';
 /** Signs `claims` for `api` with the tenant's current key for the API's algorithm. */
 export async function signAccessToken(ctx: ServerContext, tenantId: string, api: Application, claims: Record<string, unknown>): Promise<string> {
   const signer = await ctx.keyring.signer(tenantId, api.signingAlg);
-  return signer.sign(claims, 'at+jwt');
+  return signer.signAsync(claims, 'at+jwt');
 }
 
 /** The user's app roles on an API (user app-role assignments), filtered to roles that allow users. */

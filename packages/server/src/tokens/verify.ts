@@ -3,7 +3,7 @@
  * `id_token_hint` at logout) with the tenant's published keys, by `kid`, with the algorithm the
  * key was made for (never the token's word for it).
  */
-import { JwtError, decodeJws, validateClaims, verifyJwsSignature, JwsFormatError, isAccessTokenTyp, type DecodedJws } from '@baton/core';
+import { JwtError, decodeJws, validateClaims, verifyJwsSignatureAsync, JwsFormatError, isAccessTokenTyp, type DecodedJws } from '@baton/core';
 import { issuerOf, type ServerContext } from '../context.ts';
 
 export interface VerifiedToken {
@@ -41,7 +41,7 @@ export async function verifyOwnToken(ctx: ServerContext, token: string, options:
   const kid = typeof header.kid === 'string' ? header.kid : undefined;
   const key = kid === undefined ? undefined : await ctx.keyring.publicKey(tenantId, kid);
   if (key === undefined) throw new JwtError('ERR_JWKS_NO_MATCHING_KEY', 'no key of the issuer matches the token (kid)');
-  if (!verifyJwsSignature(decoded, key.key, key.alg)) throw new JwtError('ERR_JWS_SIGNATURE_VERIFICATION_FAILED', 'the token signature is invalid');
+  if (!(await verifyJwsSignatureAsync(decoded, key.key, key.alg))) throw new JwtError('ERR_JWS_SIGNATURE_VERIFICATION_FAILED', 'the token signature is invalid');
   const now = ctx.now();
   // No audience given: any (the caller checks it, e.g. an id_token_hint names the client it was for).
   const audience = options.audience ?? (typeof payload.aud === 'string' ? payload.aud : []);
