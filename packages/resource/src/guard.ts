@@ -294,6 +294,19 @@ export function createGuard(options: GuardOptions): Guard {
   const invalid = (reason: GuardErrorReason, description: string, cause?: unknown) =>
     new GuardError('invalid_token', reason, description, { ...ctx, cause });
 
+  async function candidatesOf(r: Resolved, kid: string | undefined, alg: JwsAlg) {
+    try {
+      return await r.jwks.candidates(kid, alg);
+    } catch (error) {
+      if (error instanceof JwksUnavailableError) {
+        throw new GuardError('temporarily_unavailable', 'ERR_JWKS_UNAVAILABLE', "The token issuer's keys cannot be fetched to verify the token; try again later.", {
+          cause: error,
+        });
+      }
+      throw error;
+    }
+  }
+
   async function verifySlow(token: string, cacheKey: string): Promise<Principal> {
     let decoded;
     try {
@@ -313,18 +326,10 @@ export function createGuard(options: GuardOptions): Guard {
     if (header.kid !== undefined && typeof header.kid !== 'string') throw invalid('ERR_JWS_INVALID', 'The token header has a malformed kid.');
     const kid = header.kid as string | undefined;
 
-    const r = await resolve();
-    let keys;
-    try {
-      keys = await r.jwks.candidates(kid, alg);
-    } catch (error) {
-      if (error instanceof JwksUnavailableError) {
-        throw new GuardError('temporarily_unavailable', 'ERR_JWKS_UNAVAILABLE', "The token issuer's keys cannot be fetched to verify the token; try again later.", {
-          cause: error,
-        });
-      }
-      throw error;
-    }
+    // The common path — issuer known, key set fresh and holding the key — stays synchronous.
+    const r = resolved ?? (await resolve());
+    let keys = r.jwks.cachedCandidates(kid, alg);
+    if (keys === undefined) keys = await candidatesOf(r, kid, alg);
     if (keys.length === 0) throw invalid('ERR_JWKS_NO_MATCHING_KEY', 'The token is signed with a key this API does not know.');
     if (!keys.some((key) => verifyJwsSignature(decoded, key, alg))) {
       throw invalid('ERR_JWS_SIGNATURE_VERIFICATION_FAILED', 'The token signature is invalid.');

@@ -102,6 +102,17 @@ export class RemoteJwks {
    * An empty list means no key: the caller refuses the token.
    * @throws JwksUnavailableError when nothing is cached and the fetch fails.
    */
+  /**
+   * The keys {@link candidates} would answer, when that needs no fetch: a key set is loaded, not
+   * older than `maxAge`, and holds a match. `undefined` otherwise (ask `candidates`). Lets the guard
+   * verify without a trip through the microtask queue on the common path.
+   */
+  cachedCandidates(kid: string | undefined, alg: JwsAlg): KeyObject[] | undefined {
+    if (!this.#loaded || this.#clock() - this.#loadedAt >= this.#maxAge) return undefined;
+    const found = this.#match(kid, alg);
+    return found.length === 0 ? undefined : found;
+  }
+
   async candidates(kid: string | undefined, alg: JwsAlg): Promise<KeyObject[]> {
     if (!this.#loaded) {
       await this.reload();
