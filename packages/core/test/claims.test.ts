@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createSecretKey } from 'node:crypto';
+import { createHmac, createSecretKey } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { buildAppOnlyClaims, buildDelegatedClaims, pairwiseSubject, tokenTimes, utiFromJti } from '../src/index.ts';
 import { buildFixture, ISSUER, LIFETIME, NOW, PAIRWISE_SECRET, sequentialIds } from './fixtures.ts';
@@ -10,6 +10,22 @@ const bob = fx.user('bob@contoso.test');
 const tid = fx.tenant.tid;
 
 describe('pairwiseSubject', () => {
+  it('with a KeyObject (memoised) answers exactly the HMAC, per key, also past the memo bound', () => {
+    const raw = Buffer.alloc(32, 7);
+    const key = createSecretKey(raw);
+    const other = createSecretKey(Buffer.alloc(32, 8));
+    for (let i = 0; i < 10_050; i++) {
+      const oid = `00000000-0000-4000-8000-${i.toString(16).padStart(12, '0')}`;
+      const expected = createHmac('sha256', raw).update(`${tid}|${oid}|docs-api`).digest('base64url');
+      assert.equal(pairwiseSubject(key, tid, oid, 'docs-api'), expected);
+      if (i % 1000 === 0) {
+        assert.equal(pairwiseSubject(key, tid, oid, 'docs-api'), expected, 'a memo hit');
+        assert.equal(pairwiseSubject(raw, tid, oid, 'docs-api'), expected, 'a Buffer key, not memoised');
+        assert.notEqual(pairwiseSubject(other, tid, oid, 'docs-api'), expected, 'another key, another memo');
+      }
+    }
+  });
+
   it('is stable per (user, API)', () => {
     assert.equal(pairwiseSubject(PAIRWISE_SECRET, tid, alice.oid, 'docs-api'), pairwiseSubject(PAIRWISE_SECRET, tid, alice.oid, 'docs-api'));
   });
