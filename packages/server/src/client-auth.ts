@@ -6,7 +6,7 @@
  * keeps the token endpoint CPU-bound on signatures, not on bcrypt) and one signature verification
  * plus one atomic store write (the `jti`) for an assertion.
  */
-import type { KeyObject } from 'node:crypto';
+import { hash, type KeyObject } from 'node:crypto';
 import {
   OAuthError,
   Entra,
@@ -17,6 +17,7 @@ import {
   verifyJwsSignatureAsync,
   JwsFormatError,
   type Application,
+  type ClientSecretRecord,
   type TenantDirectory,
 } from '@baton/core';
 import type { FormParams } from './http/form.ts';
@@ -122,12 +123,40 @@ export async function authenticateClient(
   if (app.public) {
     throw invalidClient(`'${app.clientId}' is a public client: it has no secret and must not send one.`, Entra.wrongClientSecret, basic !== undefined);
   }
-  const now = ctx.now();
-  const ok = app.secrets.some((record) => (record.expiresAt === undefined || record.expiresAt > now) && verifyClientSecret(secret, record.hash, ctx.pepper));
-  if (!ok) {
+  if (!secretMatches(ctx, app, secret)) {
     throw invalidClient(`Invalid client secret provided for '${app.clientId}'.`, Entra.wrongClientSecret, basic !== undefined, `client_id=${app.clientId}`);
   }
   return { app, method: basic ? 'client_secret_basic' : 'client_secret_post' };
+}
+
+/**
+ * Secrets that verified, per registration (the directory builds new application objects when one
+ * changes, so a removed or rotated secret is forgotten with the old object), by SHA-256 of the
+ * secret. A client presents the same secret on every request; this spares the HMAC on all but the
+ * first. Only secrets that verified are remembered (a wrong one costs the full check every time),
+ * a few per application, and the record's expiry is checked on every use. The digest never leaves
+ * the process: in memory it tells an attacker nothing the pepper beside it would not.
+ */
+const MAX_REMEMBERED_SECRETS = 8;
+const verifiedSecrets = new WeakMap<Application['secrets'], Map<string, ClientSecretRecord>>();
+
+function secretMatches(ctx: ServerContext, app: Application, secret: string): boolean {
+  if (secret.length === 0 || secret.length > 1024) return false; // verifyClientSecret's bounds, before hashing
+  const now = ctx.now();
+  const live = (record: ClientSecretRecord) => record.expiresAt === undefined || record.expiresAt > now;
+  let remembered = verifiedSecrets.get(app.secrets);
+  const digest = hash('sha256', secret, 'base64');
+  const known = remembered?.get(digest);
+  if (known !== undefined) return live(known);
+  const record = app.secrets.find((r) => live(r) && verifyClientSecret(secret, r.hash, ctx.pepper));
+  if (record === undefined) return false;
+  if (remembered === undefined) {
+    remembered = new Map();
+    verifiedSecrets.set(app.secrets, remembered);
+  }
+  if (remembered.size >= MAX_REMEMBERED_SECRETS) remembered.clear();
+  remembered.set(digest, record);
+  return true;
 }
 
 /** Public keys of an application for assertions, imported once per key set. */

@@ -8,6 +8,7 @@ import { generateKeyPairSync, createHmac, createPublicKey, randomUUID, type KeyO
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { createSigner } from '@baton/core';
 import { startTestServer, decodeJwt, basic, type TestServer } from './harness.ts';
+import { hashClientSecret } from '../src/crypto/secrets.ts';
 
 const INDEXER_SECRET = 'indexer-Demo-secret-1';
 
@@ -289,3 +290,61 @@ function createPublicPem(jwk: Record<string, unknown>): string {
   const { kid: _kid, use: _use, ...rest } = jwk;
   return createPublicKey({ key: rest as never, format: 'jwk' }).export({ type: 'spki', format: 'pem' }).toString();
 }
+
+describe('remembered secrets (the HMAC is spared for a secret that verified)', () => {
+  const REPORTS = 'reports-api-Demo-secret-1';
+  const cc = { grant_type: 'client_credentials', scope: 'api://docs/.default' };
+  /** invalid_client: authentication failed; anything else: it passed (reports-api holds no app role, so invalid_scope). */
+  const authenticates = async (secret: string) => (await server.post(tokenPath, cc, { authorization: basic('reports-api', secret) })).body.error !== 'invalid_client';
+  const setSecrets = async (records: { hash: string; hint: string; createdAt: number; expiresAt?: number }[]) => {
+    const { ctx } = server;
+    const app = await ctx.store.getApplication('contoso', 'reports-api');
+    assert.ok(app);
+    await ctx.store.putApplication({ ...app, secrets: records });
+    for (let i = 0; i < 200; i++) {
+      const seen = (await ctx.directories.get('contoso'))?.application('reports-api')?.secrets;
+      if (JSON.stringify(seen) === JSON.stringify(records)) return;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.fail('the directory did not pick up the new secrets');
+  };
+
+  test('a wrong secret is refused every time, before and after the right one verified', async () => {
+    assert.equal(await authenticates('reports-api-Demo-secret-2'), false);
+    assert.equal(await authenticates(REPORTS), true);
+    assert.equal(await authenticates(REPORTS), true);
+    assert.equal(await authenticates('reports-api-Demo-secret-2'), false);
+    assert.equal(await authenticates(`${REPORTS} `), false);
+    assert.equal(await authenticates('x'.repeat(2000)), false);
+  });
+
+  test('rotation: once the registration changes, the remembered old secret no longer authenticates', async () => {
+    const { ctx } = server;
+    const original = (await ctx.store.getApplication('contoso', 'reports-api'))!.secrets;
+    try {
+      assert.equal(await authenticates(REPORTS), true);
+      const rotated = 'reports-api-rotated-secret-0123456789abcdef';
+      await setSecrets([{ hash: hashClientSecret(rotated, ctx.pepper), hint: 'rep', createdAt: ctx.now() }]);
+      assert.equal(await authenticates(REPORTS), false);
+      assert.equal(await authenticates(rotated), true);
+    } finally {
+      await setSecrets(original);
+    }
+  });
+
+  test('expiry: a remembered secret stops authenticating when its record expires', async () => {
+    const { ctx } = server;
+    const original = (await ctx.store.getApplication('contoso', 'reports-api'))!.secrets;
+    try {
+      const expiring = 'reports-api-expiring-secret-0123456789abcdef';
+      await setSecrets([{ hash: hashClientSecret(expiring, ctx.pepper), hint: 'rep', createdAt: ctx.now(), expiresAt: ctx.now() + 30 }]);
+      assert.equal(await authenticates(expiring), true);
+      assert.equal(await authenticates(expiring), true);
+      server.advance(31);
+      assert.equal(await authenticates(expiring), false);
+    } finally {
+      server.advance(-31);
+      await setSecrets(original);
+    }
+  });
+});
