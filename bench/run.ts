@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describeMachine } from './lib/machine.ts';
 import { placeProcesses } from './lib/proc.ts';
-import { evaluateTargets, resultsTable, targetsTable } from './lib/report.ts';
+import { ceilingTable, evaluateTargets, resultsTable, targetsTable } from './lib/report.ts';
 import { formatSummary } from './lib/profile.ts';
 import type { BenchContext, Section, SectionResult } from './lib/types.ts';
 import { cryptoSection } from './sections/crypto.ts';
@@ -127,7 +127,7 @@ async function main(): Promise<number> {
 
   const targets = evaluateTargets(ctx.shared, ctx, byName);
   const results_md = resultsTable(results);
-  const targets_md = targetsTable(targets);
+  const targets_md = `${targetsTable(targets)}\n\n${ceilingTable(ctx.shared, ctx)}`;
   const header =
     `${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB RAM, ${machine.os}, Node ${machine.node}, ` +
     `commit ${machine.commit ?? '?'}${machine.dirty ? ' + uncommitted changes' : ''}, ${machine.date}\n` +

@@ -121,3 +121,22 @@ export function targetsTable(targets: Target[]): string {
     targets.map((t) => [t.description, t.required, t.measured, t.status, t.basis]),
   );
 }
+
+/**
+ * How far each token-service figure is from what the transport allows: the bench-only routes that
+ * do a grant's crypto and nothing else, on the same server (bench/servers/baton.ts). Context for the
+ * targets, not targets: a ratio to the crypto bound or to a peer cannot exceed what the ceiling
+ * itself reaches.
+ */
+export function ceilingTable(shared: Shared, ctx: Pick<BenchContext, 'serviceCores'>): string {
+  const bound = shared.cryptoVerifySign === undefined ? undefined : shared.cryptoVerifySign * ctx.serviceCores;
+  const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined || !(b > 0) ? '—' : fmtRatio(a / b));
+  const rows: string[][] = [
+    ['sign-only ceiling / oidc-provider client_credentials', ratio(shared.signCeiling, shared.peerClientCredentials), `${fmtNumber(shared.signCeiling)} / ${fmtNumber(shared.peerClientCredentials)} req/s: the most a 3× target can find on this transport`],
+    ['Baton client_credentials / sign-only ceiling', ratio(shared.batonClientCredentials, shared.signCeiling), `${fmtNumber(shared.batonClientCredentials)} / ${fmtNumber(shared.signCeiling)} req/s: the share left after Baton's own work`],
+    ['verify+sign ceiling / crypto bound', ratio(shared.verifySignCeiling, bound), `${fmtNumber(shared.verifySignCeiling)} / ${fmtNumber(bound)} per s: the most an OBO/bound target can find on this transport`],
+    ['verify+sign ceiling / oidc-provider client_credentials', ratio(shared.verifySignCeiling, shared.peerClientCredentialsForObo ?? shared.peerClientCredentials), `${fmtNumber(shared.verifySignCeiling)} / ${fmtNumber(shared.peerClientCredentialsForObo ?? shared.peerClientCredentials)} req/s`],
+    ['Baton OBO / verify+sign ceiling', ratio(shared.obo, shared.verifySignCeiling), `${fmtNumber(shared.obo)} / ${fmtNumber(shared.verifySignCeiling)} req/s: the share left after Baton's own work`],
+  ];
+  return table(['ceiling (HTTPS + the grant\'s crypto only, same server)', 'ratio', 'basis'], rows);
+}

@@ -34,6 +34,9 @@ export interface Shared {
   peerClientCredentials?: number;
   /** GET /healthz on the Baton server: TLS + HTTP + Fastify alone. */
   transportFloor?: number;
+  /** Bench-only routes of the Baton server: HTTPS + form + the grant's crypto, nothing else. */
+  signCeiling?: number;
+  verifySignCeiling?: number;
   obo?: number;
   /** oidc-provider client_credentials measured in alternation with the OBO rounds. */
   peerClientCredentialsForObo?: number;

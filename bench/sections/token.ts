@@ -75,18 +75,35 @@ export const tokenSection: Section = {
       // The floor under any endpoint of this server: TLS, HTTP/1.1 parsing, Fastify routing and
       // hooks, a small JSON answer — no crypto, no store.
       const floorSpec: LoadSpec = { ...loadSpec(ctx, `${baton.ready.url}/healthz`, {}, [''], baton.pid), method: 'GET', headers: {} };
-      ctx.log('token: oidc-provider client_credentials | Baton client_credentials | Baton GET /healthz, rounds interleaved');
-      const [peerResult, result, floor] = (await runInterleaved([loadSpec(ctx, peerUrl, peerHeaders, [peerBody], peer.pid), spec, floorSpec])) as [LoadResult, LoadResult, LoadResult];
+      // The ceiling: the same server, transport and form, one signature, nothing else (bench/servers/baton.ts).
+      const ceilingSpec = loadSpec(ctx, `${baton.ready.url}/bench/sign`, headers, [body], baton.pid);
+      ctx.log('token: oidc-provider client_credentials | Baton client_credentials | Baton GET /healthz | sign-only ceiling, rounds interleaved');
+      const [peerResult, result, floor, ceiling] = (await runInterleaved([loadSpec(ctx, peerUrl, peerHeaders, [peerBody], peer.pid), spec, floorSpec, ceilingSpec])) as [
+        LoadResult,
+        LoadResult,
+        LoadResult,
+        LoadResult,
+      ];
 
       ctx.shared.peerClientCredentials = valid(peerResult, (r) => r.rps);
       ctx.shared.batonClientCredentials = valid(result, (r) => r.rps);
       ctx.shared.transportFloor = valid(floor, (r) => r.rps);
+      ctx.shared.signCeiling = valid(ceiling, (r) => r.rps);
+      data.signCeiling = ceiling;
       data.peer = peerResult;
       data.baton = result;
       data.batonHealthz = floor;
       rows.push({ section: 'token', measure: 'oidc-provider client_credentials', rate: peerResult.rps, p50: peerResult.p50, p99: peerResult.p99, note: loadNote(peerResult) });
       rows.push({ section: 'token', measure: 'Baton client_credentials', rate: result.rps, p50: result.p50, p99: result.p99, note: loadNote(result) });
       rows.push({ section: 'token', measure: 'Baton GET /healthz (HTTPS + Fastify floor)', rate: floor.rps, p50: floor.p50, p99: floor.p99, note: loadNote(floor, 'no crypto, no store') });
+      rows.push({
+        section: 'token',
+        measure: 'ceiling: HTTPS + form + one ES256 signature',
+        rate: ceiling.rps,
+        p50: ceiling.p50,
+        p99: ceiling.p99,
+        note: loadNote(ceiling, 'same server, bench-only route: no client auth, decision, store or log'),
+      });
 
       const inject = await injectRate(baton, '/contoso/oauth2/v2.0/token', headers, [body], Math.max(1000, ctx.roundSeconds * 500));
       data.batonInject = inject;

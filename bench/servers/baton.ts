@@ -12,7 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { createLogger, parseConfig, startServer, type RunningServer } from '@baton/server';
+import { createLogger, parseConfig, registerRoutes, startServer, type RunningServer } from '@baton/server';
+import { decodeJws, verifyJwsSignatureAsync } from '@baton/core';
+import { sampleClaims } from '../sections/crypto.ts';
 import { issueDelegatedToken } from '../../packages/server/src/tokens/issue.ts';
 import { installControl } from './control.ts';
 import { sampleSqlite, samplePostgres, seedPostgres, seedSqlite, type SeedResult } from '../lib/seed.ts';
@@ -43,6 +45,35 @@ export interface BatonServerReady {
 }
 
 const CHAIN_CONFIG = new URL('../../examples/chain/baton.json', import.meta.url);
+
+/**
+ * The ceilings: two routes of this bench server only (never of Baton itself) that do what a grant
+ * must do cryptographically and nothing else, through the same process, TLS, HTTP parser, Fastify
+ * hooks and form parser as the token endpoint:
+ *
+ *   POST /bench/sign          one ES256 signature (a client_credentials grant's crypto)
+ *   POST /bench/verify-sign   verify the form's `assertion` with the tenant's key, sign a token
+ *                             (an exchange's crypto)
+ *
+ * No client authentication, no decision, no store, no audit line. What a grant adds to these is
+ * Baton's own cost; what these lack against the crypto bound is the transport's.
+ */
+registerRoutes((app, ctx) => {
+  let n = 0;
+  const answer = (token: string) => ({ token_type: 'Bearer', expires_in: 3600, ext_expires_in: 3600, access_token: token });
+  app.post('/bench/sign', async () => {
+    const signer = await ctx.keyring.signer('contoso', 'ES256');
+    return answer(await signer.signAsync(sampleClaims(ctx.now(), n++), 'at+jwt'));
+  });
+  app.post('/bench/verify-sign', async (request, reply) => {
+    const assertion = (request.body as Record<string, string> | undefined)?.assertion ?? '';
+    const decoded = decodeJws(assertion);
+    const key = await ctx.keyring.publicKey('contoso', String(decoded.header.kid));
+    if (key === undefined || !(await verifyJwsSignatureAsync(decoded, key.key, key.alg))) return reply.code(400).send({ error: 'invalid_grant' });
+    const signer = await ctx.keyring.signer('contoso', 'ES256');
+    return answer(await signer.signAsync({ ...decoded.payload, ...sampleClaims(ctx.now(), n++) }, 'at+jwt'));
+  });
+});
 
 const options = JSON.parse(process.argv[2] ?? '{}') as BatonServerOptions;
 let dataDir: string | undefined;
