@@ -1,11 +1,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigurationError } from '@baton/core';
-import { hashPassword, isPasswordHash, needsRehash, verifyAgainstDummy, verifyPassword } from '../src/crypto/passwords.ts';
+import { hashPassword, isPasswordHash, needsRehash, passwordHashLoad, SCRYPT_SLOTS, verifyAgainstDummy, verifyPassword } from '../src/crypto/passwords.ts';
+import { createSigner } from '@baton/core';
 import {
   generateClientSecret,
   hashClientSecret,
@@ -112,6 +113,27 @@ describe('passwords', () => {
     // Behaviour, not a benchmark: the dummy must do scrypt-sized work, not return at once.
     assert.ok(dummy > real / 4, `dummy ${dummy.toFixed(1)} ms vs real ${real.toFixed(1)} ms`);
     assert.ok(dummy < real * 4, `dummy ${dummy.toFixed(1)} ms vs real ${real.toFixed(1)} ms`);
+  });
+
+  it('hashes at most half the thread pool at a time, so token signatures are never queued behind a burst', async () => {
+    const stored = await hashPassword('pw');
+    const signer = createSigner(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, 'k1', 'ES256');
+    const order: string[] = [];
+    const burst = Array.from({ length: 8 }, (_, i) =>
+      (i % 2 === 0 ? verifyPassword('wrong', stored) : verifyAgainstDummy('x')).then(() => order.push(`hash ${i}`)),
+    );
+    assert.equal(passwordHashLoad().running, SCRYPT_SLOTS);
+    assert.equal(passwordHashLoad().waiting, 8 - SCRYPT_SLOTS);
+    // Let the running hashes reach the pool first (each submits after a microtask).
+    await new Promise((resolve) => setImmediate(resolve));
+    // A signature on the pool while eight hashes are pending: it finds a free thread at once.
+    const signed = signer.signAsync({ a: 1 }, 'at+jwt').then(() => order.push('signature'));
+    await Promise.all([...burst, signed]);
+    assert.equal(order[0], 'signature', order.join(', '));
+    assert.equal(order.length, 9);
+    assert.deepEqual(passwordHashLoad(), { running: 0, waiting: 0 });
+    // All of them still answered correctly.
+    assert.equal(await verifyPassword('pw', stored), true);
   });
 });
 

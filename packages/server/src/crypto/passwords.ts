@@ -35,10 +35,47 @@ function maxmemFor(n: number, r: number, p: number): number {
   return 2 * 128 * n * r * p + 1024 * 1024;
 }
 
-function scrypt(password: Buffer, salt: Buffer, keylen: number, options: ScryptOptions): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    scryptCallback(password, salt, keylen, options, (err, key) => (err ? reject(err) : resolve(key)));
-  });
+/**
+ * scrypt runs on libuv's thread pool, which the token endpoint's signatures and verifications share
+ * (4 threads unless UV_THREADPOOL_SIZE says otherwise). At most half of the pool hashes passwords at
+ * a time; further hashes wait here, in order. Without the limit, a burst of sign-ins — or a
+ * password spray from many addresses, which per-IP throttling does not stop — would fill every pool
+ * thread with ~50–100 ms hashes and queue every token signature behind them.
+ */
+const POOL_THREADS = Math.max(1, Math.trunc(Number(process.env.UV_THREADPOOL_SIZE)) || 4);
+export const SCRYPT_SLOTS = Math.max(1, Math.floor(POOL_THREADS / 2));
+let hashing = 0;
+const waiting: (() => void)[] = [];
+
+async function acquireSlot(): Promise<void> {
+  if (hashing < SCRYPT_SLOTS) {
+    hashing++;
+    return;
+  }
+  // The slot is handed over by releaseSlot: the count stays the same.
+  await new Promise<void>((resolve) => waiting.push(resolve));
+}
+
+function releaseSlot(): void {
+  const next = waiting.shift();
+  if (next !== undefined) next();
+  else hashing--;
+}
+
+/** Password hashes running and waiting (diagnostics, tests). */
+export function passwordHashLoad(): { running: number; waiting: number } {
+  return { running: hashing, waiting: waiting.length };
+}
+
+async function scrypt(password: Buffer, salt: Buffer, keylen: number, options: ScryptOptions): Promise<Buffer> {
+  await acquireSlot();
+  try {
+    return await new Promise<Buffer>((resolve, reject) => {
+      scryptCallback(password, salt, keylen, options, (err, key) => (err ? reject(err) : resolve(key)));
+    });
+  } finally {
+    releaseSlot();
+  }
 }
 
 /**
