@@ -10,6 +10,7 @@
  */
 import { createHash, createPublicKey, hash, sign as cryptoSign, verify as cryptoVerify, constants, type JsonWebKey, type KeyObject } from 'node:crypto';
 import type { SigningAlg } from './types.ts';
+import { WeakMemo } from './memo.ts';
 
 export type JwsAlg = SigningAlg | 'ES384' | 'RS384' | 'RS512' | 'PS384' | 'PS512' | 'EdDSA';
 
@@ -140,24 +141,14 @@ function keyOptions(alg: JwsAlg, key: KeyObject) {
 
 /** Whether `key` is of the type `alg` needs (an EC P-256 key for ES256, RSA for RS/PS, ...). */
 export function keyFitsAlg(key: KeyObject, alg: JwsAlg): boolean {
-  let fits = fitCache.get(key);
-  if (fits === undefined) {
-    fits = new Map();
-    fitCache.set(key, fits);
-  }
-  let fit = fits.get(alg);
-  if (fit === undefined) {
-    fit = computeKeyFitsAlg(key, alg);
-    fits.set(alg, fit);
-  }
-  return fit;
+  return fitCache.get(key, alg, () => computeKeyFitsAlg(key, alg));
 }
 
 /**
  * A key's type and size never change, but reading them (`asymmetricKeyDetails`) builds a new object
  * in C++ on every call; every verification asks, so the answer is remembered per key object.
  */
-const fitCache = new WeakMap<KeyObject, Map<JwsAlg, boolean>>();
+const fitCache = new WeakMemo<KeyObject, boolean>();
 
 function computeKeyFitsAlg(key: KeyObject, alg: JwsAlg): boolean {
   const type = key.asymmetricKeyType;
