@@ -98,11 +98,6 @@ export class RemoteJwks {
   }
 
   /**
-   * Keys that may have signed a token with this `kid` (or any, when the token has none) under `alg`.
-   * An empty list means no key: the caller refuses the token.
-   * @throws JwksUnavailableError when nothing is cached and the fetch fails.
-   */
-  /**
    * The keys {@link candidates} would answer, when that needs no fetch: a key set is loaded, not
    * older than `maxAge`, and holds a match. `undefined` otherwise (ask `candidates`). Lets the guard
    * verify without a trip through the microtask queue on the common path.
@@ -113,6 +108,11 @@ export class RemoteJwks {
     return found.length === 0 ? undefined : found;
   }
 
+  /**
+   * Keys that may have signed a token with this `kid` (or any, when the token has none) under `alg`.
+   * An empty list means no key: the caller refuses the token.
+   * @throws JwksUnavailableError when nothing is cached and the fetch fails.
+   */
   async candidates(kid: string | undefined, alg: JwsAlg): Promise<KeyObject[]> {
     if (!this.#loaded) {
       await this.reload();
