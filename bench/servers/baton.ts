@@ -67,7 +67,12 @@ registerRoutes((app, ctx) => {
   });
   app.post('/bench/verify-sign', async (request, reply) => {
     const assertion = (request.body as Record<string, string> | undefined)?.assertion ?? '';
-    const decoded = decodeJws(assertion);
+    let decoded;
+    try {
+      decoded = decodeJws(assertion);
+    } catch {
+      return reply.code(400).send({ error: 'invalid_grant' });
+    }
     const key = await ctx.keyring.publicKey('contoso', String(decoded.header.kid));
     if (key === undefined || !(await verifyJwsSignatureAsync(decoded, key.key, key.alg))) return reply.code(400).send({ error: 'invalid_grant' });
     const signer = await ctx.keyring.signer('contoso', 'ES256');
