@@ -19,7 +19,7 @@ const ASSERTIONS = 256;
 
 export const oboBody = (assertion: string, scope = 'api://docs/Docs.Read') =>
   `grant_type=${encodeURIComponent('urn:ietf:params:oauth:grant-type:jwt-bearer')}&requested_token_use=on_behalf_of&assertion=${assertion}&scope=${encodeURIComponent(scope)}`;
-export const OBO_HEADERS = { authorization: basic('tasks-api', 'tasks-api-Demo-secret-1') };
+export const OBO_HEADERS = { authorization: basic('tasks-api', 'tasks-api-demo-secret-for-local-use-only') };
 
 /** One exchange outside the load; `undefined` when it worked, else why not. */
 export async function probeExchange(server: BatonServer): Promise<string | undefined> {

@@ -66,7 +66,7 @@ export const tokenSection: Section = {
       checkToken('oidc-provider', peerAnswer.status, peerAnswer.body);
       // — Baton —
       const body = `grant_type=client_credentials&scope=${encodeURIComponent('api://docs/.default')}`;
-      const headers = { authorization: basic('indexer', 'indexer-Demo-secret-1') };
+      const headers = { authorization: basic('indexer', 'indexer-demo-secret-for-local-use-only') };
       const url = `${baton.ready.url}/contoso/oauth2/v2.0/token`;
       const answer = await probe(url, body, { ...FORM, ...headers }, baton.ready.ca);
       checkToken('Baton', answer.status, answer.body);

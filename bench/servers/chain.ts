@@ -66,7 +66,7 @@ async function main(): Promise<void> {
   const tls = { ca: options.ca };
   const docsGuard = createGuard({ authority: options.authority, audience: ['docs-api', 'api://docs'], ...tls });
   const tasksGuard = createGuard({ authority: options.authority, audience: ['tasks-api', 'api://tasks'], ...tls });
-  const obo = createOboClient({ authority: options.authority, clientId: 'tasks-api', credential: { clientSecret: 'tasks-api-Demo-secret-1' }, ...tls });
+  const obo = createOboClient({ authority: options.authority, clientId: 'tasks-api', credential: { clientSecret: 'tasks-api-demo-secret-for-local-use-only' }, ...tls });
   await Promise.all([docsGuard.ready(), tasksGuard.ready()]);
 
   const docsProtected = protect(docsGuard, { scopes: { all: ['Docs.Read'] } }, (_req, res) => send(res, 200, DOCUMENTS));

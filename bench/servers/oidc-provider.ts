@@ -29,7 +29,7 @@ export interface PeerReady {
   scope: string;
 }
 
-export const PEER_CLIENT = { clientId: 'indexer', clientSecret: 'indexer-Demo-secret-1' };
+export const PEER_CLIENT = { clientId: 'indexer', clientSecret: 'indexer-demo-secret-for-local-use-only' };
 const RESOURCE = 'api://docs';
 const SCOPE = 'Docs.ReadAll';
 

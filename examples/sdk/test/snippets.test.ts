@@ -65,7 +65,7 @@ async function startSnippet(framework: string): Promise<{ url: string; child: Ch
     env: {
       PATH: process.env.PATH ?? '',
       AUTHORITY: `${baton.url}/contoso/v2.0`,
-      CLIENT_SECRET: 'tasks-api-Demo-secret-1',
+      CLIENT_SECRET: 'tasks-api-demo-secret-for-local-use-only',
       DOCS_URL: downstreamUrl,
       PORT: String(port),
       NODE_EXTRA_CA_CERTS: baton.caPath ?? '',

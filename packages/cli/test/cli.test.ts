@@ -94,7 +94,7 @@ test('serve prints ready, answers /healthz, stops cleanly on SIGTERM; keys rotat
     const kidOf = async () => {
       const response = await fetch(`${url}/contoso/oauth2/v2.0/token`, {
         method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from('indexer:indexer-Demo-secret-1').toString('base64')}` },
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from('indexer:indexer-demo-secret-for-local-use-only').toString('base64')}` },
         body: 'grant_type=client_credentials&scope=api%3A%2F%2Fdocs%2F.default',
       });
       const { access_token } = (await response.json()) as { access_token: string };
@@ -127,7 +127,7 @@ test('serve --workers 2 shares one port and one store, and stops every worker', 
       Array.from({ length: 20 }, () =>
         fetch(`${url}/contoso/oauth2/v2.0/token`, {
           method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from('indexer:indexer-Demo-secret-1').toString('base64')}` },
+          headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from('indexer:indexer-demo-secret-for-local-use-only').toString('base64')}` },
           body: 'grant_type=client_credentials&scope=api%3A%2F%2Fdocs%2F.default',
         }).then((r) => r.status),
       ),

@@ -10,7 +10,7 @@ import { createSigner } from '@baton/core';
 import { startTestServer, decodeJwt, basic, type TestServer } from './harness.ts';
 import { hashClientSecret } from '../src/crypto/secrets.ts';
 
-const INDEXER_SECRET = 'indexer-Demo-secret-1';
+const INDEXER_SECRET = 'indexer-demo-secret-for-local-use-only';
 
 let server: TestServer;
 let clientKey: KeyObject;
@@ -246,7 +246,7 @@ describe('client credentials: bad input gets the exact error, no 500', () => {
   });
 
   test('no application permission assigned: invalid_scope, not an empty token', async () => {
-    await refused({ grant_type: 'client_credentials', scope: 'api://docs/.default' }, { authorization: basic('tasks-api', 'tasks-api-Demo-secret-1') }, 400, 'invalid_scope');
+    await refused({ grant_type: 'client_credentials', scope: 'api://docs/.default' }, { authorization: basic('tasks-api', 'tasks-api-demo-secret-for-local-use-only') }, 400, 'invalid_scope');
   });
 
   test('missing grant_type, unsupported grant_type', async () => {
@@ -292,7 +292,7 @@ function createPublicPem(jwk: Record<string, unknown>): string {
 }
 
 describe('remembered secrets (the HMAC is spared for a secret that verified)', () => {
-  const REPORTS = 'reports-api-Demo-secret-1';
+  const REPORTS = 'reports-api-demo-secret-for-local-use-only';
   const cc = { grant_type: 'client_credentials', scope: 'api://docs/.default' };
   /** invalid_client: authentication failed; anything else: it passed (reports-api holds no app role, so invalid_scope). */
   const authenticates = async (secret: string) => (await server.post(tokenPath, cc, { authorization: basic('reports-api', secret) })).body.error !== 'invalid_client';

@@ -33,7 +33,7 @@ test('@azure/msal-node acquireTokenByClientCredential gets a token from Baton', 
   const cca = new ConfidentialClientApplication({
     auth: {
       clientId: 'indexer',
-      clientSecret: 'indexer-Demo-secret-1',
+      clientSecret: 'indexer-demo-secret-for-local-use-only',
       authority: `${server.url}/contoso`,
       knownAuthorities: [new URL(server.url).host],
       authorityMetadata: await metadata(),
@@ -92,7 +92,7 @@ test('@azure/msal-node surfaces Baton errors with their Entra codes', async () =
 
 test('openid-client clientCredentialsGrant (discovery, client_secret_basic and _post)', async () => {
   const issuer = new URL(`${server.url}/contoso/v2.0`);
-  for (const auth of [oidc.ClientSecretBasic('indexer-Demo-secret-1'), oidc.ClientSecretPost('indexer-Demo-secret-1')]) {
+  for (const auth of [oidc.ClientSecretBasic('indexer-demo-secret-for-local-use-only'), oidc.ClientSecretPost('indexer-demo-secret-for-local-use-only')]) {
     const config = await oidc.discovery(issuer, 'indexer', undefined, auth);
     const tokens = await oidc.clientCredentialsGrant(config, { scope: 'api://docs/.default' });
     assert.equal(tokens.token_type, 'bearer');

@@ -37,7 +37,7 @@ async function jwksOf(server: TestServer) {
 }
 
 async function appToken(server: TestServer): Promise<string> {
-  const response = await server.post('/contoso/oauth2/v2.0/token', { grant_type: 'client_credentials', scope: 'api://docs/.default' }, { authorization: basic('indexer', 'indexer-Demo-secret-1') });
+  const response = await server.post('/contoso/oauth2/v2.0/token', { grant_type: 'client_credentials', scope: 'api://docs/.default' }, { authorization: basic('indexer', 'indexer-demo-secret-for-local-use-only') });
   assert.equal(response.status, 200, JSON.stringify(response.body));
   return response.body.access_token;
 }

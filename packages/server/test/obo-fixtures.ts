@@ -12,7 +12,7 @@ export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exch
 export const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 
 /** Every demo application's secret follows one pattern. */
-export const secretOf = (clientId: string) => `${clientId}-Demo-secret-1`;
+export const secretOf = (clientId: string) => `${clientId}-demo-secret-for-local-use-only`;
 
 /**
  * The chain configuration plus:

@@ -343,7 +343,7 @@ describe('logout, revocation, introspection', () => {
     const refresh = await server.post('/contoso/oauth2/v2.0/token', { grant_type: 'refresh_token', client_id: WEB.clientId, refresh_token: tokens.refresh_token });
     assert.equal(refresh.status, 400);
     assert.deepEqual(refresh.body.error_codes, [50173]);
-    const introspect = await server.post('/contoso/oauth2/v2.0/introspect', { token: tokens.access_token }, { authorization: basic('tasks-api', 'tasks-api-Demo-secret-1') });
+    const introspect = await server.post('/contoso/oauth2/v2.0/introspect', { token: tokens.access_token }, { authorization: basic('tasks-api', 'tasks-api-demo-secret-for-local-use-only') });
     assert.deepEqual(introspect.body, { active: false });
     const { challenge } = pkce();
     const silent = await runFlow(browser, server, authorizeUrl(server, webParams(challenge, { prompt: 'none' })));
@@ -371,14 +371,14 @@ describe('logout, revocation, introspection', () => {
 
   test('RFC 7009 revocation of a refresh token revokes its family; RFC 7662 introspection for confidential clients', async () => {
     const { tokens } = await signedIn(BOB);
-    const api = basic('tasks-api', 'tasks-api-Demo-secret-1');
+    const api = basic('tasks-api', 'tasks-api-demo-secret-for-local-use-only');
     const active = await server.post('/contoso/oauth2/v2.0/introspect', { token: tokens.access_token }, { authorization: api });
     assert.equal(active.status, 200);
     assert.equal(active.body.active, true);
     assert.equal(active.body.scope, 'Tasks.ReadWrite');
     assert.equal(active.body.client_id, 'tasks-web');
     assert.equal(active.body.aud, 'tasks-api');
-    const notMine = await server.post('/contoso/oauth2/v2.0/introspect', { token: tokens.access_token }, { authorization: basic('docs-api', 'docs-api-Demo-secret-1') });
+    const notMine = await server.post('/contoso/oauth2/v2.0/introspect', { token: tokens.access_token }, { authorization: basic('docs-api', 'docs-api-demo-secret-for-local-use-only') });
     assert.deepEqual(notMine.body, { active: false });
     const publicClient = await server.post('/contoso/oauth2/v2.0/introspect', { token: tokens.access_token, client_id: 'tasks-web' });
     assert.equal(publicClient.status, 400);

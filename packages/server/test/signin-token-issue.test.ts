@@ -38,7 +38,7 @@ test('baton token issue prints a delegated token (amr pwd) that verifies against
   assert.deepEqual(payload.amr, ['pwd']);
   assert.equal(payload.preferred_username, 'alice@contoso.test');
   // The API accepts it at introspection, as it would a token from a sign-in.
-  const introspect = await server.post('/contoso/oauth2/v2.0/introspect', { token }, { authorization: `Basic ${Buffer.from('tasks-api:tasks-api-Demo-secret-1').toString('base64')}` });
+  const introspect = await server.post('/contoso/oauth2/v2.0/introspect', { token }, { authorization: `Basic ${Buffer.from('tasks-api:tasks-api-demo-secret-for-local-use-only').toString('base64')}` });
   assert.equal(introspect.body.active, true);
 });
 

@@ -25,7 +25,7 @@ before(async () => {
 after(() => server.close());
 
 async function token(scope: string): Promise<string> {
-  const response = await server.post('/contoso/oauth2/v2.0/token', { grant_type: 'client_credentials', scope }, { authorization: basic('indexer', 'indexer-Demo-secret-1') });
+  const response = await server.post('/contoso/oauth2/v2.0/token', { grant_type: 'client_credentials', scope }, { authorization: basic('indexer', 'indexer-demo-secret-for-local-use-only') });
   assert.equal(response.status, 200, JSON.stringify(response.body));
   return response.body.access_token;
 }
