@@ -209,7 +209,31 @@ export const errors = {
     }),
   serverError: (detail: string, cause?: unknown) =>
     new OAuthError('server_error', { description: 'The server could not complete the request.', detail, cause }),
+  /** A token presented for exchange is not acceptable: not ours, not for the caller, malformed (AADSTS50013). */
+  assertionInvalid: (description: string, detail?: string) =>
+    new OAuthError('invalid_grant', { description, entraCodes: [Entra.assertionInvalid], ...(detail ? { detail } : {}) }),
+  /** The user's sessions were revoked, or the sign-in session behind a token ended (AADSTS50173). */
+  sessionRevoked: (description: string) => new OAuthError('invalid_grant', { description, entraCodes: [Entra.sessionRevoked] }),
+  /**
+   * A refusal of the subject or actor token of an exchange, in the request's dialect. RFC 8693
+   * §2.2.2: "If either the subject_token or actor_token are invalid for any reason, or are
+   * unacceptable based on policy, the invalid_request error code MUST be used"; Microsoft's
+   * On-Behalf-Of form keeps `invalid_grant`. Description, Entra code, detail and suberror stay.
+   */
+  forExchangeForm: (form: 'on_behalf_of' | 'token_exchange', error: OAuthError): OAuthError => {
+    if (form !== 'token_exchange' || error.error === 'invalid_request') return error;
+    const options: OAuthErrorOptions = { description: error.description, entraCodes: error.entraCodes, cause: error };
+    if (error.detail !== undefined) options.detail = error.detail;
+    if (error.suberror !== undefined) options.suberror = error.suberror;
+    return new OAuthError('invalid_request', options);
+  },
 };
+
+/**
+ * Every `error` code this project answers with, for SDKs and tools that switch on it (the
+ * resource SDK imports this list rather than keeping its own).
+ */
+export const OAUTH_ERROR_CODES: readonly OAuthErrorCode[] = Object.freeze(Object.keys(DEFAULT_STATUS) as OAuthErrorCode[]);
 
 /** Truncates attacker-controlled text before it is echoed in a description. */
 export function truncate(value: string, max: number): string {

@@ -13,4 +13,5 @@ export * from './redirect-uri.ts';
 export * from './authorize-request.ts';
 export * from './consent.ts';
 export * from './signin.ts';
+export * from './users.ts';
 export * from './id-token.ts';

@@ -45,19 +45,31 @@ export interface ClaimsOptions {
   required?: readonly string[];
 }
 
-export function validateClaims(payload: Record<string, unknown>, options: ClaimsOptions): void {
+/** The lifetime part of {@link ClaimsOptions}: what {@link validateLifetime} needs. */
+export interface LifetimeOptions {
+  /** Epoch seconds. */
+  now: number;
+  /** Seconds of clock skew tolerated on `exp`, `nbf`, `iat`. Default 60. */
+  clockTolerance?: number;
+  /** Claims that must be present. `exp` is always required. */
+  required?: readonly string[];
+}
+
+/**
+ * The claims set's lifetime (RFC 7519 §4.1.4–6): the required claims present, `exp`/`nbf`/`iat`
+ * numeric, not expired, not before `nbf`, not issued in the future, with `clockTolerance`. The
+ * one place these checks live: {@link validateClaims} runs it first, and the On-Behalf-Of rules
+ * judge the assertion's lifetime with it. Throws `JwtError` (`claim` names the claim).
+ */
+export function validateLifetime(payload: Record<string, unknown>, options: LifetimeOptions): void {
   const skew = options.clockTolerance ?? 60;
   const { now } = options;
 
-  for (const name of ['exp', ...(options.required ?? [])]) {
-    if (payload[name] === undefined) throw new JwtError('ERR_JWT_CLAIM_MISSING', `the token has no '${name}' claim`, name);
-  }
-  for (const name of ['exp', 'nbf', 'iat']) {
-    const value = payload[name];
-    if (value !== undefined && (typeof value !== 'number' || !Number.isFinite(value))) {
-      throw new JwtError('ERR_JWT_CLAIM_INVALID', `the '${name}' claim must be a number`, name);
-    }
-  }
+  if (payload.exp === undefined) throw missing('exp');
+  if (options.required !== undefined) for (const name of options.required) if (payload[name] === undefined) throw missing(name);
+  numericIfPresent(payload, 'exp');
+  numericIfPresent(payload, 'nbf');
+  numericIfPresent(payload, 'iat');
   if ((payload.exp as number) <= now - skew) throw new JwtError('ERR_JWT_EXPIRED', 'the token has expired', 'exp');
   if (typeof payload.nbf === 'number' && payload.nbf > now + skew) {
     throw new JwtError('ERR_JWT_NOT_YET_VALID', 'the token is not valid yet (nbf)', 'nbf');
@@ -65,6 +77,25 @@ export function validateClaims(payload: Record<string, unknown>, options: Claims
   if (typeof payload.iat === 'number' && payload.iat > now + skew) {
     throw new JwtError('ERR_JWT_NOT_YET_VALID', 'the token was issued in the future (iat)', 'iat');
   }
+}
+
+function missing(name: string): JwtError {
+  return new JwtError('ERR_JWT_CLAIM_MISSING', `the token has no '${name}' claim`, name);
+}
+
+function numericIfPresent(payload: Record<string, unknown>, name: 'exp' | 'nbf' | 'iat'): void {
+  const value = payload[name];
+  if (value !== undefined && (typeof value !== 'number' || !Number.isFinite(value))) {
+    throw new JwtError('ERR_JWT_CLAIM_INVALID', `the '${name}' claim must be a number`, name);
+  }
+}
+
+/**
+ * The claims set of a JWT (RFC 7519 §4.1, RFC 9068 §4) as a pure function of (payload, options):
+ * {@link validateLifetime}, then `iss`, `aud` and, when given, `tid`. Throws `JwtError`.
+ */
+export function validateClaims(payload: Record<string, unknown>, options: ClaimsOptions): void {
+  validateLifetime(payload, options);
 
   const issuers = typeof options.issuer === 'string' ? [options.issuer] : options.issuer;
   if (typeof payload.iss !== 'string' || !issuers.includes(payload.iss)) {

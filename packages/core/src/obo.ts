@@ -2,17 +2,29 @@
  * The On-Behalf-Of exchange (DESIGN "The On-Behalf-Of exchange"): may the calling API trade the
  * user's token it received for a new one addressed to the next API, and what does that token say?
  *
- * One pure function serves both dialects: Microsoft's `jwt-bearer` grant with
- * `requested_token_use=on_behalf_of`, and RFC 8693 token exchange. The server verifies the
- * assertion's signature and `typ` with its keys and gathers the records; everything else is
- * decided here, rule by named rule, and every decision carries the trail of rules it passed
- * through so the audit log can say which rule allowed or refused.
+ * Pure rules serve both dialects: Microsoft's `jwt-bearer` grant with `requested_token_use=on_behalf_of`,
+ * and RFC 8693 token exchange. The server verifies the tokens' signatures with its keys; the
+ * decision runs in two phases so the server reads only what can change the outcome, without
+ * knowing any rule itself:
+ *
+ *   planExchange(request, now)      the rules that need no store record (caller, actor token, the
+ *                                   assertion's issuer, audience, lifetime, delegation) and the
+ *                                   downstream API → a refusal, or the plan with the exact reads
+ *   decideExchange(plan, records)   the rules that judge the records read (user, session, consent,
+ *                                   roles) and the rest → the decision and the new token's claims
+ *
+ * Every rule is a named function below, and every decision carries the trail of rules it passed
+ * through so the audit log can say which rule allowed or refused. `decideExchange(input, now)` runs
+ * both phases in one call when the records are already at hand (tests, tools).
  */
-import { OAuthError, Entra, truncate, type OAuthErrorOptions } from './errors.ts';
+import { OAuthError, Entra, errors, truncate, type SubError } from './errors.ts';
 import type { TenantDirectory } from './directory.ts';
 import { buildDelegatedClaims, type DelegatedAccessClaims, type IdGenerator, type PairwiseSecret } from './claims.ts';
-import { evaluatePolicies, policyError } from './policy.ts';
-import { apiName, parseScope, qualifiedScope, resolveResourceScopes, resolveTarget, splitScopes, type OidcScope } from './scopes.ts';
+import { evaluatePolicies, policyError, type PolicyResult } from './policy.ts';
+import { apiName, parseScope, qualifiedScope, resolveResourceScopes, resolveTarget, splitScopes, type OidcScope, type ResolvedScopes } from './scopes.ts';
+import { consentedScopes } from './consent.ts';
+import { JwtError, validateLifetime } from './jwt.ts';
+import { predatesRevocation, userRolesOn } from './users.ts';
 import type { ActorClaim, Application, AppRoleAssignment, ConsentGrant, User } from './types.ts';
 
 /** `on_behalf_of`: Microsoft's jwt-bearer OBO request. `token_exchange`: RFC 8693. */
@@ -69,26 +81,22 @@ export interface ExchangeOptions {
   trustedIssuer?: ((iss: string) => boolean) | undefined;
   /** `jti` generator (tests pass a deterministic one). */
   newId?: IdGenerator | undefined;
+  /**
+   * Entra's `suberror` beside a step-up (`interaction_required`) refusal. MSAL reads `basic_action`
+   * as "the user can resolve this by signing in interactively" (`InteractionRequiredAuthError.subError`);
+   * the token service passes it. Absent: no suberror.
+   */
+  stepUpSuberror?: SubError | undefined;
 }
 
-export interface ExchangeInput {
+/** What the request says, known before any store read: the first phase's input. */
+export interface ExchangeRequest {
   form: ExchangeForm;
   directory: TenantDirectory;
   /** The authenticated calling application (the middle tier). */
   caller: Application;
   /** The assertion / `subject_token` payload, signature and `typ` already verified by the server. */
   assertion: Record<string, unknown>;
-  /** The user the assertion's `oid` names, looked up by the server; undefined when not found. */
-  user: User | undefined;
-  /**
-   * The session the assertion's `sid` names. Must be given whenever the assertion carries a `sid`:
-   * an unknown session is refused (fail closed).
-   */
-  session?: ExchangeSession | undefined;
-  /** The user's own consent grants for the caller (any resource; other records are ignored). */
-  userConsents?: readonly ConsentGrant[] | undefined;
-  /** The user's app role assignments (for `roles` in the new token; others are ignored). */
-  userRoles?: readonly AppRoleAssignment[] | undefined;
   /** The raw `scope` parameter. */
   scope?: string | undefined;
   /** RFC 8693 `audience` values. */
@@ -102,6 +110,67 @@ export interface ExchangeInput {
   options: ExchangeOptions;
 }
 
+/** The store records the plan asked for ({@link ExchangeReads}), as the server read them. */
+export interface ExchangeRecords {
+  /** The user the assertion's `oid` names; undefined when not found (or not read). */
+  user: User | undefined;
+  /**
+   * The session the assertion's `sid` names. Must be given whenever the assertion carries a `sid`:
+   * an unknown session is refused (fail closed).
+   */
+  session?: ExchangeSession | undefined;
+  /** The user's own consent grants for the caller (any resource; other records are ignored). */
+  userConsents?: readonly ConsentGrant[] | undefined;
+  /** The user's app role assignments (for `roles` in the new token; others are ignored). */
+  userRoles?: readonly AppRoleAssignment[] | undefined;
+}
+
+/** Both phases' input at once, for {@link decideExchange}`(input, now)`. */
+export interface ExchangeInput extends ExchangeRequest, ExchangeRecords {}
+
+/**
+ * The store reads that can change the outcome of a planned exchange; everything else is skipped
+ * (DESIGN principle 4). The server runs them in parallel and hands the results to `decideExchange`.
+ */
+export interface ExchangeReads {
+  /** The user to read by `oid`. Undefined: none (an `oid` longer than any this service issues; user-exists refuses). */
+  userOid: string | undefined;
+  /** The sign-in session to read by `sid` (only a live session of this user counts). Undefined: none. */
+  sid: string | undefined;
+  /** The API whose user consents (this user, this caller) to read; undefined when admin consent already covers the request. */
+  consentsOn: Application | undefined;
+  /** Whether to read the user's app-role assignments: the API defines roles users can hold. */
+  roles: boolean;
+}
+
+/** The first phase passed: what the second needs, and the reads to do in between. */
+export interface ExchangePlan {
+  ok: true;
+  outcome: 'plan';
+  reads: ExchangeReads;
+  /** The downstream API, when the request names one (for the audit log). */
+  api: Application | undefined;
+  /** The rules judged so far. `decideExchange` continues this trail: decide a plan once. */
+  trail: RuleOutcome[];
+  request: ExchangeRequest;
+  now: number;
+  subject: SubjectFacts;
+  target: Downstream;
+}
+
+/** What the verified assertion says about the user and the sign-in, read once. */
+interface SubjectFacts {
+  oid: string;
+  iat: number;
+  authTime: number | undefined;
+  sid: string | undefined;
+  amr: string[];
+  acr: string | undefined;
+}
+
+/** The downstream API and scopes the request names, resolved once; a refusal waits for its rule. */
+type Downstream = { resolved: ResolvedScopes; oidc: OidcScope[] } | { error: OAuthError };
+
 export interface ExchangeAllowed {
   ok: true;
   outcome: 'allow';
@@ -114,6 +183,8 @@ export interface ExchangeAllowed {
   scopes: string[];
   /** The response's `scope`: granted scopes qualified with the API (`api://docs/Docs.Read`). */
   scope: string;
+  /** The resource scopes as the request named them (`isDefault` for `.default`). */
+  requested: ResolvedScopes;
   /** OIDC scopes the request also named (the server decides about `offline_access`). */
   oidcScopes: OidcScope[];
   /** `exp - iat`, for `expires_in`. */
@@ -130,6 +201,8 @@ export interface ExchangeRefused {
   error: OAuthError;
   /** For a conditional-access step-up: the challenge and its RFC 9470 hints. */
   challenge?: { claims: string; acrValues?: string[]; maxAge?: number };
+  /** The downstream API, when the request names one (for the audit log). */
+  api?: Application;
   trail: RuleOutcome[];
 }
 
@@ -155,9 +228,56 @@ const SUBJECT_TOKEN_RULES: ReadonlySet<ExchangeRule> = new Set<ExchangeRule>([
 /** Longest `act` nesting read from a token; deeper is refused without walking it further. */
 const MAX_ACT_NESTING = 32;
 
+/** The trail's entries, one frozen object per (rule, outcome): recording a rule allocates nothing. */
+const OUTCOMES = Object.fromEntries(
+  EXCHANGE_RULES.map((rule) => [rule, { pass: Object.freeze({ rule, outcome: 'pass' }), skip: Object.freeze({ rule, outcome: 'skip' }), refuse: Object.freeze({ rule, outcome: 'refuse' }) }]),
+) as Record<ExchangeRule, Record<RuleOutcome['outcome'], RuleOutcome>>;
+
 /**
- * Decides an On-Behalf-Of / RFC 8693 exchange at `now` (epoch seconds). Rules, in order, each with
- * its own error (the refusal names the rule):
+ * The first phase of an exchange at `now` (epoch seconds): the rules that need no store record,
+ * and the downstream API the request names. Returns the refusal, or the plan whose `reads` say
+ * exactly which records can change the outcome.
+ *
+ * @example
+ * const plan = planExchange({ form: 'on_behalf_of', directory, caller, assertion: payload, scope, options }, now);
+ * if (!plan.ok) throw plan.error;
+ * const records = await readRecords(plan.reads); // user, session, consents, roles
+ * const decision = decideExchange(plan, records);
+ */
+export function planExchange(request: ExchangeRequest, now: number): ExchangePlan | ExchangeRefused {
+  const { caller, assertion, options } = request;
+  const skew = options.clockToleranceSeconds ?? 60;
+  const trail: RuleOutcome[] = [];
+  // Resolved first (a pure computation) so even an early refusal names the API for the audit log;
+  // a refusal of the scopes themselves waits for its rule, after the user's.
+  const target = resolveDownstream(request);
+  const resolved = 'resolved' in target ? target.resolved : undefined;
+  const api = resolved?.api;
+  try {
+    requireConfidentialCaller(caller);
+    trail.push(OUTCOMES['caller-confidential'].pass);
+    trail.push(OUTCOMES['actor-token'][actorIsCaller(request, now, skew)]);
+    assertionIssuedHere(request);
+    trail.push(OUTCOMES['assertion-issuer'].pass);
+    assertionAddressedToCaller(assertion, caller);
+    trail.push(OUTCOMES['assertion-audience'].pass);
+    assertionWithinLifetime(assertion, now, skew);
+    trail.push(OUTCOMES['assertion-lifetime'].pass);
+    const oid = assertionDelegated(assertion);
+    trail.push(OUTCOMES['assertion-delegated'].pass);
+    const subject = subjectFacts(assertion, oid);
+    return { ok: true, outcome: 'plan', reads: readsFor(request, subject, resolved), api, trail, request, now, subject, target };
+  } catch (error) {
+    return refusal(request.form, trail, error, api);
+  }
+}
+
+/**
+ * Decides an On-Behalf-Of / RFC 8693 exchange. Two spellings:
+ * - `decideExchange(plan, records)`: the second phase, after {@link planExchange} and the reads it asked for;
+ * - `decideExchange(input, now)`: both phases in one call, the records given with the request.
+ *
+ * Rules, in order, each with its own error (the refusal names the rule):
  *
  * | rule | refusal |
  * |---|---|
@@ -184,225 +304,62 @@ const MAX_ACT_NESTING = 32;
  * if (!decision.ok) throw decision.error;
  * const token = signer.sign(decision.claims, 'at+jwt');
  */
-export function decideExchange(input: ExchangeInput, now: number): Decision {
-  const { directory, caller, assertion, options } = input;
-  const tenant = directory.tenant;
-  const skew = options.clockToleranceSeconds ?? 60;
-  const trail: RuleOutcome[] = [];
-  let current: ExchangeRule = 'caller-confidential';
-  let challenge: ExchangeRefused['challenge'];
-  const record = (outcome: 'pass' | 'skip' = 'pass') => {
-    trail.push({ rule: current, outcome });
-  };
+export function decideExchange(plan: ExchangePlan, records: ExchangeRecords): Decision;
+export function decideExchange(input: ExchangeInput, now: number): Decision;
+export function decideExchange(first: ExchangePlan | ExchangeInput, second: ExchangeRecords | number): Decision {
+  if (typeof second === 'number') {
+    const plan = planExchange(first as ExchangeInput, second);
+    return plan.ok ? finish(plan, first as ExchangeInput) : plan;
+  }
+  return finish(first as ExchangePlan, second);
+}
 
+/** The second phase: the rules that judge the records, then the new token's claims. */
+function finish(plan: ExchangePlan, records: ExchangeRecords): Decision {
+  const { request, now, subject, target, trail } = plan;
+  const { directory, caller, assertion, options } = request;
+  const session = records.session;
   try {
-    // 1. Only a confidential client proves who it is; a public client could be anyone holding a token.
-    current = 'caller-confidential';
-    if (caller.public) {
-      throw new OAuthError('unauthorized_client', {
-        description: `The client '${caller.clientId}' is a public client: only a confidential client (an API authenticating with a secret or a private_key_jwt assertion) may exchange a token on behalf of a user.`,
-        entraCodes: [Entra.publicClientNotAllowed],
-      });
-    }
-    record();
-
-    current = 'actor-token';
-    record(checkActorToken(input, now, skew));
-
-    // 2. The assertion: ours, addressed to the caller, within its lifetime.
-    current = 'assertion-issuer';
-    const iss = assertion.iss;
-    const ownIssuer = iss === options.issuer;
-    if (typeof iss !== 'string' || !(ownIssuer || options.trustedIssuer?.(iss) === true)) {
-      throw assertionInvalid(
-        `The assertion was issued by ${typeof iss === 'string' ? `'${truncate(iss, 120)}'` : 'no issuer'}, not by this tenant ('${options.issuer}'): a middle tier can only exchange tokens this tenant issued.`,
-      );
-    }
-    if (ownIssuer && assertion.tid !== tenant.tid) {
-      throw assertionInvalid(`The assertion's tid does not name tenant '${tenant.id}', whose issuer it carries: the token is malformed.`);
-    }
-    record();
-
-    // A token addressed to someone else is a token stolen from, or leaked by, that someone (AADSTS50013).
-    current = 'assertion-audience';
-    const aud = assertion.aud;
-    const audiences = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud.filter((a): a is string => typeof a === 'string') : [];
-    if (audiences.length !== 1 || audiences[0] !== caller.clientId) {
-      const shown = audiences.length === 0 ? 'missing' : audiences.map((a) => truncate(a, 80)).join("', '");
-      throw assertionInvalid(`The assertion's audience is '${shown}' but the caller is '${caller.clientId}': a middle tier may only exchange tokens addressed to itself.`);
-    }
-    record();
-
-    current = 'assertion-lifetime';
-    const exp = numberClaim(assertion, 'exp');
-    const iat = numberClaim(assertion, 'iat');
-    const nbf = assertion.nbf === undefined ? undefined : numberClaim(assertion, 'nbf');
-    if (exp <= now - skew) {
-      throw new OAuthError('invalid_grant', {
-        description: `The assertion expired at ${isoTime(exp)}: the client must send a fresh access token (tokens are renewed shortly before they expire; never cache a user's token past exp).`,
-        entraCodes: [Entra.assertionExpired],
-      });
-    }
-    if (nbf !== undefined && nbf > now + skew) throw assertionInvalid(`The assertion is not valid before ${isoTime(nbf)} (nbf): check the clocks of the token service and the middle tier.`);
-    if (iat > now + skew) throw assertionInvalid(`The assertion was issued in the future (iat ${isoTime(iat)}): check the clocks of the token service and the middle tier.`);
-    record();
-
-    // 3. Only a user's token is exchanged on behalf of that user; an app-only token has no user to act for.
-    current = 'assertion-delegated';
-    const scp = typeof assertion.scp === 'string' ? assertion.scp.split(' ').filter(Boolean) : [];
-    if (assertion.idtyp === 'app' || scp.length === 0) {
-      throw new OAuthError('invalid_grant', {
-        description:
-          assertion.idtyp === 'app'
-            ? "The assertion is an application token (idtyp 'app'): an application token cannot be exchanged on behalf of a user. A daemon calls the downstream API with its own client credentials token instead."
-            : "The assertion carries no delegated scopes (scp): only a user's access token can be exchanged; an application token cannot be exchanged on behalf of a user.",
-        entraCodes: [Entra.appOnlyAssertion],
-      });
-    }
-    const oid = assertion.oid;
-    if (typeof oid !== 'string' || oid === '') throw assertionInvalid('The assertion carries scp but no oid: it does not name the user it was issued for.');
-    record();
-
-    // 4. The user, now — not as the token remembers them.
-    current = 'user-exists';
-    const user = input.user;
-    if (user === undefined || user.oid !== oid || user.tenantId !== tenant.id) {
-      throw new OAuthError('invalid_grant', {
-        description: `The user the assertion was issued for no longer exists in tenant '${tenant.id}'.`,
-        entraCodes: [Entra.userNotFound],
-      });
-    }
-    record();
-
-    current = 'user-enabled';
-    if (!user.enabled) {
-      throw new OAuthError('invalid_grant', {
-        description: `The user's account in tenant '${tenant.id}' is disabled: an administrator must enable it before any token is issued on the user's behalf.`,
-        entraCodes: [Entra.userDisabled],
-      });
-    }
-    record();
-
-    current = 'session-live';
-    const authTime = typeof assertion.auth_time === 'number' && Number.isFinite(assertion.auth_time) ? assertion.auth_time : undefined;
-    const sid = typeof assertion.sid === 'string' ? assertion.sid : undefined;
-    const revokedBefore = user.revokedBefore;
-    if (revokedBefore !== undefined && (iat < revokedBefore || (authTime !== undefined && authTime < revokedBefore))) {
-      throw sessionRevoked("The user's sign-in sessions were revoked after this token's sign-in: the user must sign in again.");
-    }
-    const session = input.session;
-    if (sid !== undefined && session === undefined) throw sessionRevoked('The sign-in session behind the assertion (sid) is unknown or has ended: the user must sign in again.');
-    if (session !== undefined && !session.live) throw sessionRevoked('The sign-in session behind the assertion was signed out or revoked: the user must sign in again.');
-    if (session?.expiresAt !== undefined && session.expiresAt <= now) throw sessionRevoked('The sign-in session behind the assertion has ended: the user must sign in again.');
-    record(session === undefined && revokedBefore === undefined ? 'skip' : 'pass');
-
-    // 5. One downstream API; `.default` means every scope the caller holds consent for.
-    current = 'downstream-scopes';
-    const target = resolveTarget(directory, { audience: input.audience, resource: input.resource });
-    const items = parseScope(input.scope);
-    const { oidc, resource } = splitScopes(items);
-    const resolved = resolveResourceScopes(directory, resource, { target });
-    if (resolved === undefined) {
-      const example = "e.g. 'api://docs/Docs.Read' or 'api://docs/.default'";
-      if (items.length === 0) {
-        throw new OAuthError('invalid_request', {
-          description:
-            input.form === 'token_exchange'
-              ? `Name the downstream API with 'audience', 'resource' or 'scope' (${example}).`
-              : `The request must contain a 'scope' parameter naming scopes of one downstream API (${example}).`,
-          entraCodes: [Entra.malformedRequest],
-        });
-      }
-      throw new OAuthError('invalid_scope', {
-        description: `The scope parameter names no downstream API, only OpenID Connect scopes: add scopes of the API the token is for (${example}).`,
-        entraCodes: [Entra.invalidScope],
-      });
-    }
+    const user = userExists(directory, records.user, subject.oid);
+    trail.push(OUTCOMES['user-exists'].pass);
+    userEnabled(directory, user);
+    trail.push(OUTCOMES['user-enabled'].pass);
+    trail.push(OUTCOMES['session-live'][sessionLive(user, subject, session, now)]);
+    const { resolved, oidc } = downstreamScopes(target);
+    trail.push(OUTCOMES['downstream-scopes'].pass);
+    const granted = consentCovers(request, resolved, user, records.userConsents ?? []);
+    trail.push(OUTCOMES.consent.pass);
     const api = resolved.api;
-    record();
-
-    // 6. Consent: the admin's for everyone, or this user's own. Scopes only narrow: never more than consented.
-    current = 'consent';
-    const consented = consentedScopes(directory, caller, api, user, input.userConsents ?? []);
-    const requested = resolved.isDefault ? api.scopes.map((s) => s.value) : resolved.scopes;
-    const granted = api.scopes.map((s) => s.value).filter((value) => requested.includes(value) && consented.has(value));
-    const missing = resolved.isDefault ? (granted.length === 0 ? requested : []) : requested.filter((value) => !consented.has(value));
-    if (missing.length > 0 || granted.length === 0) {
-      const url = adminConsentUrl(options.baseUrl, tenant.id, caller.clientId);
-      const what =
-        resolved.isDefault
-          ? `holds no consent for any scope of API '${apiName(api)}'`
-          : `has no consent for ${missing.map((v) => `'${qualifiedScope(api, v)}'`).join(', ')}`;
-      throw new OAuthError('invalid_grant', {
-        description: `The application '${caller.clientId}' ${what} on behalf of this user. An administrator can grant consent for every user of the tenant at ${url}; otherwise the user must consent interactively (sign in to the client app with these scopes).`,
-        entraCodes: [Entra.consentRequired],
-        suberror: 'consent_required',
-      });
-    }
-    record();
-
-    // 7. Conditional access for the downstream API, judged on the original sign-in.
-    current = 'conditional-access';
-    const amr = Array.isArray(assertion.amr) ? assertion.amr.filter((v): v is string => typeof v === 'string') : [];
-    const acr = typeof assertion.acr === 'string' ? assertion.acr : undefined;
-    const policy = evaluatePolicies({
-      policies: directory.policiesFor(api.clientId),
-      resource: api.clientId,
-      scopes: granted,
-      clientId: caller.clientId,
-      userOid: user.oid,
-      auth: { amr, acr, authTime, ip: session?.ip },
-      // Not the request's address: at an exchange that is the middle tier's, and an "office network
-      // only" policy must not pass because the API runs in the office. Unknown sign-in IP = unmet.
-      now,
-    });
+    const policy = conditionalAccess(request, api, granted, subject, session, now);
     if (!policy.ok) {
+      const refused = refusal(request.form, trail, policyError(policy, apiName(api), options.stepUpSuberror), api);
       if (policy.claims !== undefined) {
-        challenge = { claims: policy.claims };
-        if (policy.acrValues !== undefined) challenge.acrValues = policy.acrValues;
-        if (policy.maxAge !== undefined) challenge.maxAge = policy.maxAge;
+        refused.challenge = { claims: policy.claims };
+        if (policy.acrValues !== undefined) refused.challenge.acrValues = policy.acrValues;
+        if (policy.maxAge !== undefined) refused.challenge.maxAge = policy.maxAge;
       }
-      throw policyError(policy, apiName(api));
+      return refused;
     }
-    record();
-
-    // 8. The chain stays bounded: the caller joins `act`, newest first (RFC 8693 §4.1).
-    current = 'delegation-depth';
-    const previous = readActorChain(assertion.act);
-    const act: ActorClaim = { sub: caller.clientId, client_id: caller.clientId };
-    if (previous !== undefined) act.act = previous;
-    const chain = actorNames(act);
-    const maxDepth = tenant.maxDelegationDepth;
-    if (chain.length > maxDepth) {
-      throw new OAuthError('invalid_grant', {
-        description: `This exchange would make a delegation chain of ${chain.length > MAX_ACT_NESTING ? `more than ${MAX_ACT_NESTING} APIs` : `${chain.length} APIs (${[...chain].reverse().join(' → ')})`}, more than tenant '${tenant.id}' allows (delegation.maxDepth ${maxDepth}). Call the API from an earlier hop, or ask an administrator to raise the limit.`,
-        entraCodes: [Entra.chainTooDeep],
-      });
-    }
-    record();
-
-    current = 'issue';
-    const roles = userRolesOn(directory, api, user, input.userRoles ?? []);
-    const profile: { preferred_username?: string; name?: string } = {};
-    if (typeof assertion.preferred_username === 'string') profile.preferred_username = assertion.preferred_username;
-    if (typeof assertion.name === 'string') profile.name = assertion.name;
+    trail.push(OUTCOMES['conditional-access'].pass);
+    const act = chainWithinDepth(directory, caller, assertion.act);
+    trail.push(OUTCOMES['delegation-depth'].pass);
     const claims = buildDelegatedClaims({
       issuer: options.issuer,
-      tenant,
+      tenant: directory.tenant,
       clientId: caller.clientId,
       api,
       user,
       scopes: granted,
-      roles,
-      auth: { amr, acr, authTime, sid },
+      roles: userRolesOn(directory, api, user.oid, records.userRoles ?? []),
+      auth: { amr: subject.amr, acr: subject.acr, authTime: subject.authTime, sid: subject.sid },
       act,
       sessionExpiresAt: session?.expiresAt,
-      profile,
+      profile: profileOf(assertion),
       pairwiseSecret: options.pairwiseSecret,
       now,
       newId: options.newId,
     });
-    record();
+    trail.push(OUTCOMES.issue.pass);
     return {
       ok: true,
       outcome: 'allow',
@@ -411,17 +368,297 @@ export function decideExchange(input: ExchangeInput, now: number): Decision {
       api,
       scopes: granted,
       scope: granted.map((value) => qualifiedScope(api, value)).join(' '),
+      requested: resolved,
       oidcScopes: oidc,
       expiresIn: claims.exp - claims.iat,
       trail,
     };
   } catch (error) {
-    if (!(error instanceof OAuthError)) throw error;
-    trail.push({ rule: current, outcome: 'refuse' });
-    const refused: ExchangeRefused = { ok: false, outcome: 'refuse', rule: current, error: forForm(input.form, current, error), trail };
-    if (challenge !== undefined) refused.challenge = challenge;
-    return refused;
+    return refusal(request.form, trail, error, plan.api);
   }
+}
+
+/**
+ * The refusal by the rule being judged: rules run in {@link EXCHANGE_RULES} order and each passed
+ * one is on the trail, so the trail's length names it. Only an `OAuthError` is a refusal.
+ */
+function refusal(form: ExchangeForm, trail: RuleOutcome[], error: unknown, api: Application | undefined): ExchangeRefused {
+  if (!(error instanceof OAuthError)) throw error;
+  const rule = EXCHANGE_RULES[trail.length] as ExchangeRule;
+  trail.push(OUTCOMES[rule].refuse);
+  const refused: ExchangeRefused = { ok: false, outcome: 'refuse', rule, error: forForm(form, rule, error), trail };
+  if (api !== undefined) refused.api = api;
+  return refused;
+}
+
+// ——— the rules, in order ———
+
+/**
+ * `caller-confidential`: only a confidential client proves who it is; a public client could be
+ * anyone holding the user's token. The server applies it before it does any work for the request.
+ */
+export function requireConfidentialCaller(caller: Application): void {
+  if (caller.public) {
+    throw errors.unauthorizedClient(
+      `The client '${caller.clientId}' is a public client: only a confidential client (an API authenticating with a secret or a private_key_jwt assertion) may exchange a token on behalf of a user.`,
+    );
+  }
+}
+
+/** `actor-token` (RFC 8693): when given, the actor token must be the authenticated caller's own app-only token. */
+function actorIsCaller(request: ExchangeRequest, now: number, skew: number): 'pass' | 'skip' {
+  const actor = request.actor;
+  if (actor === undefined || request.form !== 'token_exchange') return 'skip';
+  const { caller, options } = request;
+  if (actor.iss !== options.issuer && !(typeof actor.iss === 'string' && options.trustedIssuer?.(actor.iss) === true)) {
+    throw errors.assertionInvalid(`The actor_token was not issued by this tenant ('${options.issuer}').`);
+  }
+  const clientId = typeof actor.client_id === 'string' ? actor.client_id : actor.azp;
+  if (clientId !== caller.clientId || actor.sub !== caller.servicePrincipalId) {
+    throw errors.assertionInvalid(
+      `The actor_token does not represent the authenticated client '${caller.clientId}': pass an app-only token the client obtained for itself, or omit actor_token (the authenticated client is the actor).`,
+    );
+  }
+  const exp = actor.exp;
+  if (typeof exp !== 'number' || !Number.isFinite(exp) || exp <= now - skew) {
+    throw errors.invalidGrant('The actor_token has expired or has no exp: obtain a fresh one.', Entra.assertionExpired);
+  }
+  return 'pass';
+}
+
+/** `assertion-issuer`: a token this tenant issued (or one a multi-tenant hook trusts). */
+function assertionIssuedHere({ assertion, options, directory }: ExchangeRequest): void {
+  const iss = assertion.iss;
+  const ownIssuer = iss === options.issuer;
+  if (typeof iss !== 'string' || !(ownIssuer || options.trustedIssuer?.(iss) === true)) {
+    throw errors.assertionInvalid(
+      `The assertion was issued by ${typeof iss === 'string' ? `'${truncate(iss, 120)}'` : 'no issuer'}, not by this tenant ('${options.issuer}'): a middle tier can only exchange tokens this tenant issued.`,
+    );
+  }
+  if (ownIssuer && assertion.tid !== directory.tenant.tid) {
+    throw errors.assertionInvalid(`The assertion's tid does not name tenant '${directory.tenant.id}', whose issuer it carries: the token is malformed.`);
+  }
+}
+
+/** `assertion-audience`: a token addressed to someone else is a token stolen from, or leaked by, that someone (AADSTS50013). */
+function assertionAddressedToCaller(assertion: Record<string, unknown>, caller: Application): void {
+  const aud = assertion.aud;
+  const audiences = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud.filter((a): a is string => typeof a === 'string') : [];
+  if (audiences.length !== 1 || audiences[0] !== caller.clientId) {
+    const shown = audiences.length === 0 ? 'missing' : audiences.map((a) => truncate(a, 80)).join("', '");
+    throw errors.assertionInvalid(`The assertion's audience is '${shown}' but the caller is '${caller.clientId}': a middle tier may only exchange tokens addressed to itself.`);
+  }
+}
+
+/**
+ * `assertion-lifetime`: core's one claims-set validation (`validateLifetime`: `exp` and `iat`
+ * present and numeric, not expired, not before `nbf`, not issued in the future, with `skew`), its
+ * refusals worded for the middle tier.
+ */
+function assertionWithinLifetime(assertion: Record<string, unknown>, now: number, skew: number): void {
+  try {
+    validateLifetime(assertion, { now, clockTolerance: skew, required: REQUIRE_IAT });
+  } catch (error) {
+    if (!(error instanceof JwtError)) throw error;
+    switch (error.code) {
+      case 'ERR_JWT_EXPIRED':
+        throw errors.invalidGrant(
+          `The assertion expired at ${isoTime(assertion.exp as number)}: the client must send a fresh access token (tokens are renewed shortly before they expire; never cache a user's token past exp).`,
+          Entra.assertionExpired,
+        );
+      case 'ERR_JWT_NOT_YET_VALID':
+        throw error.claim === 'nbf'
+          ? errors.assertionInvalid(`The assertion is not valid before ${isoTime(assertion.nbf as number)} (nbf): check the clocks of the token service and the middle tier.`)
+          : errors.assertionInvalid(`The assertion was issued in the future (iat ${isoTime(assertion.iat as number)}): check the clocks of the token service and the middle tier.`);
+      default:
+        throw errors.assertionInvalid(`The assertion has no numeric '${error.claim ?? 'exp'}' claim.`);
+    }
+  }
+}
+const REQUIRE_IAT: readonly string[] = ['iat'];
+
+/** `assertion-delegated`: only a user's token is exchanged on behalf of that user; returns the user's `oid`. */
+function assertionDelegated(assertion: Record<string, unknown>): string {
+  const scp = assertion.scp;
+  // Delegated = at least one scope in `scp` (space-separated, RFC 9068 / Entra).
+  if (assertion.idtyp === 'app' || typeof scp !== 'string' || !/[^ ]/.test(scp)) {
+    throw errors.invalidGrant(
+      assertion.idtyp === 'app'
+        ? "The assertion is an application token (idtyp 'app'): an application token cannot be exchanged on behalf of a user. A daemon calls the downstream API with its own client credentials token instead."
+        : "The assertion carries no delegated scopes (scp): only a user's access token can be exchanged; an application token cannot be exchanged on behalf of a user.",
+      Entra.appOnlyAssertion,
+    );
+  }
+  const oid = assertion.oid;
+  if (typeof oid !== 'string' || oid === '') throw errors.assertionInvalid('The assertion carries scp but no oid: it does not name the user it was issued for.');
+  return oid;
+}
+
+/** `user-exists`: the user, now — not as the token remembers them. */
+function userExists(directory: TenantDirectory, user: User | undefined, oid: string): User {
+  if (user === undefined || user.oid !== oid || user.tenantId !== directory.tenant.id) {
+    throw errors.invalidGrant(`The user the assertion was issued for no longer exists in tenant '${directory.tenant.id}'.`, Entra.userNotFound);
+  }
+  return user;
+}
+
+/** `user-enabled`. */
+function userEnabled(directory: TenantDirectory, user: User): void {
+  if (!user.enabled) {
+    throw errors.invalidGrant(
+      `The user's account in tenant '${directory.tenant.id}' is disabled: an administrator must enable it before any token is issued on the user's behalf.`,
+      Entra.userDisabled,
+    );
+  }
+}
+
+/** `session-live`: the user's sessions not revoked since the sign-in; the session behind `sid` live. */
+function sessionLive(user: User, subject: SubjectFacts, session: ExchangeSession | undefined, now: number): 'pass' | 'skip' {
+  if (predatesRevocation(user, subject.iat) || predatesRevocation(user, subject.authTime)) {
+    throw errors.sessionRevoked("The user's sign-in sessions were revoked after this token's sign-in: the user must sign in again.");
+  }
+  if (subject.sid !== undefined && session === undefined) throw errors.sessionRevoked('The sign-in session behind the assertion (sid) is unknown or has ended: the user must sign in again.');
+  if (session !== undefined && !session.live) throw errors.sessionRevoked('The sign-in session behind the assertion was signed out or revoked: the user must sign in again.');
+  if (session?.expiresAt !== undefined && session.expiresAt <= now) throw errors.sessionRevoked('The sign-in session behind the assertion has ended: the user must sign in again.');
+  return session === undefined && user.revokedBefore === undefined ? 'skip' : 'pass';
+}
+
+/** `downstream-scopes`: one downstream API; resolved by the plan, refused here, after the user's rules. */
+function downstreamScopes(target: Downstream): { resolved: ResolvedScopes; oidc: OidcScope[] } {
+  if ('error' in target) throw target.error;
+  return target;
+}
+
+/** The scope/audience/resource parameters resolved to one API, or the refusal `downstream-scopes` will give. */
+function resolveDownstream(request: ExchangeRequest): Downstream {
+  try {
+    const { directory } = request;
+    const target = resolveTarget(directory, { audience: request.audience, resource: request.resource });
+    const items = parseScope(request.scope);
+    const { oidc, resource } = splitScopes(items);
+    const resolved = resolveResourceScopes(directory, resource, { target });
+    if (resolved !== undefined) return { resolved, oidc };
+    const example = "e.g. 'api://docs/Docs.Read' or 'api://docs/.default'";
+    if (items.length === 0) {
+      return {
+        error: errors.invalidRequest(
+          request.form === 'token_exchange'
+            ? `Name the downstream API with 'audience', 'resource' or 'scope' (${example}).`
+            : `The request must contain a 'scope' parameter naming scopes of one downstream API (${example}).`,
+        ),
+      };
+    }
+    return { error: errors.invalidScope(`The scope parameter names no downstream API, only OpenID Connect scopes: add scopes of the API the token is for (${example}).`) };
+  } catch (error) {
+    if (!(error instanceof OAuthError)) throw error;
+    return { error };
+  }
+}
+
+/**
+ * `consent`: the admin's for everyone, or this user's own. Scopes only narrow: never more than
+ * consented. Returns the granted scope values, in the API's order.
+ */
+function consentCovers(request: ExchangeRequest, resolved: ResolvedScopes, user: User, userConsents: readonly ConsentGrant[]): string[] {
+  const { directory, caller, options } = request;
+  const api = resolved.api;
+  const consented = consentedScopes(directory, caller.clientId, api.clientId, user.oid, userConsents);
+  const requested = resolved.isDefault ? api.scopes.map((s) => s.value) : resolved.scopes;
+  const granted = api.scopes.map((s) => s.value).filter((value) => requested.includes(value) && consented.has(value));
+  const missing = resolved.isDefault ? (granted.length === 0 ? requested : []) : requested.filter((value) => !consented.has(value));
+  if (missing.length > 0 || granted.length === 0) {
+    const url = adminConsentUrl(options.baseUrl, directory.tenant.id, caller.clientId);
+    const what = resolved.isDefault
+      ? `holds no consent for any scope of API '${apiName(api)}'`
+      : `has no consent for ${missing.map((v) => `'${qualifiedScope(api, v)}'`).join(', ')}`;
+    throw errors.invalidGrant(
+      `The application '${caller.clientId}' ${what} on behalf of this user. An administrator can grant consent for every user of the tenant at ${url}; otherwise the user must consent interactively (sign in to the client app with these scopes).`,
+      Entra.consentRequired,
+      { suberror: 'consent_required' },
+    );
+  }
+  return granted;
+}
+
+/** `conditional-access` for the downstream API, judged on the original sign-in. */
+function conditionalAccess(request: ExchangeRequest, api: Application, granted: string[], subject: SubjectFacts, session: ExchangeSession | undefined, now: number): PolicyResult {
+  const { directory, caller } = request;
+  return evaluatePolicies({
+    policies: directory.policiesFor(api.clientId),
+    resource: api.clientId,
+    scopes: granted,
+    clientId: caller.clientId,
+    userOid: subject.oid,
+    auth: { amr: subject.amr, acr: subject.acr, authTime: subject.authTime, ip: session?.ip },
+    // Not the request's address: at an exchange that is the middle tier's, and an "office network
+    // only" policy must not pass because the API runs in the office. Unknown sign-in IP = unmet.
+    now,
+  });
+}
+
+/** `delegation-depth`: the caller joins `act`, newest first (RFC 8693 §4.1), and the chain stays within the tenant's limit. */
+function chainWithinDepth(directory: TenantDirectory, caller: Application, incoming: unknown): ActorClaim {
+  const previous = readActorChain(incoming);
+  const act: ActorClaim = { sub: caller.clientId, client_id: caller.clientId };
+  if (previous !== undefined) act.act = previous;
+  const chain = actorNames(act);
+  const tenant = directory.tenant;
+  const maxDepth = tenant.maxDelegationDepth;
+  if (chain.length > maxDepth) {
+    throw errors.invalidGrant(
+      `This exchange would make a delegation chain of ${chain.length > MAX_ACT_NESTING ? `more than ${MAX_ACT_NESTING} APIs` : `${chain.length} APIs (${[...chain].reverse().join(' → ')})`}, more than tenant '${tenant.id}' allows (delegation.maxDepth ${maxDepth}). Call the API from an earlier hop, or ask an administrator to raise the limit.`,
+      Entra.chainTooDeep,
+    );
+  }
+  return act;
+}
+
+// ——— what the plan reads, and what it knows ———
+
+/**
+ * The reads that can change the outcome: the user (always; an `oid` longer than any issued is
+ * not looked up), the session only when the token names a `sid`, the user's own consents only when
+ * admin consent does not already cover every scope asked for (for `.default`: every scope the API
+ * defines), the user's app roles only when the API defines roles users can be assigned.
+ */
+function readsFor(request: ExchangeRequest, subject: SubjectFacts, resolved: ResolvedScopes | undefined): ExchangeReads {
+  const sid = subject.sid;
+  const api = resolved?.api;
+  return {
+    userOid: subject.oid.length <= 64 ? subject.oid : undefined,
+    sid: sid !== undefined && sid !== '' && sid.length <= 256 ? sid : undefined,
+    consentsOn: resolved !== undefined && !coveredByAdminConsent(request.directory, request.caller, resolved) ? api : undefined,
+    roles: api !== undefined && api.appRoles.some((role) => role.allowedMemberTypes.includes('User')),
+  };
+}
+
+/** Whether admin consent alone grants everything the request could get. */
+function coveredByAdminConsent(directory: TenantDirectory, caller: Application, resolved: ResolvedScopes): boolean {
+  const consented = directory.tenantConsent(caller.clientId, resolved.api.clientId);
+  if (consented.length === 0) return false;
+  const wanted = resolved.isDefault ? resolved.api.scopes.map((s) => s.value) : resolved.scopes;
+  return wanted.every((value) => consented.includes(value));
+}
+
+/** The sign-in facts of a delegated assertion whose lifetime claims were validated. */
+function subjectFacts(assertion: Record<string, unknown>, oid: string): SubjectFacts {
+  const authTime = assertion.auth_time;
+  return {
+    oid,
+    iat: assertion.iat as number,
+    authTime: typeof authTime === 'number' && Number.isFinite(authTime) ? authTime : undefined,
+    sid: typeof assertion.sid === 'string' ? assertion.sid : undefined,
+    amr: Array.isArray(assertion.amr) ? assertion.amr.filter((v): v is string => typeof v === 'string') : [],
+    acr: typeof assertion.acr === 'string' ? assertion.acr : undefined,
+  };
+}
+
+/** The profile claims the assertion carries on to the new token. */
+function profileOf(assertion: Record<string, unknown>): { preferred_username?: string; name?: string } {
+  const profile: { preferred_username?: string; name?: string } = {};
+  if (typeof assertion.preferred_username === 'string') profile.preferred_username = assertion.preferred_username;
+  if (typeof assertion.name === 'string') profile.name = assertion.name;
+  return profile;
 }
 
 /**
@@ -434,54 +671,6 @@ export function adminConsentUrl(baseUrl: string, tenantId: string, clientId: str
   return `${baseUrl.replace(/\/+$/, '')}/${encodeURIComponent(tenantId)}/adminconsent?client_id=${encodeURIComponent(clientId)}`;
 }
 
-/** RFC 8693 `actor_token`: when given, it must be the authenticated caller's own app-only token. */
-function checkActorToken(input: ExchangeInput, now: number, skew: number): 'pass' | 'skip' {
-  const actor = input.actor;
-  if (actor === undefined || input.form !== 'token_exchange') return 'skip';
-  const { caller, options } = input;
-  if (actor.iss !== options.issuer && !(typeof actor.iss === 'string' && options.trustedIssuer?.(actor.iss) === true)) {
-    throw assertionInvalid(`The actor_token was not issued by this tenant ('${options.issuer}').`);
-  }
-  const clientId = typeof actor.client_id === 'string' ? actor.client_id : actor.azp;
-  if (clientId !== caller.clientId || actor.sub !== caller.servicePrincipalId) {
-    throw assertionInvalid(
-      `The actor_token does not represent the authenticated client '${caller.clientId}': pass an app-only token the client obtained for itself, or omit actor_token (the authenticated client is the actor).`,
-    );
-  }
-  const exp = actor.exp;
-  if (typeof exp !== 'number' || !Number.isFinite(exp) || exp <= now - skew) {
-    throw new OAuthError('invalid_grant', { description: 'The actor_token has expired or has no exp: obtain a fresh one.', entraCodes: [Entra.assertionExpired] });
-  }
-  return 'pass';
-}
-
-/** Scopes the caller may use on `api` for `user`: admin consent ∪ the user's own consent. */
-function consentedScopes(directory: TenantDirectory, caller: Application, api: Application, user: User, userConsents: readonly ConsentGrant[]): Set<string> {
-  const scopes = new Set(directory.tenantConsent(caller.clientId, api.clientId));
-  for (const grant of userConsents) {
-    if (grant.principal !== user.oid || grant.clientId !== caller.clientId || grant.resource !== api.clientId || grant.tenantId !== directory.tenant.id) continue;
-    for (const value of grant.scopes) {
-      // A user cannot consent to a scope that needs an administrator: such a grant is ignored.
-      if (directory.scope(api.clientId, value)?.adminConsentRequired === true) continue;
-      scopes.add(value);
-    }
-  }
-  return scopes;
-}
-
-/** The user's app roles on `api` that still exist there and may be given to users. */
-function userRolesOn(directory: TenantDirectory, api: Application, user: User, assignments: readonly AppRoleAssignment[]): string[] {
-  const roles: string[] = [];
-  for (const assignment of assignments) {
-    if (assignment.principalType !== 'user' || assignment.principalId !== user.oid || assignment.resource !== api.clientId) continue;
-    for (const value of assignment.roles) {
-      const role = directory.appRole(api.clientId, value);
-      if (role !== undefined && role.allowedMemberTypes.includes('User') && !roles.includes(value)) roles.push(value);
-    }
-  }
-  return roles;
-}
-
 /** The incoming `act` claim, checked for shape; `undefined` when absent. */
 function readActorChain(value: unknown): ActorClaim | undefined {
   if (value === undefined) return undefined;
@@ -489,7 +678,7 @@ function readActorChain(value: unknown): ActorClaim | undefined {
   for (let depth = 0; node !== undefined; depth++) {
     if (depth >= MAX_ACT_NESTING) break;
     if (node === null || typeof node !== 'object' || Array.isArray(node) || typeof (node as { sub?: unknown }).sub !== 'string') {
-      throw assertionInvalid("The assertion's act claim is malformed: each actor must be an object with a string sub (RFC 8693 §4.1).");
+      throw errors.assertionInvalid("The assertion's act claim is malformed: each actor must be an object with a string sub (RFC 8693 §4.1).");
     }
     node = (node as { act?: unknown }).act;
   }
@@ -503,20 +692,6 @@ function actorNames(act: ActorClaim): string[] {
   return names;
 }
 
-function numberClaim(payload: Record<string, unknown>, name: 'exp' | 'iat' | 'nbf'): number {
-  const value = payload[name];
-  if (typeof value !== 'number' || !Number.isFinite(value)) throw assertionInvalid(`The assertion has no numeric '${name}' claim.`);
-  return value;
-}
-
-function assertionInvalid(description: string): OAuthError {
-  return new OAuthError('invalid_grant', { description, entraCodes: [Entra.assertionInvalid] });
-}
-
-function sessionRevoked(description: string): OAuthError {
-  return new OAuthError('invalid_grant', { description, entraCodes: [Entra.sessionRevoked] });
-}
-
 function isoTime(epochSeconds: number): string {
   const date = new Date(epochSeconds * 1000);
   return Number.isNaN(date.getTime()) ? String(epochSeconds) : date.toISOString();
@@ -524,9 +699,5 @@ function isoTime(epochSeconds: number): string {
 
 /** RFC 8693 §2.2.2: subject/actor-token refusals are `invalid_request` in the RFC 8693 form. */
 function forForm(form: ExchangeForm, rule: ExchangeRule, error: OAuthError): OAuthError {
-  if (form !== 'token_exchange' || !SUBJECT_TOKEN_RULES.has(rule) || error.error === 'invalid_request') return error;
-  const options: OAuthErrorOptions = { description: error.description, entraCodes: error.entraCodes, cause: error };
-  if (error.detail !== undefined) options.detail = error.detail;
-  if (error.suberror !== undefined) options.suberror = error.suberror;
-  return new OAuthError('invalid_request', options);
+  return SUBJECT_TOKEN_RULES.has(rule) ? errors.forExchangeForm(form, error) : error;
 }

@@ -10,7 +10,7 @@
  * 3. /authorize reads it with `parseClaimsRequest` and forces MFA or a fresh sign-in.
  */
 import { BlockList, isIP } from 'node:net';
-import { OAuthError, Entra } from './errors.ts';
+import { OAuthError, Entra, type SubError } from './errors.ts';
 import type { Policy } from './types.ts';
 
 /**
@@ -173,8 +173,11 @@ export function parseCidr(range: string): { address: string; prefix: number; fam
  * - `mfa`: `interaction_required` (AADSTS50076) with the claims challenge;
  * - `freshness`: `interaction_required` (AADSTS70044, Entra's sign-in frequency) with the challenge.
  * `apiLabel` names the API in the description (its identifier URI).
+ *
+ * `stepUpSuberror` is Entra's `suberror` beside an `interaction_required` (the exchange grants pass
+ * `basic_action`, which MSAL surfaces as `InteractionRequiredAuthError.subError`).
  */
-export function policyError(result: Exclude<PolicyResult, { ok: true }>, apiLabel: string): OAuthError {
+export function policyError(result: Exclude<PolicyResult, { ok: true }>, apiLabel: string, stepUpSuberror?: SubError): OAuthError {
   const policy = `the conditional access policy '${result.policy}'`;
   switch (result.kind) {
     case 'block':
@@ -191,12 +194,14 @@ export function policyError(result: Exclude<PolicyResult, { ok: true }>, apiLabe
       return new OAuthError('interaction_required', {
         description: `${capitalise(policy)} requires multi-factor authentication for API '${apiLabel}'${result.maxAge === undefined ? '' : ' and a recent sign-in'}. Return the claims challenge to the client (WWW-Authenticate: Bearer error="insufficient_claims", claims="<base64url of claims>") so the user signs in again and the client retries with the new token.`,
         entraCodes: [Entra.mfaRequired],
+        ...(stepUpSuberror === undefined ? {} : { suberror: stepUpSuberror }),
         ...(result.claims === undefined ? {} : { claims: result.claims }),
       });
     case 'freshness':
       return new OAuthError('interaction_required', {
         description: `${capitalise(policy)} requires a sign-in within the last ${result.maxAge ?? 0} seconds for API '${apiLabel}'. Return the claims challenge to the client (WWW-Authenticate: Bearer error="insufficient_claims", claims="<base64url of claims>") so the user signs in again and the client retries with the new token.`,
         entraCodes: [Entra.signInFrequency],
+        ...(stepUpSuberror === undefined ? {} : { suberror: stepUpSuberror }),
         ...(result.claims === undefined ? {} : { claims: result.claims }),
       });
   }

@@ -107,12 +107,16 @@ export async function sessionBySid(ctx: ServerContext, tenantId: string, sid: st
 }
 
 /**
- * The session behind a token's `sid`, in the shape core's `decideExchange` takes.
+ * The session behind a token's `sid`, in the shape core's `decideExchange` takes. Only live
+ * sessions are found (unexpired, not signed out or revoked), so one that is not found has ended:
+ * the decision refuses (fail closed). A session of another user is treated as not found: a `sid`
+ * is not a secret.
  *
  * @example
- * const session = typeof assertion.sid === 'string' ? await sessionForExchange(ctx, tenantId, assertion.sid) : undefined;
+ * const session = await exchangeSession(ctx, tenantId, plan.reads.sid, oid);
  */
-export async function sessionForExchange(ctx: ServerContext, tenantId: string, sid: string): Promise<ExchangeSession | undefined> {
+export async function exchangeSession(ctx: ServerContext, tenantId: string, sid: string, oid: string): Promise<ExchangeSession | undefined> {
   const session = await sessionBySid(ctx, tenantId, sid);
-  return session === undefined ? undefined : { live: true, expiresAt: session.expiresAt, ip: session.ip };
+  if (session === undefined || session.oid !== oid) return undefined;
+  return { live: true, expiresAt: session.expiresAt, ip: session.ip };
 }

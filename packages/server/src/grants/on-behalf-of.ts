@@ -10,7 +10,7 @@
  *   + client authentication (secret or private_key_jwt)
  *
  * The rules are core's `decideExchange` (DESIGN "The On-Behalf-Of exchange"); the engine around it
- * is `exchange-common.ts`. This file reads the Microsoft parameters and writes the Microsoft
+ * is `run-exchange.ts`. This file reads the Microsoft parameters and writes the Microsoft
  * response, which MSAL caches by (assertion hash, client, `scope`, `token_type`):
  * - `token_type` is exactly `Bearer` (another spelling lands under another cache key);
  * - `scope` holds the resource scopes exactly as requested — plus, for `.default`, the scopes it
@@ -22,15 +22,40 @@
  * - `refresh_token` when `offline_access` was asked — which MSAL always does (`scope` still lists
  *   only the resource scopes, as Entra's does).
  */
-import { OAuthError, Entra, splitScopes } from '@baton/core';
+import { clientInfo, errors, splitScopes } from '@baton/core';
+import type { FormParams } from '../http/form.ts';
 import type { Grant, TokenResponse } from './registry.ts';
-import { runExchange, type ExchangeOutcome } from './exchange-common.ts';
+import { runExchange, type ExchangeDialect, type ExchangeOutcome, type ExchangeParameters } from './run-exchange.ts';
 import { issueRefreshToken } from '../tokens/refresh.ts';
 
 export const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 
+/** Microsoft's parameters: `requested_token_use=on_behalf_of`, the `assertion`, a `scope`. */
+function readOnBehalfOfParameters(params: FormParams): ExchangeParameters {
+  const use = params.requested_token_use;
+  if (use === undefined || use === '') {
+    throw errors.invalidRequest(
+      "The request body must contain the 'requested_token_use' parameter: On-Behalf-Of requests send requested_token_use=on_behalf_of with grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer.",
+    );
+  }
+  if (use !== 'on_behalf_of') {
+    throw errors.invalidRequest(`'requested_token_use' must be 'on_behalf_of': the jwt-bearer grant is accepted only for On-Behalf-Of (for RFC 8693, use grant_type=urn:ietf:params:oauth:grant-type:token-exchange).`);
+  }
+  const assertion = params.assertion;
+  if (assertion === undefined || assertion === '') {
+    throw errors.invalidRequest("The request body must contain the 'assertion' parameter: the access token your API received from its client.");
+  }
+  const scope = params.scope;
+  if (scope === undefined || scope === '') {
+    throw errors.invalidRequest("The request body must contain the 'scope' parameter: scopes of one downstream API, e.g. 'api://docs/Docs.Read' or 'api://docs/.default'.");
+  }
+  return { assertion, scope };
+}
+
+const ON_BEHALF_OF: ExchangeDialect = { form: 'on_behalf_of', readParameters: readOnBehalfOfParameters };
+
 /**
- * Not `confidentialOnly`: the handler refuses public clients itself (core's `caller-confidential`
+ * Not `confidentialOnly`: the exchange refuses public clients itself (core's `caller-confidential`
  * rule, same error), so the attempt is audited like every other refused exchange.
  */
 export const onBehalfOfGrant: Grant = {
@@ -38,28 +63,7 @@ export const onBehalfOfGrant: Grant = {
   parameters: new Set(['assertion', 'requested_token_use', 'scope', 'client_info']),
   confidentialOnly: false,
   async handler(request) {
-    const { params } = request;
-    const outcome = await runExchange(request, 'on_behalf_of', () => {
-      const use = params.requested_token_use;
-      if (use === undefined || use === '') {
-        throw malformed(
-          "The request body must contain the 'requested_token_use' parameter: On-Behalf-Of requests send requested_token_use=on_behalf_of with grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer.",
-        );
-      }
-      if (use !== 'on_behalf_of') {
-        throw malformed(`'requested_token_use' must be 'on_behalf_of': the jwt-bearer grant is accepted only for On-Behalf-Of (for RFC 8693, use grant_type=urn:ietf:params:oauth:grant-type:token-exchange).`);
-      }
-      const assertion = params.assertion;
-      if (assertion === undefined || assertion === '') {
-        throw malformed("The request body must contain the 'assertion' parameter: the access token your API received from its client.");
-      }
-      const scope = params.scope;
-      if (scope === undefined || scope === '') {
-        throw malformed("The request body must contain the 'scope' parameter: scopes of one downstream API, e.g. 'api://docs/Docs.Read' or 'api://docs/.default'.");
-      }
-      return { assertion, scope };
-    });
-
+    const outcome = await runExchange(request, ON_BEHALF_OF);
     const { decision } = outcome;
     const response: TokenResponse = {
       token_type: 'Bearer',
@@ -90,9 +94,7 @@ export const onBehalfOfGrant: Grant = {
     }
     // As Entra's OBO response: the resource scopes only (no `offline_access`, even with a refresh token).
     response.scope = responseScope(outcome);
-    if (params.client_info === '1') {
-      response.client_info = Buffer.from(JSON.stringify({ uid: decision.claims.oid, utid: decision.claims.tid })).toString('base64url');
-    }
+    if (request.params.client_info === '1') response.client_info = clientInfo(decision.claims.oid, decision.claims.tid);
     return response;
   },
 };
@@ -101,14 +103,10 @@ export const onBehalfOfGrant: Grant = {
  * The response's `scope`: the resource scopes as the request named them (MSAL's cache matches its
  * next request against this), then the scopes `.default` stood for.
  */
-export function responseScope(outcome: Pick<ExchangeOutcome, 'decision' | 'scopeItems' | 'resolved'>): string {
+export function responseScope(outcome: Pick<ExchangeOutcome, 'decision' | 'scopeItems'>): string {
   const scopes = splitScopes(outcome.scopeItems).resource;
-  if (outcome.resolved.isDefault || scopes.length === 0) {
+  if (outcome.decision.requested.isDefault || scopes.length === 0) {
     for (const granted of outcome.decision.scope.split(' ')) if (!scopes.includes(granted)) scopes.push(granted);
   }
   return scopes.join(' ');
-}
-
-function malformed(description: string): OAuthError {
-  return new OAuthError('invalid_request', { description, entraCodes: [Entra.malformedRequest] });
 }

@@ -1,43 +1,44 @@
 /**
- * What the two exchange grants share (Microsoft's On-Behalf-Of and RFC 8693 token exchange): the
- * engine around core's pure `decideExchange`.
+ * What the two exchange grants share (Microsoft's On-Behalf-Of and RFC 8693 token exchange): one
+ * exchange run end to end around core's pure two-phase decision, as a straight line —
  *
- *   callerConfidential → parse → verifyTenantToken (assertion, actor token) → gatherInputs
- *   → decideExchange → sign → audit
+ *   requireConfidentialCaller → dialect.readParameters → verifyTenantToken (assertion, actor token)
+ *   → planExchange → readRecords (what the plan asks for) → decideExchange → sign → audit
+ *
+ * The grant files (on-behalf-of.ts, token-exchange.ts) are the two dialects: which parameters they
+ * read and how they write the response. No rule lives here: core decides, this file does the I/O.
  *
  * The cost of an allowed exchange (DESIGN principle 4): one signature verification (two with an
- * RFC 8693 actor token), one signature, the user read, and — only when they can change the
- * outcome — the session read (the token names a `sid`), the user's own consents (admin consent
- * does not already cover the request) and the user's app roles (the API defines roles users can
- * hold). The directory and the public keys come from in-memory caches; the reads run in parallel.
+ * RFC 8693 actor token), one signature, the user read, and — only when the plan says they can
+ * change the outcome — the session read (the token names a `sid`), the user's own consents (admin
+ * consent does not already cover the request) and the user's app roles (the API defines roles
+ * users can hold). The directory and the public keys come from in-memory caches; the reads run in
+ * parallel.
  */
 import { performance } from 'node:perf_hooks';
 import {
   OAuthError,
-  Entra,
   decideExchange,
   decodeJws,
+  errors,
   isAccessTokenTyp,
   parseScope,
-  resolveResourceScopes,
-  resolveTarget,
-  splitScopes,
+  planExchange,
+  requireConfidentialCaller,
   truncate,
   verifyJwsSignatureAsync,
   type Application,
-  type AppRoleAssignment,
-  type ConsentGrant,
   type ExchangeAllowed,
   type ExchangeForm,
-  type ExchangeSession,
-  type ResolvedScopes,
-  type TenantDirectory,
+  type ExchangeReads,
+  type ExchangeRecords,
   type User,
 } from '@baton/core';
 import { issuerOf, type ServerContext } from '../context.ts';
 import { auditLogOf, validTraceparent, type AuditEventInput } from '../audit.ts';
 import { signAccessToken } from '../tokens/issue.ts';
-import { sessionBySid } from '../session.ts';
+import { exchangeSession } from '../session.ts';
+import type { FormParams } from '../http/form.ts';
 import type { TokenRequest } from './registry.ts';
 
 /**
@@ -57,16 +58,11 @@ export interface VerifiedToken {
 }
 
 /**
- * A refusal of a token the request carried. RFC 8693 §2.2.2: in the token-exchange form an invalid
- * subject or actor token is `invalid_request`; Microsoft's form says `invalid_grant`. The Entra
- * code (AADSTS50013, "assertion invalid") is the same in both.
+ * A refusal of a token the request carried (AADSTS50013), in the request's dialect: RFC 8693
+ * §2.2.2 says `invalid_request`, Microsoft's form `invalid_grant`.
  */
 function tokenInvalid(form: ExchangeForm, description: string, detail?: string): OAuthError {
-  return new OAuthError(form === 'token_exchange' ? 'invalid_request' : 'invalid_grant', {
-    description,
-    entraCodes: [Entra.assertionInvalid],
-    ...(detail === undefined ? {} : { detail }),
-  });
+  return errors.forExchangeForm(form, errors.assertionInvalid(description, detail));
 }
 
 /**
@@ -119,7 +115,7 @@ function tokenId(payload: Record<string, unknown>): string | undefined {
   return id === undefined ? undefined : truncate(id, 64);
 }
 
-/** What the grant read from its parameters, before anything is verified. */
+/** What a dialect read from its parameters, before anything is verified. */
 export interface ExchangeParameters {
   /** The raw assertion / `subject_token`. */
   assertion: string;
@@ -130,29 +126,37 @@ export interface ExchangeParameters {
   resource?: string | undefined;
 }
 
+/**
+ * One spelling of the exchange: Microsoft's On-Behalf-Of or RFC 8693. `readParameters` checks the
+ * dialect's own parameters and throws the `OAuthError` for a malformed request; it runs as the
+ * engine's `request` step, so a malformed request is audited like every other refusal.
+ */
+export interface ExchangeDialect<P extends ExchangeParameters = ExchangeParameters> {
+  form: ExchangeForm;
+  readParameters(params: FormParams): P;
+}
+
 /** An allowed exchange, signed. */
-export interface ExchangeOutcome {
+export interface ExchangeOutcome<P extends ExchangeParameters = ExchangeParameters> {
   decision: ExchangeAllowed;
   accessToken: string;
   user: User;
+  /** What the dialect read from the request. */
+  params: P;
   /** The items of the `scope` parameter, deduplicated, as given. */
   scopeItems: string[];
-  /** The resource scopes as resolved before the decision (for the response's `scope`). */
-  resolved: ResolvedScopes;
 }
 
 /**
  * Runs one exchange end to end and records its audit event, allowed or refused. Returns the signed
  * token; throws the `OAuthError` to answer otherwise (the shell renders it).
- *
- * `parse` reads and checks the grant's own parameters; it runs inside the audited section, so a
- * malformed request is audited too (rule `request`).
  */
-export async function runExchange(request: TokenRequest, form: ExchangeForm, parse: () => ExchangeParameters): Promise<ExchangeOutcome> {
+export async function runExchange<P extends ExchangeParameters>(request: TokenRequest, dialect: ExchangeDialect<P>): Promise<ExchangeOutcome<P>> {
   const { ctx, directory, client } = request;
   const started = performance.now();
   const caller = client.app;
   const tenant = directory.tenant;
+  const form = dialect.form;
   const event: AuditEventInput = {
     form,
     tenant: tenant.id,
@@ -175,19 +179,14 @@ export async function runExchange(request: TokenRequest, form: ExchangeForm, par
 
   try {
     // 1. A public client could be anyone holding the user's token: refused before any work is done for it.
-    if (client.method === 'none' || caller.public) {
-      throw new OAuthError('unauthorized_client', {
-        description: `The client '${caller.clientId}' is a public client: only a confidential client (an API authenticating with a secret or a private_key_jwt assertion) may exchange a token on behalf of a user.`,
-        entraCodes: [Entra.publicClientNotAllowed],
-      });
-    }
+    requireConfidentialCaller(caller);
 
     event.rule = 'request';
-    const params = parse();
+    const params = dialect.readParameters(request.params);
     const scopeItems = params.scope === undefined ? [] : safeScopeItems(params.scope);
     event.scopesRequested = scopeItems;
 
-    // 2. Our signature on the assertion (and on the actor token), with this tenant's keys.
+    // 2. Verify: our signature on the assertion (and on the actor token), with this tenant's keys.
     event.rule = 'assertion-signature';
     const subject = await verifyTenantToken(ctx, tenant.id, params.assertion, form === 'token_exchange' ? 'subject_token' : 'assertion', form);
     event.subjectTokenId = subject.id;
@@ -197,37 +196,35 @@ export async function runExchange(request: TokenRequest, form: ExchangeForm, par
     event.chain = [caller.clientId, ...actorChain(payload.act)];
     const actor = params.actorToken === undefined ? undefined : (await verifyTenantToken(ctx, tenant.id, params.actorToken, 'actor_token', form)).payload;
 
-    // 3. The records the decision needs, read only when they can change it.
-    const now = ctx.now();
-    const issuer = issuerOf(ctx, tenant.id);
-    const pre = preResolve(directory, params);
-    if (pre !== undefined) event.api = pre.api.clientId;
-    const inputs = await gatherInputs(ctx, directory, caller, payload, issuer, pre);
-
-    // 4. The decision (core, pure).
-    const decision = decideExchange(
+    // 3. Plan (core, pure): the rules that need no record, and which records can change the outcome.
+    const plan = planExchange(
       {
         form,
         directory,
         caller,
         assertion: payload,
-        user: inputs.user,
-        session: inputs.session,
-        userConsents: inputs.userConsents,
-        userRoles: inputs.userRoles,
         scope: params.scope,
         audience: params.audience,
         resource: params.resource,
         actor,
         ip: request.ip,
-        options: { issuer, baseUrl: ctx.baseUrl, pairwiseSecret: ctx.pairwiseKey },
+        options: { issuer: issuerOf(ctx, tenant.id), baseUrl: ctx.baseUrl, pairwiseSecret: ctx.pairwiseKey, stepUpSuberror: 'basic_action' },
       },
-      now,
+      ctx.now(),
     );
-    event.rule = decision.rule;
-    if (!decision.ok) throw withSuberror(decision.error);
+    if (plan.api !== undefined) event.api = plan.api.clientId;
+    if (!plan.ok) {
+      event.rule = plan.rule;
+      throw plan.error;
+    }
 
-    // 5. Sign. `decision.api` is the API `pre` resolved (the same parameters, the same directory).
+    // 4. Read exactly those records; 5. decide (core, pure).
+    const records = await readRecords(ctx, tenant.id, caller, plan.reads);
+    const decision = decideExchange(plan, records);
+    event.rule = decision.rule;
+    if (!decision.ok) throw decision.error;
+
+    // 6. Sign, 7. audit.
     const accessToken = await signAccessToken(ctx, tenant.id, decision.api, decision.claims);
     event.decision = 'allow';
     event.api = decision.api.clientId;
@@ -235,10 +232,8 @@ export async function runExchange(request: TokenRequest, form: ExchangeForm, par
     event.chain = actorChain(decision.claims.act);
     event.issuedTokenId = decision.claims.jti;
     finish();
-    // `user` is defined: the decision passed user-exists. `pre` resolved the same parameters against
-    // the same directory, so it is defined too; the fallback only keeps the types honest.
-    const resolved = pre ?? { api: decision.api, scopes: decision.scopes, isDefault: false };
-    return { decision, accessToken, user: inputs.user as User, scopeItems, resolved };
+    // `user` is defined: the decision passed user-exists.
+    return { decision, accessToken, user: records.user as User, params, scopeItems };
   } catch (error) {
     if (error instanceof OAuthError) {
       event.decision = 'refuse';
@@ -255,26 +250,6 @@ export async function runExchange(request: TokenRequest, form: ExchangeForm, par
   }
 }
 
-/**
- * A step-up (`interaction_required`) carries Entra's `suberror: basic_action` — "the user can
- * resolve this by signing in interactively" — beside the claims challenge, as MSAL's
- * `InteractionRequiredAuthError.subError` documents it. (Candidate for core's `policyError`, so
- * the refresh grant answers the same.)
- */
-function withSuberror(error: OAuthError): OAuthError {
-  if (error.error !== 'interaction_required' || error.suberror !== undefined) return error;
-  return new OAuthError('interaction_required', {
-    description: error.description,
-    entraCodes: error.entraCodes,
-    suberror: 'basic_action',
-    ...(error.claims === undefined ? {} : { claims: error.claims }),
-    ...(error.detail === undefined ? {} : { detail: error.detail }),
-    status: error.status,
-    headers: error.headers,
-    cause: error.cause,
-  });
-}
-
 /** The `scope` items for the audit event; a malformed parameter is refused later by the rules. */
 function safeScopeItems(scope: string): string[] {
   try {
@@ -284,86 +259,21 @@ function safeScopeItems(scope: string): string[] {
   }
 }
 
-/**
- * The downstream API and scopes the request names, resolved ahead of the decision so the server
- * knows which user-consent rows and role assignments could matter. `undefined` when the request is
- * malformed: the decision then refuses it with the precise error, and nothing is read for it.
- */
-function preResolve(directory: TenantDirectory, params: ExchangeParameters): ResolvedScopes | undefined {
-  try {
-    const target = resolveTarget(directory, { audience: params.audience, resource: params.resource });
-    const { resource } = splitScopes(parseScope(params.scope));
-    return resolveResourceScopes(directory, resource, { target });
-  } catch {
-    return undefined;
-  }
-}
+/** No user to look up (the `oid` is longer than any this service issues): nothing else matters either. */
+const NO_RECORDS: ExchangeRecords = { user: undefined, session: undefined, userConsents: [], userRoles: [] };
 
-interface GatheredInputs {
-  user: User | undefined;
-  session: ExchangeSession | undefined;
-  userConsents: ConsentGrant[];
-  userRoles: AppRoleAssignment[];
-}
-
-const NOTHING: GatheredInputs = { user: undefined, session: undefined, userConsents: [], userRoles: [] };
-
-/**
- * Reads what the decision needs from the store, in parallel, skipping every read whose result
- * cannot change the outcome:
- * - nothing at all when the token is not one this caller could exchange (another issuer or
- *   audience, app-only): the decision refuses it before it looks at the user;
- * - the session only when the token names a `sid`;
- * - the user's own consents only when the tenant-wide (admin) consent does not already cover
- *   every scope asked for (for `.default`: every scope the API defines);
- * - the user's app roles only when the API defines roles users can be assigned.
- */
-async function gatherInputs(
-  ctx: ServerContext,
-  directory: TenantDirectory,
-  caller: Application,
-  payload: Record<string, unknown>,
-  issuer: string,
-  pre: ResolvedScopes | undefined,
-): Promise<GatheredInputs> {
-  const oid = payload.oid;
-  const aud = payload.aud;
-  const delegated = typeof payload.scp === 'string' && payload.scp.trim() !== '' && payload.idtyp !== 'app';
-  const addressed = aud === caller.clientId || (Array.isArray(aud) && aud.length === 1 && aud[0] === caller.clientId);
-  if (typeof oid !== 'string' || oid === '' || oid.length > 64 || payload.iss !== issuer || !addressed || !delegated) return NOTHING;
-
-  const tenantId = directory.tenant.id;
-  const sid = typeof payload.sid === 'string' && payload.sid !== '' && payload.sid.length <= 256 ? payload.sid : undefined;
-  const api = pre?.api;
-  const consentNeeded = api !== undefined && !coveredByAdminConsent(directory, caller, pre as ResolvedScopes);
-  const rolesNeeded = api !== undefined && api.appRoles.some((role) => role.allowedMemberTypes.includes('User'));
-
+/** The records the plan asked for, read in parallel; a read the plan skipped is an empty answer. */
+async function readRecords(ctx: ServerContext, tenantId: string, caller: Application, reads: ExchangeReads): Promise<ExchangeRecords> {
+  const oid = reads.userOid;
+  if (oid === undefined) return NO_RECORDS;
+  const api = reads.consentsOn;
   const [user, session, userConsents, userRoles] = await Promise.all([
     ctx.store.getUserById(tenantId, oid),
-    sid === undefined ? undefined : readSession(ctx, tenantId, sid, oid),
-    consentNeeded ? ctx.store.listConsents({ tenantId, clientId: caller.clientId, resource: api.clientId, principal: oid }) : [],
-    rolesNeeded ? ctx.store.listRoleAssignments(tenantId, 'user', oid) : [],
+    reads.sid === undefined ? undefined : exchangeSession(ctx, tenantId, reads.sid, oid),
+    api === undefined ? [] : ctx.store.listConsents({ tenantId, clientId: caller.clientId, resource: api.clientId, principal: oid }),
+    reads.roles ? ctx.store.listRoleAssignments(tenantId, 'user', oid) : [],
   ]);
   return { user, session, userConsents, userRoles };
-}
-
-/** Whether admin consent alone grants everything the request could get. */
-function coveredByAdminConsent(directory: TenantDirectory, caller: Application, resolved: ResolvedScopes): boolean {
-  const consented = directory.tenantConsent(caller.clientId, resolved.api.clientId);
-  if (consented.length === 0) return false;
-  const wanted = resolved.isDefault ? resolved.api.scopes.map((s) => s.value) : resolved.scopes;
-  return wanted.every((value) => consented.includes(value));
-}
-
-/**
- * The sign-in session the token's `sid` names (session.ts). Only live sessions are found (unexpired,
- * not signed out or revoked), so one that is not found has ended: the decision refuses (fail
- * closed). A session of another user is treated as not found: a `sid` is not a secret.
- */
-async function readSession(ctx: ServerContext, tenantId: string, sid: string, oid: string): Promise<ExchangeSession | undefined> {
-  const session = await sessionBySid(ctx, tenantId, sid);
-  if (session === undefined || session.oid !== oid) return undefined;
-  return { live: true, expiresAt: session.expiresAt, ip: session.ip };
 }
 
 /** Client ids of an `act` chain, newest first; bounded, tolerant of a malformed claim (audit only). */
