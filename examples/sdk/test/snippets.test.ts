@@ -64,6 +64,9 @@ async function startSnippet(framework: string): Promise<{ url: string; child: Ch
   const child = spawn(process.execPath, [fileOf(framework)], {
     env: {
       PATH: process.env.PATH ?? '',
+      // The repository runs the snippets against the SDK's sources (test/packaging.test.ts runs
+      // them against the packed SDK).
+      NODE_OPTIONS: '--conditions=baton-source',
       AUTHORITY: `${baton.url}/contoso/v2.0`,
       CLIENT_SECRET: 'tasks-api-demo-secret-for-local-use-only',
       DOCS_URL: downstreamUrl,

@@ -22,8 +22,56 @@ function portNumber(value: string | undefined, flag: string, fallback: number): 
   return n;
 }
 
-/** The example chain is loaded only by `dev`, so `baton serve` never needs its dependencies. */
-type ExampleChain = typeof import('@baton/example-chain');
+/**
+ * What `dev` uses of the demo chain (examples/chain). The demo is private to the repository and not
+ * a dependency of the published CLI: it is loaded by dynamic import, only by `dev`, so `serve` and
+ * the other commands never need it (packages/cli/test/demo-chain-shape.test.ts checks that the demo
+ * still has this shape).
+ */
+export interface DemoChain<Demo extends { tenant: string } = { tenant: string }> {
+  readDemoConfig(path: string): Demo;
+  startChain(options: {
+    authority: string;
+    ca?: string | undefined;
+    exchanges?: ReturnType<typeof auditLogOf> | undefined;
+    dataDir?: string | undefined;
+    ports?: { web?: number | undefined; api?: number | undefined } | undefined;
+    demo?: Demo | undefined;
+    antiPattern?: boolean | undefined;
+    indexerIntervalMs?: number | undefined;
+    log?: ((line: string) => void) | undefined;
+  }): Promise<{ urls: { web: string; chain: string; tasksApi: string; docsApi: string; auditApi: string }; antiPattern: { enabled: boolean }; close(): Promise<void> }>;
+  banner(input: {
+    tokenServiceUrl: string;
+    tenant: string;
+    caPath: string | undefined;
+    dataDir: string;
+    urls: { web: string; chain: string; tasksApi: string; docsApi: string; auditApi: string };
+    demo: Demo;
+    indexerIntervalMs: number;
+    antiPattern: boolean;
+    color: boolean;
+  }): string;
+}
+
+/** The demo chain's package name: a variable, so neither tsc nor a bundler follows it into the CLI. */
+const DEMO_CHAIN = '@baton/example-chain';
+
+/** Loads the demo chain, or says where it is when the CLI was installed without the repository. */
+export async function loadDemoChain(specifier: string = DEMO_CHAIN): Promise<DemoChain> {
+  try {
+    return (await import(specifier)) as DemoChain;
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'ERR_PACKAGE_PATH_NOT_EXPORTED') && String((error as Error).message).includes(specifier)) {
+      throw new Error(
+        "'baton dev' runs the demo chain, which lives in Baton's repository (examples/chain) and is not part of @baton/cli. " +
+          "Clone the repository and run 'npm start' there; to run the token service for your own APIs, use 'baton serve'.",
+      );
+    }
+    throw error;
+  }
+}
 
 export const dev: Command = {
   name: 'dev',
@@ -44,14 +92,15 @@ export const dev: Command = {
     const interval = Number(str(v['indexer-interval']) ?? '60');
     if (!Number.isFinite(interval) || interval < 0) throw new Error(`--indexer-interval must be a number of seconds, not '${str(v['indexer-interval'])}'`);
 
+    // The demo first: without it (the CLI installed on its own) nothing else applies.
+    const example = await loadDemoChain();
     // The configuration is checked before anything is opened or started.
     const config = await readConfigFile(configPath);
-    const example: ExampleChain = await import('@baton/example-chain');
     const demo = example.readDemoConfig(configPath);
 
     const color = process.stdout.isTTY === true;
     const server = await startServer({ config, dataDir, port, tls: 'dev', dev: true, logger: createLogger(undefined, true) });
-    let chain: Awaited<ReturnType<ExampleChain['startChain']>>;
+    let chain: Awaited<ReturnType<DemoChain['startChain']>>;
     try {
       chain = await example.startChain({
         authority: `${server.url}/${demo.tenant}/v2.0`,

@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { ASSET_PATHS } from './layout.ts';
 
 const css = readFileSync(new URL('./signin.css', import.meta.url), 'utf8');
-const script = readFileSync(new URL('./form-post.js', import.meta.url), 'utf8');
+const script = readFileSync(new URL('./form-post-submit.js', import.meta.url), 'utf8');
 const etag = (text: string) => `"${createHash('sha256').update(text).digest('base64url').slice(0, 16)}"`;
 
 export function assetRoutes(app: FastifyInstance): void {
