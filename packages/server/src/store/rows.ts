@@ -1,7 +1,7 @@
 /**
- * What both store engines do the same way: argument checks, the parameter lists of rows they
- * write, mapping rows they read to the domain records, and delivering invalidations to local
- * listeners. The SQL stays in each engine.
+ * The rows of Baton's tables as both store engines see them: the parameter lists of rows they
+ * write, mapping rows they read back to domain records, and what a consume that claimed nothing
+ * answers. The SQL stays in each engine; argument checks are in `checks.ts`.
  *
  * The one difference in how rows come back is the JSON columns: SQLite stores them as TEXT and
  * hands back the string, PostgreSQL stores them as JSON and hands back the parsed value. Row types
@@ -9,8 +9,8 @@
  * (`parseJson` for SQLite, `asParsed` for PostgreSQL).
  */
 import { createHash } from 'node:crypto';
-import type { AppRoleAssignment, ConsentGrant, Policy, SigningKeyRecord } from '@baton/core';
-import type { ConsentQuery, ConsumeResult, EphemeralKind, EphemeralRecord, Invalidation, Store } from './types.ts';
+import type { AppRoleAssignment, ConsentGrant, SigningKeyRecord } from '@baton/core';
+import type { ConsentQuery, ConsumeResult, EphemeralKind, EphemeralRecord } from './types.ts';
 
 /** Turns a JSON column, as the engine returns it, into its value. */
 export type DecodeJson<J> = (stored: J) => unknown;
@@ -143,6 +143,34 @@ export function ephemeralParams<T>(
 }
 
 /**
+ * The WHERE conditions of a listConsents query for a filter mask (see `consentFilter`), with each
+ * engine's placeholder for the n-th bound value (1 is the tenant).
+ */
+export function consentConditions(mask: number, placeholder: (n: number) => string): string[] {
+  const where = [`tenant_id = ${placeholder(1)}`];
+  if (mask & 1) where.push(`client_id = ${placeholder(where.length + 1)}`);
+  if (mask & 2) where.push(`resource = ${placeholder(where.length + 1)}`);
+  if (mask & 4) where.push(`principal = ${placeholder(where.length + 1)}`);
+  return where;
+}
+
+/**
+ * How `putEphemeral` resolves a conflict, after `INSERT INTO ephemeral (kind, id, tenant_id,
+ * family_id, payload, expires_at, created_at, consumed_at, revoked_at) VALUES (…)`, in SQL both
+ * engines read alike.
+ */
+export const EPHEMERAL_UPSERT = `
+  ON CONFLICT (kind, id) DO UPDATE SET tenant_id = excluded.tenant_id, family_id = excluded.family_id,
+    payload = excluded.payload, expires_at = excluded.expires_at, created_at = excluded.created_at,
+    -- Consumption and revocation are sticky while the stored value lives: a put built
+    -- from a read taken before another instance revoked the session (or redeemed the
+    -- code) must not bring it back. An id reused after expiry starts afresh.
+    consumed_at = CASE WHEN ephemeral.expires_at > excluded.created_at
+      THEN coalesce(ephemeral.consumed_at, excluded.consumed_at) ELSE excluded.consumed_at END,
+    revoked_at = CASE WHEN ephemeral.expires_at > excluded.created_at
+      THEN coalesce(ephemeral.revoked_at, excluded.revoked_at) ELSE excluded.revoked_at END`;
+
+/**
  * Which filters a listConsents query sets, as a mask (bit 1 clientId, 2 resource, 4 principal),
  * and the values to bind, tenant first then in bit order.
  */
@@ -162,67 +190,4 @@ export function consentFilter(query: ConsentQuery): { mask: number; params: stri
     params.push(query.principal);
   }
   return { mask, params };
-}
-
-// — argument checks —
-
-/** `limit` is undefined when absent; each engine spells "no limit" its own way. */
-export function checkPaging(options: { limit?: number; offset?: number } | undefined): { limit: number | undefined; offset: number } {
-  const limit = options?.limit;
-  const offset = options?.offset ?? 0;
-  if (limit !== undefined && !(Number.isSafeInteger(limit) && limit >= 0)) throw new TypeError('listUsers: limit must be a non-negative integer');
-  if (!(Number.isSafeInteger(offset) && offset >= 0)) throw new TypeError('listUsers: offset must be a non-negative integer');
-  return { limit, offset };
-}
-
-export function checkPolicies(tenantId: string, policies: readonly Policy[]): void {
-  for (const policy of policies) {
-    // A policy filed under another tenant would silently apply here; refuse the mix-up.
-    if (policy.tenantId !== tenantId) throw new TypeError('replacePolicies: every policy must belong to tenantId');
-  }
-}
-
-export type RotateArgs = Parameters<Store['rotateSigningKey']>[0];
-
-export function checkRotation(args: RotateArgs): void {
-  if (args.next.tenantId !== args.tenantId) throw new TypeError('rotateSigningKey: next.tenantId must equal tenantId');
-  if (args.next.alg !== args.alg) throw new TypeError('rotateSigningKey: next.alg must equal alg');
-  if (args.next.kid === args.promoteKid) throw new TypeError('rotateSigningKey: next.kid must differ from promoteKid');
-  if (args.expectCurrentKid === args.promoteKid) throw new TypeError('rotateSigningKey: promoteKid is already the expected current key');
-  if (!(Number.isFinite(args.retireGraceSeconds) && args.retireGraceSeconds >= 0)) {
-    throw new TypeError('rotateSigningKey: retireGraceSeconds must be a non-negative number');
-  }
-}
-
-/**
- * Inside a rotation, once the expected current key matched: `promote` is the stored key named
- * `args.promoteKid` (undefined when there is none). Throws TypeError for an unknown kid or one of
- * another alg; whether it is a `next` key is the caller's compare-and-set.
- */
-export function checkPromote(promote: SigningKeyRecord | undefined, args: RotateArgs): asserts promote is SigningKeyRecord {
-  if (promote === undefined) throw new TypeError(`rotateSigningKey: no key ${args.promoteKid} in this tenant`);
-  if (promote.alg !== args.alg) throw new TypeError(`rotateSigningKey: key ${args.promoteKid} is not an ${args.alg} key`);
-}
-
-/** The current key as it is stored once a rotation retires it. */
-export function retiredKey(current: SigningKeyRecord, args: RotateArgs): SigningKeyRecord {
-  return { ...current, status: 'retired', retiredAt: args.now, removeAfter: args.now + args.retireGraceSeconds };
-}
-
-// — local listeners —
-
-/** One `onInvalidate` call. */
-export interface Subscription {
-  listener: (change: Invalidation) => void;
-}
-
-export function emitTo(subscriptions: Iterable<Subscription>, change: Invalidation): void {
-  for (const { listener } of [...subscriptions]) {
-    try {
-      listener(change);
-    } catch (error) {
-      // The write has committed; a throwing listener must not make it look failed. Surface it.
-      process.emitWarning(error instanceof Error ? error : String(error), { code: 'BATON_STORE_LISTENER' });
-    }
-  }
 }

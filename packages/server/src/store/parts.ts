@@ -1,0 +1,168 @@
+/**
+ * A store engine is four resource modules — the directory (tenants, users, applications), access
+ * (consents, app role assignments, conditional-access policies), signing keys, and one-time
+ * values (client-assertion `jti`s, codes, refresh tokens, sessions) — behind the one `Store`
+ * interface. `PartitionedStore` is that interface written once: each method hands the call to the
+ * module that owns the resource, so an engine only says how it connects, migrates, closes and
+ * hears other instances' changes. The methods are `async` so that anything thrown, even while the
+ * parts are first built, reaches the caller as a rejection, as the interface promises.
+ */
+import type { Application, AppRoleAssignment, ConsentGrant, Policy, SigningKeyRecord, Tenant, User } from '@baton/core';
+import type { ConsentQuery, ConsumeResult, EphemeralKind, EphemeralRecord, Invalidation, Store } from './types.ts';
+
+/** Registrations: tenants, users, applications. */
+export type DirectoryPart = Pick<
+  Store,
+  'putTenant' | 'getTenant' | 'listTenants' | 'putUser' | 'getUserByName' | 'getUserById' | 'listUsers' | 'putApplication' | 'getApplication' | 'listApplications'
+>;
+
+/** Who may do what: consents, app role assignments, conditional-access policies. */
+export type AccessPart = Pick<
+  Store,
+  'putConsent' | 'listConsents' | 'deleteConsent' | 'putRoleAssignment' | 'listRoleAssignments' | 'replacePolicies' | 'listPolicies'
+>;
+
+/** Signing keys and their rotation. */
+export type SigningKeyPart = Pick<Store, 'putSigningKey' | 'listSigningKeys' | 'rotateSigningKey' | 'pruneSigningKeys'>;
+
+/** Single-use and expiring values. */
+export type OneTimePart = Pick<
+  Store,
+  'useOnce' | 'putEphemeral' | 'getEphemeral' | 'consumeEphemeral' | 'deleteEphemeral' | 'revokeFamily' | 'sweep'
+>;
+
+export interface StoreParts {
+  directory: DirectoryPart;
+  access: AccessPart;
+  signingKeys: SigningKeyPart;
+  oneTime: OneTimePart;
+}
+
+export abstract class PartitionedStore implements Store {
+  abstract readonly engine: Store['engine'];
+  abstract migrate(): Promise<void>;
+  abstract close(): Promise<void>;
+  abstract onInvalidate(listener: (change: Invalidation) => void): () => void;
+  /** The engine's resource modules; may be built on first use (after migrations). */
+  protected abstract get parts(): StoreParts;
+
+  // — tenants, users, applications —
+
+  async putTenant(tenant: Tenant): Promise<void> {
+    return this.parts.directory.putTenant(tenant);
+  }
+
+  async getTenant(id: string): Promise<Tenant | undefined> {
+    return this.parts.directory.getTenant(id);
+  }
+
+  async listTenants(): Promise<Tenant[]> {
+    return this.parts.directory.listTenants();
+  }
+
+  async putUser(user: User): Promise<void> {
+    return this.parts.directory.putUser(user);
+  }
+
+  async getUserByName(tenantId: string, username: string): Promise<User | undefined> {
+    return this.parts.directory.getUserByName(tenantId, username);
+  }
+
+  async getUserById(tenantId: string, oid: string): Promise<User | undefined> {
+    return this.parts.directory.getUserById(tenantId, oid);
+  }
+
+  async listUsers(tenantId: string, options?: { limit?: number; offset?: number }): Promise<User[]> {
+    return this.parts.directory.listUsers(tenantId, options);
+  }
+
+  async putApplication(app: Application): Promise<void> {
+    return this.parts.directory.putApplication(app);
+  }
+
+  async getApplication(tenantId: string, clientId: string): Promise<Application | undefined> {
+    return this.parts.directory.getApplication(tenantId, clientId);
+  }
+
+  async listApplications(tenantId: string): Promise<Application[]> {
+    return this.parts.directory.listApplications(tenantId);
+  }
+
+  // — consents, role assignments, policies —
+
+  async putConsent(grant: ConsentGrant): Promise<void> {
+    return this.parts.access.putConsent(grant);
+  }
+
+  async listConsents(query: ConsentQuery): Promise<ConsentGrant[]> {
+    return this.parts.access.listConsents(query);
+  }
+
+  async deleteConsent(tenantId: string, clientId: string, resource: string, principal: string): Promise<boolean> {
+    return this.parts.access.deleteConsent(tenantId, clientId, resource, principal);
+  }
+
+  async putRoleAssignment(assignment: AppRoleAssignment): Promise<void> {
+    return this.parts.access.putRoleAssignment(assignment);
+  }
+
+  async listRoleAssignments(tenantId: string, principalType: AppRoleAssignment['principalType'], principalId: string): Promise<AppRoleAssignment[]> {
+    return this.parts.access.listRoleAssignments(tenantId, principalType, principalId);
+  }
+
+  async replacePolicies(tenantId: string, policies: Policy[]): Promise<void> {
+    return this.parts.access.replacePolicies(tenantId, policies);
+  }
+
+  async listPolicies(tenantId: string): Promise<Policy[]> {
+    return this.parts.access.listPolicies(tenantId);
+  }
+
+  // — signing keys —
+
+  async putSigningKey(key: SigningKeyRecord): Promise<void> {
+    return this.parts.signingKeys.putSigningKey(key);
+  }
+
+  async listSigningKeys(tenantId: string): Promise<SigningKeyRecord[]> {
+    return this.parts.signingKeys.listSigningKeys(tenantId);
+  }
+
+  async rotateSigningKey(args: Parameters<Store['rotateSigningKey']>[0]): Promise<boolean> {
+    return this.parts.signingKeys.rotateSigningKey(args);
+  }
+
+  async pruneSigningKeys(tenantId: string, now: number): Promise<number> {
+    return this.parts.signingKeys.pruneSigningKeys(tenantId, now);
+  }
+
+  // — one-time values —
+
+  async useOnce(namespace: string, id: string, expiresAt: number, now: number): Promise<boolean> {
+    return this.parts.oneTime.useOnce(namespace, id, expiresAt, now);
+  }
+
+  async putEphemeral<T>(record: EphemeralRecord<T>): Promise<void> {
+    return this.parts.oneTime.putEphemeral(record);
+  }
+
+  async getEphemeral<T>(kind: EphemeralKind, id: string, now: number): Promise<EphemeralRecord<T> | undefined> {
+    return this.parts.oneTime.getEphemeral<T>(kind, id, now);
+  }
+
+  async consumeEphemeral<T>(kind: EphemeralKind, id: string, now: number): Promise<ConsumeResult<T>> {
+    return this.parts.oneTime.consumeEphemeral<T>(kind, id, now);
+  }
+
+  async deleteEphemeral(kind: EphemeralKind, id: string): Promise<void> {
+    return this.parts.oneTime.deleteEphemeral(kind, id);
+  }
+
+  async revokeFamily(tenantId: string, familyId: string, now: number): Promise<number> {
+    return this.parts.oneTime.revokeFamily(tenantId, familyId, now);
+  }
+
+  async sweep(now: number): Promise<number> {
+    return this.parts.oneTime.sweep(now);
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * The `node:sqlite` database every SQLite resource module runs its statements on, and how they
+ * write: in a `BEGIN IMMEDIATE` transaction, registration writes also recording what changed in
+ * the `baton_changes` log that other processes poll (`change-poller.ts`).
+ */
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import type { InvalidationListeners } from '../listeners.ts';
+import { type DataRow, parseJson } from '../rows.ts';
+import type { Invalidation } from '../types.ts';
+
+/** How many change-log rows are kept for other processes to read (older ones become `*`). */
+export const CHANGE_LOG_KEEP = 1000;
+
+/** Records that a registration write changed `entity` of `tenantId`. */
+export type Changed = (tenantId: string, entity: Invalidation['entity']) => void;
+
+/** A row's JSON `data` column, decoded. */
+export function parseData<T>(row: unknown): T {
+  return parseJson((row as DataRow<string>).data) as T;
+}
+
+export function allRows(statement: StatementSync, ...params: (string | number | null)[]): unknown[] {
+  return statement.all(...params);
+}
+
+/** Opens the file (or `:memory:`) with the settings every Baton connection needs. */
+export function openDatabase(path: string, busyTimeoutMs: number): DatabaseSync {
+  const db = new DatabaseSync(path, { enableForeignKeyConstraints: true, timeout: busyTimeoutMs });
+  // busy_timeout before journal_mode: switching to WAL needs the lock another starter may hold.
+  db.exec(`PRAGMA busy_timeout = ${Math.trunc(busyTimeoutMs)}`);
+  db.exec('PRAGMA foreign_keys = ON');
+  // WAL: readers never block the writer, and other processes can poll data_version cheaply.
+  if (!isMemory(path)) db.exec('PRAGMA journal_mode = WAL');
+  return db;
+}
+
+export function isMemory(path: string): boolean {
+  return path === ':memory:' || path === '';
+}
+
+/** Prepared once the schema exists (the change log is a table). */
+export class SqliteConnection {
+  readonly db: DatabaseSync;
+  readonly #listeners: InvalidationListeners;
+  readonly #begin: StatementSync;
+  readonly #commit: StatementSync;
+  readonly #rollback: StatementSync;
+  readonly #logChange: StatementSync;
+  readonly #pruneChanges: StatementSync;
+
+  constructor(db: DatabaseSync, listeners: InvalidationListeners) {
+    this.db = db;
+    this.#listeners = listeners;
+    this.#begin = db.prepare('BEGIN IMMEDIATE');
+    this.#commit = db.prepare('COMMIT');
+    this.#rollback = db.prepare('ROLLBACK');
+    this.#logChange = db.prepare('INSERT INTO baton_changes (tenant_id, entity) VALUES (?, ?) RETURNING seq');
+    this.#pruneChanges = db.prepare('DELETE FROM baton_changes WHERE seq <= ?');
+  }
+
+  transaction<T>(fn: () => T): T {
+    this.#begin.run();
+    try {
+      const result = fn();
+      this.#commit.run();
+      return result;
+    } catch (error) {
+      if (this.db.isTransaction) this.#rollback.run();
+      throw error;
+    }
+  }
+
+  /** A registration write: its changes go to the change log in the same transaction, then to local listeners. */
+  write<T>(fn: (changed: Changed) => T): T {
+    const changes: Invalidation[] = [];
+    const result = this.transaction(() => {
+      const value = fn((tenantId, entity) => changes.push({ tenantId, entity }));
+      let seq = 0;
+      for (const change of changes) seq = Number((this.#logChange.get(change.tenantId, change.entity) as { seq: number }).seq);
+      if (seq > CHANGE_LOG_KEEP) this.#pruneChanges.run(seq - CHANGE_LOG_KEEP);
+      return value;
+    });
+    // Synchronously, before the caller's await resumes: a cache is dropped before anyone can
+    // read the value this write replaced.
+    for (const change of changes) this.#listeners.emit(change);
+    return result;
+  }
+}
