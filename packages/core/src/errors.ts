@@ -69,6 +69,11 @@ const DEFAULT_STATUS: Record<OAuthErrorCode, number> = {
   server_error: 500,
 };
 
+/** The HTTP status an error code answers with unless told otherwise (the catalogue above). */
+export function defaultStatus(error: OAuthErrorCode): number {
+  return DEFAULT_STATUS[error];
+}
+
 export class OAuthError extends Error {
   readonly error: OAuthErrorCode;
   readonly status: number;

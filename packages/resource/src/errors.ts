@@ -10,45 +10,31 @@
  *
  * No message, description or field of these errors ever carries a token or a secret.
  */
+import { defaultStatus, Entra, type JwtErrorCode, type OAuthErrorCode } from '@baton/core';
 import { bearerChallenge, encodeClaimsChallenge } from './challenge.ts';
 
 /**
  * RFC 6750 §3.1 codes, RFC 9470 §3 (`insufficient_user_authentication`), Entra's claims challenge
  * (`insufficient_claims`), and `temporarily_unavailable` (503) when the issuer's keys cannot be
  * fetched and none are cached: that is the API's problem, not the caller's, so not a 401.
+ * All but Entra's `insufficient_claims` are codes of `@baton/core`'s catalogue, with its statuses.
  */
 export type GuardErrorCode =
-  | 'invalid_request'
-  | 'invalid_token'
-  | 'insufficient_scope'
-  | 'insufficient_user_authentication'
-  | 'insufficient_claims'
-  | 'temporarily_unavailable';
+  | Extract<OAuthErrorCode, 'invalid_request' | 'invalid_token' | 'insufficient_scope' | 'insufficient_user_authentication' | 'temporarily_unavailable'>
+  | 'insufficient_claims';
 
 /**
- * Stable, switchable reasons (jose-style). `ERR_JWT_*`/`ERR_JWS_*`/`ERR_JWKS_*` come from
- * `@baton/core`'s `JwtError`; the `ERR_BEARER_*` ones from parsing the `Authorization` header.
+ * Stable, switchable reasons (jose-style): every `JwtErrorCode` of `@baton/core` (a token that
+ * failed verification), `ERR_BEARER_*` from parsing the `Authorization` header, and the guard's own.
  */
 export type GuardErrorReason =
+  | JwtErrorCode
   | 'ERR_BEARER_MISSING'
   | 'ERR_BEARER_MALFORMED'
   | 'ERR_BEARER_DUPLICATE'
   | 'ERR_BEARER_TOO_LARGE'
-  | 'ERR_JWS_INVALID'
-  | 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED'
-  | 'ERR_JWKS_NO_MATCHING_KEY'
   | 'ERR_JWKS_UNAVAILABLE'
-  | 'ERR_JOSE_ALG_NOT_ALLOWED'
   | 'ERR_JOSE_CRIT_UNSUPPORTED'
-  | 'ERR_JWT_TYP_INVALID'
-  | 'ERR_JWT_EXPIRED'
-  | 'ERR_JWT_NOT_YET_VALID'
-  | 'ERR_JWT_ISSUER_INVALID'
-  | 'ERR_JWT_AUDIENCE_INVALID'
-  | 'ERR_JWT_TENANT_INVALID'
-  | 'ERR_JWT_CLAIM_INVALID'
-  | 'ERR_JWT_CLAIM_MISSING'
-  | 'ERR_JWT_REVOKED'
   | 'ERR_SCOPE_INSUFFICIENT'
   | 'ERR_ROLE_INSUFFICIENT'
   | 'ERR_APP_ONLY_REFUSED'
@@ -56,14 +42,10 @@ export type GuardErrorReason =
   | 'ERR_STEP_UP_REQUIRED'
   | 'ERR_CLAIMS_REQUIRED';
 
-const STATUS: Record<GuardErrorCode, number> = {
-  invalid_request: 400,
-  invalid_token: 401,
-  insufficient_scope: 403,
-  insufficient_user_authentication: 401,
-  insufficient_claims: 401,
-  temporarily_unavailable: 503,
-};
+/** A claims challenge is a 401 (Entra); the other codes answer with core's status for them. */
+function statusOf(error: GuardErrorCode): number {
+  return error === 'insufficient_claims' ? 401 : defaultStatus(error);
+}
 
 export interface GuardErrorOptions {
   /** `realm` of the challenge. */
@@ -101,7 +83,7 @@ export class GuardError extends Error {
     this.reason = reason;
     this.description = description;
     this.scope = options.scope;
-    this.status = options.status ?? (error ? STATUS[error] : 401);
+    this.status = options.status ?? (error ? statusOf(error) : 401);
     const tail: Array<readonly [string, string]> = [...(options.params ?? [])];
     if (options.resourceMetadata && this.status === 401) tail.push(['resource_metadata', options.resourceMetadata]);
     if (error === 'temporarily_unavailable') {
@@ -230,7 +212,7 @@ export class ConfusedDeputyError extends Error {
 export function oboErrorFrom(status: number, body: TokenErrorBody): OboError {
   const codes = Array.isArray(body.error_codes) ? body.error_codes : [];
   if (body.error === 'interaction_required') return new InteractionRequiredError(status, body);
-  if (body.suberror === 'consent_required' || body.error === 'consent_required' || codes.includes(65001)) {
+  if (body.suberror === 'consent_required' || body.error === 'consent_required' || codes.includes(Entra.consentRequired)) {
     return new ConsentRequiredError(status, body);
   }
   if (body.error === 'invalid_grant') return new InvalidGrantError(status, body);
