@@ -8,7 +8,7 @@
  * redirect. After that point every error goes back to the client at its registered URI, with the
  * `state` it sent, so the client can tell the user what happened.
  */
-import { OAuthError, Entra, truncate } from './errors.ts';
+import { OAuthError, Entra, truncate, errors } from './errors.ts';
 import type { TenantDirectory } from './directory.ts';
 import type { Application } from './types.ts';
 import { isS256Challenge } from './pkce.ts';
@@ -83,8 +83,8 @@ export function parseAuthorizeRequest(directory: TenantDirectory, given: Readonl
   for (const [name, value] of Object.entries(given)) if (value !== '') params[name] = value;
   // 1. The client and its redirect URI: failures here are shown, never redirected.
   const clientId = params.client_id;
-  if (clientId === undefined || clientId === '') return page(invalid("The request must contain the 'client_id' parameter."));
-  if (clientId.length > AUTHORIZE_LIMITS.clientId || CONTROL.test(clientId)) return page(invalid("The 'client_id' parameter is malformed."));
+  if (clientId === undefined || clientId === '') return page(errors.invalidRequest("The request must contain the 'client_id' parameter."));
+  if (clientId.length > AUTHORIZE_LIMITS.clientId || CONTROL.test(clientId)) return page(errors.invalidRequest("The 'client_id' parameter is malformed."));
   const client = directory.application(clientId);
   if (client === undefined) {
     return page(
@@ -96,7 +96,7 @@ export function parseAuthorizeRequest(directory: TenantDirectory, given: Readonl
   }
   const requestedRedirect = params.redirect_uri;
   if (requestedRedirect === undefined || requestedRedirect === '') {
-    return page(invalid("The request must contain the 'redirect_uri' parameter: the exact URI registered for the application."));
+    return page(errors.invalidRequest("The request must contain the 'redirect_uri' parameter: the exact URI registered for the application."));
   }
   const redirectUri = requestedRedirect.length > MAX_REDIRECT_URI_LENGTH ? undefined : matchRedirectUri(requestedRedirect, client.redirectUris);
   if (redirectUri === undefined) {
@@ -124,16 +124,16 @@ export function parseAuthorizeRequest(directory: TenantDirectory, given: Readonl
   });
 
   try {
-    if (!stateOk) throw invalid(`The 'state' parameter must be at most ${AUTHORIZE_LIMITS.state} characters without control characters.`);
+    if (!stateOk) throw errors.invalidRequest(`The 'state' parameter must be at most ${AUTHORIZE_LIMITS.state} characters without control characters.`);
     for (const [name, value] of Object.entries(params)) {
       const limit = KNOWN_LIMITS[name] ?? AUTHORIZE_LIMITS.unknown;
-      if (value.length > limit) throw invalid(`The '${truncate(name, 40)}' parameter is longer than ${limit} characters.`);
+      if (value.length > limit) throw errors.invalidRequest(`The '${truncate(name, 40)}' parameter is longer than ${limit} characters.`);
     }
     if (params.request !== undefined || params.request_uri !== undefined) {
-      throw invalid("Request objects ('request', 'request_uri') are not supported: send the parameters in the query or the form.");
+      throw errors.invalidRequest("Request objects ('request', 'request_uri') are not supported: send the parameters in the query or the form.");
     }
     const responseType = params.response_type;
-    if (responseType === undefined || responseType === '') throw invalid("The request must contain the 'response_type' parameter ('code').");
+    if (responseType === undefined || responseType === '') throw errors.invalidRequest("The request must contain the 'response_type' parameter ('code').");
     if (responseType !== 'code') {
       throw new OAuthError('unsupported_response_type', {
         description: `The response_type '${truncate(responseType, 40)}' is not supported: use the authorization code flow (response_type=code) with PKCE.`,
@@ -141,25 +141,19 @@ export function parseAuthorizeRequest(directory: TenantDirectory, given: Readonl
       });
     }
     if (modeParam !== undefined && modeParam !== 'query' && modeParam !== 'form_post') {
-      throw invalid(`The response_mode '${truncate(modeParam, 40)}' is not supported: use 'query' or 'form_post'.`);
+      throw errors.invalidRequest(`The response_mode '${truncate(modeParam, 40)}' is not supported: use 'query' or 'form_post'.`);
     }
 
     // Scopes: OIDC scopes plus the scopes of at most one API.
     const rawScope = params.scope;
     if (rawScope === undefined || rawScope.trim() === '') {
-      throw new OAuthError('invalid_request', {
-        description: "The request must contain the 'scope' parameter, e.g. 'openid profile offline_access api://tasks/Tasks.ReadWrite'.",
-        entraCodes: [Entra.malformedRequest],
-      });
+      throw errors.invalidRequest("The request must contain the 'scope' parameter, e.g. 'openid profile offline_access api://tasks/Tasks.ReadWrite'.");
     }
     // Clients (MSAL among them) separate with single spaces; tolerate repeated whitespace here as Entra does.
     const scope = resolveScopeParameter(directory, rawScope.trim().split(/\s+/).join(' '));
     const resolved = scope.resource;
     if (resolved === undefined && !scope.oidc.includes('openid')) {
-      throw new OAuthError('invalid_scope', {
-        description: "The scope parameter names neither 'openid' nor an API scope: ask for 'openid' (sign-in, ID token) and/or the scopes of one API (e.g. 'api://tasks/Tasks.ReadWrite').",
-        entraCodes: [Entra.invalidScope],
-      });
+      throw errors.invalidScope("The scope parameter names neither 'openid' nor an API scope: ask for 'openid' (sign-in, ID token) and/or the scopes of one API (e.g. 'api://tasks/Tasks.ReadWrite').");
     }
 
     // PKCE (RFC 7636; RFC 9700 §2.1.1): S256 only; required for public clients.
@@ -167,7 +161,7 @@ export function parseAuthorizeRequest(directory: TenantDirectory, given: Readonl
     const challenge = params.code_challenge === '' ? undefined : params.code_challenge;
     const method = params.code_challenge_method === '' ? undefined : params.code_challenge_method;
     if (challenge === undefined) {
-      if (method !== undefined) throw invalid("'code_challenge_method' was sent without 'code_challenge'.");
+      if (method !== undefined) throw errors.invalidRequest("'code_challenge_method' was sent without 'code_challenge'.");
       if (client.public) {
         throw new OAuthError('invalid_request', {
           description: `'${client.clientId}' is a public client: the request must contain an S256 'code_challenge' (PKCE, RFC 7636).`,
@@ -176,13 +170,10 @@ export function parseAuthorizeRequest(directory: TenantDirectory, given: Readonl
       }
     } else {
       if (method === undefined || method === 'plain') {
-        throw new OAuthError('invalid_request', {
-          description: `The code_challenge_method '${method ?? 'plain (the default when absent)'}' is not accepted: use 'S256' (plain offers no protection when the request can be observed).`,
-          entraCodes: [Entra.malformedRequest],
-        });
+        throw errors.invalidRequest(`The code_challenge_method '${method ?? 'plain (the default when absent)'}' is not accepted: use 'S256' (plain offers no protection when the request can be observed).`);
       }
-      if (method !== 'S256') throw invalid(`The code_challenge_method '${truncate(method, 20)}' is not supported: use 'S256'.`);
-      if (!isS256Challenge(challenge)) throw invalid("The 'code_challenge' must be the 43-character base64url SHA-256 of the code verifier.");
+      if (method !== 'S256') throw errors.invalidRequest(`The code_challenge_method '${truncate(method, 20)}' is not supported: use 'S256'.`);
+      if (!isS256Challenge(challenge)) throw errors.invalidRequest("The 'code_challenge' must be the 43-character base64url SHA-256 of the code verifier.");
     }
 
     // prompt (OIDC Core §3.1.2.1): a space-separated set; `none` stands alone.
@@ -190,16 +181,16 @@ export function parseAuthorizeRequest(directory: TenantDirectory, given: Readonl
     if (params.prompt !== undefined && params.prompt !== '') {
       for (const value of params.prompt.split(' ')) {
         if (!(PROMPTS as readonly string[]).includes(value)) {
-          throw invalid(`The prompt value '${truncate(value, 40)}' is not supported: use login, consent, select_account or none.`);
+          throw errors.invalidRequest(`The prompt value '${truncate(value, 40)}' is not supported: use login, consent, select_account or none.`);
         }
         if (!prompt.includes(value as Prompt)) prompt.push(value as Prompt);
       }
-      if (prompt.includes('none') && prompt.length > 1) throw invalid("prompt=none cannot be combined with other prompt values.");
+      if (prompt.includes('none') && prompt.length > 1) throw errors.invalidRequest("prompt=none cannot be combined with other prompt values.");
     }
 
     let maxAge: number | undefined;
     if (params.max_age !== undefined) {
-      if (!/^[0-9]{1,9}$/.test(params.max_age)) throw invalid("'max_age' must be a non-negative number of seconds.");
+      if (!/^[0-9]{1,9}$/.test(params.max_age)) throw errors.invalidRequest("'max_age' must be a non-negative number of seconds.");
       maxAge = Number(params.max_age);
     }
 
@@ -209,15 +200,15 @@ export function parseAuthorizeRequest(directory: TenantDirectory, given: Readonl
 
     const acrValues: string[] = [];
     if (params.acr_values !== undefined && params.acr_values !== '') {
-      if (CONTROL.test(params.acr_values)) throw invalid("'acr_values' contains a control character.");
+      if (CONTROL.test(params.acr_values)) throw errors.invalidRequest("'acr_values' contains a control character.");
       for (const value of params.acr_values.split(' ')) if (value !== '' && !acrValues.includes(value)) acrValues.push(value);
-      if (acrValues.length > 10) throw invalid("'acr_values' names more than 10 values.");
+      if (acrValues.length > 10) throw errors.invalidRequest("'acr_values' names more than 10 values.");
     }
 
     const loginHint = params.login_hint === '' ? undefined : params.login_hint;
-    if (loginHint !== undefined && CONTROL.test(loginHint)) throw invalid("'login_hint' contains a control character.");
+    if (loginHint !== undefined && CONTROL.test(loginHint)) throw errors.invalidRequest("'login_hint' contains a control character.");
     const nonce = params.nonce === '' ? undefined : params.nonce;
-    if (nonce !== undefined && CONTROL.test(nonce)) throw invalid("'nonce' contains a control character.");
+    if (nonce !== undefined && CONTROL.test(nonce)) throw errors.invalidRequest("'nonce' contains a control character.");
 
     const request: AuthorizeRequest = {
       clientId: client.clientId,
@@ -264,6 +255,3 @@ function page(error: OAuthError): AuthorizeParseResult {
   return { ok: false, redirect: false, error };
 }
 
-function invalid(description: string): OAuthError {
-  return new OAuthError('invalid_request', { description, entraCodes: [Entra.malformedRequest] });
-}

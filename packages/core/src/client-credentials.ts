@@ -8,7 +8,7 @@
  * `roles`: an empty app-only token authorises nothing and only moves the failure to the API,
  * where the developer sees a 403 with no hint about the missing assignment.
  */
-import { OAuthError, Entra } from './errors.ts';
+import { OAuthError, Entra, errors } from './errors.ts';
 import type { TenantDirectory } from './directory.ts';
 import { apiName, DEFAULT_SCOPE, parseScope, resolveResourceScopes, splitScopes } from './scopes.ts';
 import type { Application } from './types.ts';
@@ -46,16 +46,10 @@ export interface ClientCredentialsGrant {
 export function decideClientCredentials(input: ClientCredentialsInput): ClientCredentialsGrant {
   const { directory, client } = input;
   if (client.public) {
-    throw new OAuthError('unauthorized_client', {
-      description: `The client '${client.clientId}' is a public client: the client credentials grant needs a confidential client that authenticates with a secret or a private_key_jwt assertion.`,
-      entraCodes: [Entra.publicClientNotAllowed],
-    });
+    throw errors.unauthorizedClient(`The client '${client.clientId}' is a public client: the client credentials grant needs a confidential client that authenticates with a secret or a private_key_jwt assertion.`);
   }
   if (input.scope === undefined || input.scope === '') {
-    throw new OAuthError('invalid_request', {
-      description: "The request must contain a 'scope' parameter: for client credentials, the API's '.default' scope, e.g. 'api://docs/.default'.",
-      entraCodes: [Entra.malformedRequest],
-    });
+    throw errors.invalidRequest("The request must contain a 'scope' parameter: for client credentials, the API's '.default' scope, e.g. 'api://docs/.default'.");
   }
   const items = parseScope(input.scope);
   const { oidc, resource } = splitScopes(items);
@@ -89,8 +83,5 @@ export function decideClientCredentials(input: ClientCredentialsInput): ClientCr
 
 function onlyDefault(reason: string, api?: Application): OAuthError {
   const example = api === undefined ? 'api://docs/.default' : `${apiName(api)}/${DEFAULT_SCOPE}`;
-  return new OAuthError('invalid_scope', {
-    description: `The client credentials grant only accepts the '.default' scope of one API (e.g. '${example}'): ${reason}. The token carries the application permissions an administrator assigned.`,
-    entraCodes: [Entra.invalidScope],
-  });
+  return errors.invalidScope(`The client credentials grant only accepts the '.default' scope of one API (e.g. '${example}'): ${reason}. The token carries the application permissions an administrator assigned.`);
 }

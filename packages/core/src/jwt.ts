@@ -3,20 +3,30 @@
  * (payload, options, now). Signature checking is `jws.ts`; this file knows nothing of keys.
  */
 
-export type JwtErrorCode =
-  | 'ERR_JWS_INVALID'
-  | 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED'
-  | 'ERR_JWKS_NO_MATCHING_KEY'
-  | 'ERR_JOSE_ALG_NOT_ALLOWED'
-  | 'ERR_JWT_TYP_INVALID'
-  | 'ERR_JWT_EXPIRED'
-  | 'ERR_JWT_NOT_YET_VALID'
-  | 'ERR_JWT_ISSUER_INVALID'
-  | 'ERR_JWT_AUDIENCE_INVALID'
-  | 'ERR_JWT_TENANT_INVALID'
-  | 'ERR_JWT_CLAIM_INVALID'
-  | 'ERR_JWT_CLAIM_MISSING'
-  | 'ERR_JWT_REVOKED';
+/**
+ * Every `JwtError` code, stable and switchable (jose-style). The one list: the resource SDK's guard
+ * reasons are these plus its own `ERR_BEARER_*`/authorization ones.
+ */
+export const JWT_ERROR_CODES = [
+  'ERR_JWS_INVALID',
+  'ERR_JWS_SIGNATURE_VERIFICATION_FAILED',
+  'ERR_JWKS_NO_MATCHING_KEY',
+  /** The issuer's keys cannot be fetched and none are cached. */
+  'ERR_JWKS_UNAVAILABLE',
+  'ERR_JOSE_ALG_NOT_ALLOWED',
+  /** RFC 7515 §4.1.11: a `crit` header names an extension the verifier does not understand. */
+  'ERR_JOSE_CRIT_UNSUPPORTED',
+  'ERR_JWT_TYP_INVALID',
+  'ERR_JWT_EXPIRED',
+  'ERR_JWT_NOT_YET_VALID',
+  'ERR_JWT_ISSUER_INVALID',
+  'ERR_JWT_AUDIENCE_INVALID',
+  'ERR_JWT_TENANT_INVALID',
+  'ERR_JWT_CLAIM_INVALID',
+  'ERR_JWT_CLAIM_MISSING',
+  'ERR_JWT_REVOKED',
+] as const;
+export type JwtErrorCode = (typeof JWT_ERROR_CODES)[number];
 
 /** A token failed validation. The message is safe to show: it never contains the token. */
 export class JwtError extends Error {

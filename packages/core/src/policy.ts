@@ -10,7 +10,7 @@
  * 3. /authorize reads it with `parseClaimsRequest` and forces MFA or a fresh sign-in.
  */
 import { BlockList, isIP } from 'node:net';
-import { OAuthError, Entra, type SubError } from './errors.ts';
+import { OAuthError, Entra, type SubError, errors } from './errors.ts';
 import type { Policy } from './types.ts';
 
 /**
@@ -181,15 +181,9 @@ export function policyError(result: Exclude<PolicyResult, { ok: true }>, apiLabe
   const policy = `the conditional access policy '${result.policy}'`;
   switch (result.kind) {
     case 'block':
-      return new OAuthError('invalid_grant', {
-        description: `Access to API '${apiLabel}' is blocked by ${policy}. An administrator of the tenant can change the policy; retrying will not help.`,
-        entraCodes: [Entra.blockedByPolicy],
-      });
+      return errors.invalidGrant(`Access to API '${apiLabel}' is blocked by ${policy}. An administrator of the tenant can change the policy; retrying will not help.`, Entra.blockedByPolicy);
     case 'ip':
-      return new OAuthError('invalid_grant', {
-        description: `Access to API '${apiLabel}' is blocked by ${policy}: it allows sign-ins only from the network ranges it names, and this sign-in came from outside them (or from an address the token service does not know).`,
-        entraCodes: [Entra.blockedByPolicy],
-      });
+      return errors.invalidGrant(`Access to API '${apiLabel}' is blocked by ${policy}: it allows sign-ins only from the network ranges it names, and this sign-in came from outside them (or from an address the token service does not know).`, Entra.blockedByPolicy);
     case 'mfa':
       return new OAuthError('interaction_required', {
         description: `${capitalise(policy)} requires multi-factor authentication for API '${apiLabel}'${result.maxAge === undefined ? '' : ' and a recent sign-in'}. Return the claims challenge to the client (WWW-Authenticate: Bearer error="insufficient_claims", claims="<base64url of claims>") so the user signs in again and the client retries with the new token.`,
@@ -331,8 +325,5 @@ function isObject(value: unknown): value is Record<string, unknown> {
 }
 
 function claimsError(problem: string): OAuthError {
-  return new OAuthError('invalid_request', {
-    description: `The claims parameter ${problem} (OpenID Connect Core §5.5).`,
-    entraCodes: [Entra.malformedRequest],
-  });
+  return errors.invalidRequest(`The claims parameter ${problem} (OpenID Connect Core §5.5).`);
 }

@@ -6,7 +6,7 @@
  * naming scopes of two APIs is refused rather than silently narrowed to one of them: the
  * developer would otherwise receive a token that fails at the second API with no hint why.
  */
-import { OAuthError, Entra, truncate } from './errors.ts';
+import { errors, truncate } from './errors.ts';
 import type { TenantDirectory } from './directory.ts';
 import type { Application } from './types.ts';
 
@@ -44,37 +44,25 @@ export function parseScope(raw: string | undefined): string[] {
   const { maxScopes, maxScopeLength } = SCOPE_LIMITS;
   // Bound the work before splitting: a longer parameter must break one of the two limits.
   if (raw.length > maxScopes * (maxScopeLength + 1)) {
-    throw new OAuthError('invalid_request', {
-      description: `The scope parameter is too long: ask for at most ${maxScopes} scopes of at most ${maxScopeLength} characters each.`,
-      entraCodes: [Entra.malformedRequest],
-    });
+    throw errors.invalidRequest(`The scope parameter is too long: ask for at most ${maxScopes} scopes of at most ${maxScopeLength} characters each.`);
   }
   if (CONTROL.test(raw)) {
-    throw new OAuthError('invalid_request', {
-      description: 'The scope parameter contains a control character: separate scopes with single spaces (RFC 6749 §3.3).',
-      entraCodes: [Entra.malformedRequest],
-    });
+    throw errors.invalidRequest('The scope parameter contains a control character: separate scopes with single spaces (RFC 6749 §3.3).');
   }
   const items = raw.split(' ');
   if (items.length > maxScopes) {
-    throw new OAuthError('invalid_request', {
-      description: `The scope parameter names ${items.length} scopes; at most ${maxScopes} are accepted in one request.`,
-      entraCodes: [Entra.malformedRequest],
-    });
+    throw errors.invalidRequest(`The scope parameter names ${items.length} scopes; at most ${maxScopes} are accepted in one request.`);
   }
   const seen = new Set<string>();
   items.forEach((item, index) => {
     if (item === '') {
-      throw scopeError(`The scope parameter has an empty item at position ${index + 1}: separate scopes with exactly one space and no leading or trailing space (RFC 6749 §3.3).`);
+      throw errors.invalidScope(`The scope parameter has an empty item at position ${index + 1}: separate scopes with exactly one space and no leading or trailing space (RFC 6749 §3.3).`);
     }
     if (item.length > maxScopeLength) {
-      throw new OAuthError('invalid_request', {
-        description: `The scope '${truncate(item, 60)}' is longer than ${maxScopeLength} characters.`,
-        entraCodes: [Entra.malformedRequest],
-      });
+      throw errors.invalidRequest(`The scope '${truncate(item, 60)}' is longer than ${maxScopeLength} characters.`);
     }
     if (!SCOPE_TOKEN.test(item)) {
-      throw scopeError(`The scope '${truncate(item, 100)}' contains a character RFC 6749 §3.3 does not allow (only printable ASCII without '"' and '\\').`);
+      throw errors.invalidScope(`The scope '${truncate(item, 100)}' contains a character RFC 6749 §3.3 does not allow (only printable ASCII without '"' and '\\').`);
     }
     seen.add(item);
   });
@@ -142,13 +130,10 @@ export function resolveResourceScopes(
   for (const item of items) {
     const { api: itemApi, value } = splitItem(directory, item, target);
     if (target !== undefined && itemApi.clientId !== target.clientId) {
-      throw new OAuthError('invalid_target', {
-        description: `The scope '${truncate(item, 100)}' belongs to API '${apiName(itemApi)}', but the audience/resource of this request is '${apiName(target)}': ask for scopes of the API the token is for.`,
-        entraCodes: [Entra.invalidTarget],
-      });
+      throw errors.invalidTarget(`The scope '${truncate(item, 100)}' belongs to API '${apiName(itemApi)}', but the audience/resource of this request is '${apiName(target)}': ask for scopes of the API the token is for.`);
     }
     if (api !== undefined && itemApi.clientId !== api.clientId) {
-      throw scopeError(
+      throw errors.invalidScope(
         `The scope parameter names two APIs, '${apiName(api)}' and '${apiName(itemApi)}': an access token is for one API, so request the scopes of each API in its own token request.`,
       );
     }
@@ -159,18 +144,18 @@ export function resolveResourceScopes(
     }
     if (directory.scope(itemApi.clientId, value) === undefined) {
       if (directory.appRole(itemApi.clientId, value) !== undefined) {
-        throw scopeError(
+        throw errors.invalidScope(
           `'${value}' is an app role (application permission) of API '${apiName(itemApi)}', not a delegated scope: an application receives it through client credentials with '${apiName(itemApi)}/.default'.`,
         );
       }
-      throw scopeError(`The scope '${truncate(value, 100)}' does not exist on API '${apiName(itemApi)}'; it exposes ${listOrNone(itemApi.scopes.map((s) => s.value))}.`);
+      throw errors.invalidScope(`The scope '${truncate(value, 100)}' does not exist on API '${apiName(itemApi)}'; it exposes ${listOrNone(itemApi.scopes.map((s) => s.value))}.`);
     }
     if (!values.includes(value)) values.push(value);
   }
   // `api` is set: `items` is not empty and every item either resolved or threw.
   const resolved = api as Application;
   if (isDefault && values.length > 0) {
-    throw scopeError(
+    throw errors.invalidScope(
       `'${apiName(resolved)}/.default' already means every scope the client holds consent for; do not combine it with ${values.map((v) => `'${v}'`).join(', ')}.`,
     );
   }
@@ -183,18 +168,18 @@ function splitItem(directory: TenantDirectory, item: string, target: Application
   if (slash < 0) {
     if (target !== undefined) return { api: target, value: item };
     const named = directory.api(item);
-    if (named !== undefined) throw scopeError(namesNoScope(item, named));
-    throw scopeError(`The scope '${truncate(item, 100)}' does not name an API: qualify it with the API's identifier URI or client id, e.g. 'api://docs/${truncate(item, 60)}'.`);
+    if (named !== undefined) throw errors.invalidScope(namesNoScope(item, named));
+    throw errors.invalidScope(`The scope '${truncate(item, 100)}' does not name an API: qualify it with the API's identifier URI or client id, e.g. 'api://docs/${truncate(item, 60)}'.`);
   }
   const prefix = item.slice(0, slash);
   const value = item.slice(slash + 1);
   const api = directory.api(prefix);
   if (api === undefined) {
     const named = directory.api(item);
-    if (named !== undefined) throw scopeError(namesNoScope(item, named));
-    throw scopeError(`The scope '${truncate(item, 100)}' names the API '${truncate(prefix, 100)}', which does not exist in tenant '${directory.tenant.id}'.`);
+    if (named !== undefined) throw errors.invalidScope(namesNoScope(item, named));
+    throw errors.invalidScope(`The scope '${truncate(item, 100)}' names the API '${truncate(prefix, 100)}', which does not exist in tenant '${directory.tenant.id}'.`);
   }
-  if (value === '') throw scopeError(namesNoScope(item, api));
+  if (value === '') throw errors.invalidScope(namesNoScope(item, api));
   return { api, value };
 }
 
@@ -222,16 +207,10 @@ export function resolveTarget(
     for (const value of values) {
       const found = directory.api(value);
       if (found === undefined) {
-        throw new OAuthError('invalid_target', {
-          description: `The ${name} '${truncate(value, 100)}' is not an API of tenant '${directory.tenant.id}': name it by its identifier URI (api://…) or client id.`,
-          entraCodes: [Entra.invalidTarget],
-        });
+        throw errors.invalidTarget(`The ${name} '${truncate(value, 100)}' is not an API of tenant '${directory.tenant.id}': name it by its identifier URI (api://…) or client id.`);
       }
       if (api !== undefined && found.clientId !== api.clientId) {
-        throw new OAuthError('invalid_target', {
-          description: `The audience/resource parameters name two APIs, '${apiName(api)}' and '${apiName(found)}': a token exchange issues a token for one API.`,
-          entraCodes: [Entra.invalidTarget],
-        });
+        throw errors.invalidTarget(`The audience/resource parameters name two APIs, '${apiName(api)}' and '${apiName(found)}': a token exchange issues a token for one API.`);
       }
       api = found;
     }
@@ -274,6 +253,3 @@ function listOrNone(values: readonly string[]): string {
   return values.length === 0 ? 'no delegated scopes' : values.join(', ');
 }
 
-function scopeError(description: string): OAuthError {
-  return new OAuthError('invalid_scope', { description, entraCodes: [Entra.invalidScope] });
-}

@@ -7,6 +7,7 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { MAX_TENANT_ID, TENANT_ID_CHARS } from '../tenant-id.ts';
 
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
 
@@ -141,7 +142,7 @@ export const PolicyConfig = z.strictObject({
 });
 
 export const TenantConfig = z.strictObject({
-  id: z.string().min(1).max(64).regex(/^[a-z0-9][a-z0-9-]*$/, 'must be lower-case letters, digits and - (it is a URL path segment)')
+  id: z.string().min(1).max(MAX_TENANT_ID).regex(TENANT_ID_CHARS, 'must be lower-case letters, digits and - (it is a URL path segment)')
     .refine((v) => !['common', 'organizations', 'consumers', 'oidc', 'healthz', 'admin'].includes(v), 'is a reserved path segment'),
   tenantId: guid.optional(),
   name: z.string().min(1).max(256),

@@ -8,7 +8,7 @@
  * The answer goes to the redirect URI as Entra sends it (`admin_consent=True&tenant=<tid>&state=…`,
  * or `error=access_denied…`), or is shown on a page when no redirect URI was given.
  */
-import { OAuthError, Entra, matchRedirectUri, parseScope, qualifiedScope, truncate, type Application, type TenantDirectory } from '@baton/core';
+import { OAuthError, Entra, matchRedirectUri, parseScope, qualifiedScope, truncate, type Application, type TenantDirectory, errors } from '@baton/core';
 import type { FastifyReply, FastifyRequest, FastifyInstance } from 'fastify';
 import { issuerOf, type ServerContext } from '../context.ts';
 import { parseForm, type FormParams } from '../http/form.ts';
@@ -47,7 +47,7 @@ function adminConsentRoute(ctx: ServerContext) {
     const params: FormParams = parseForm(q < 0 ? '' : request.url.slice(q + 1));
     const clientId = params.client_id;
     if (clientId === undefined || clientId === '') {
-      throw new OAuthError('invalid_request', { description: "The request must contain the 'client_id' parameter.", entraCodes: [Entra.malformedRequest] });
+      throw errors.invalidRequest("The request must contain the 'client_id' parameter.");
     }
     const client = directory.application(clientId);
     if (client === undefined) {
@@ -70,8 +70,8 @@ function adminConsentRoute(ctx: ServerContext) {
       for (const item of items) {
         const slash = item.lastIndexOf('/');
         const api = slash < 0 ? undefined : directory.api(item.slice(0, slash));
-        if (api === undefined) throw new OAuthError('invalid_scope', { description: `The scope '${truncate(item, 100)}' does not name an API of this tenant: use '<api>/.default'.`, entraCodes: [Entra.invalidScope] });
-        if (resource !== undefined && resource !== api.clientId) throw new OAuthError('invalid_scope', { description: 'Admin consent is for the permissions on one API at a time.', entraCodes: [Entra.invalidScope] });
+        if (api === undefined) throw errors.invalidScope(`The scope '${truncate(item, 100)}' does not name an API of this tenant: use '<api>/.default'.`);
+        if (resource !== undefined && resource !== api.clientId) throw errors.invalidScope('Admin consent is for the permissions on one API at a time.');
         resource = api.clientId;
       }
     }

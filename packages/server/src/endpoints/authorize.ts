@@ -29,8 +29,7 @@ import {
   type ConsentPlan,
   type SignInStep,
   type TenantDirectory,
-  type User,
-} from '@baton/core';
+  type User, errors } from '@baton/core';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { issuerOf, type ServerContext } from '../context.ts';
 import { parseForm, type FormParams } from '../http/form.ts';
@@ -71,7 +70,7 @@ function readParameters(request: FastifyRequest): FormParams {
   if (request.method === 'POST') {
     const body = request.body;
     if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) {
-      throw new OAuthError('invalid_request', { description: 'The authorization request body must be a form.', entraCodes: [Entra.malformedRequest] });
+      throw errors.invalidRequest('The authorization request body must be a form.');
     }
     return body as FormParams;
   }

@@ -8,7 +8,7 @@
  * (throttle.ts), unknown usernames cost the same scrypt work as known ones, and the answer is the
  * same (AADSTS50126) until the limit, then AADSTS50053 — for real and made-up accounts alike.
  */
-import { OAuthError, Entra, consentRecords, type TenantDirectory } from '@baton/core';
+import { OAuthError, Entra, consentRecords, type TenantDirectory, errors } from '@baton/core';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { issuerOf, type ServerContext } from '../context.ts';
 import type { FormParams } from '../http/form.ts';
@@ -58,7 +58,7 @@ async function load(ctx: ServerContext, request: InteractionRequest, reply: Fast
 function form(request: FastifyRequest): FormParams {
   const body = request.body;
   if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) {
-    throw new OAuthError('invalid_request', { description: 'The form was empty or not a form.', entraCodes: [Entra.malformedRequest] });
+    throw errors.invalidRequest('The form was empty or not a form.');
   }
   return body as FormParams;
 }

@@ -9,7 +9,7 @@
  * Anything else — unknown, expired, revoked, someone else's, a user disabled or signed out since —
  * is `{"active": false}` and nothing more.
  */
-import { JwtError, OAuthError, Entra, pairwiseSubject } from '@baton/core';
+import { JwtError, errors, pairwiseSubject } from '@baton/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { issuerOf, type ServerContext } from '../context.ts';
 import type { FormParams } from '../http/form.ts';
@@ -28,14 +28,11 @@ export function introspectRoutes(app: FastifyInstance, ctx: ServerContext): void
     const directory = await resolveTenant(ctx, request.params.tenant);
     const client = await authenticateClient(ctx, directory, params, request.headers.authorization);
     if (client.method === 'none') {
-      throw new OAuthError('unauthorized_client', {
-        description: `'${client.app.clientId}' is a public client; token introspection needs a confidential client (an API with a secret or a certificate).`,
-        entraCodes: [Entra.publicClientNotAllowed],
-      });
+      throw errors.unauthorizedClient(`'${client.app.clientId}' is a public client; token introspection needs a confidential client (an API with a secret or a certificate).`);
     }
     const token = params.token;
     if (token === undefined || token === '') {
-      throw new OAuthError('invalid_request', { description: "The request body must contain the 'token' parameter.", entraCodes: [Entra.malformedRequest] });
+      throw errors.invalidRequest("The request body must contain the 'token' parameter.");
     }
     const tenantId = directory.tenant.id;
     const caller = client.app.clientId;

@@ -11,7 +11,7 @@
  * form is CSRF-protected by a single-use token (store kind `csrf`).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { JwtError, OAuthError, Entra, matchRedirectUri, truncate } from '@baton/core';
+import { JwtError, OAuthError, Entra, matchRedirectUri, truncate, errors } from '@baton/core';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ServerContext } from '../context.ts';
 import { parseForm, type FormParams } from '../http/form.ts';
@@ -50,22 +50,19 @@ export function logoutRoutes(app: FastifyInstance, ctx: ServerContext): void {
         hint = (await verifyOwnToken(ctx, p.id_token_hint, { typ: 'JWT', tenantId, allowExpired: true })).payload;
       } catch (error) {
         if (!(error instanceof JwtError)) throw error;
-        throw new OAuthError('invalid_request', { description: `The id_token_hint is not a valid ID token of this tenant: ${error.message}.`, entraCodes: [Entra.malformedRequest] });
+        throw errors.invalidRequest(`The id_token_hint is not a valid ID token of this tenant: ${error.message}.`);
       }
     }
     const hintClient = typeof hint?.aud === 'string' ? hint.aud : undefined;
     if (p.client_id !== undefined && hintClient !== undefined && p.client_id !== hintClient) {
-      throw new OAuthError('invalid_request', { description: "The client_id does not match the audience of the id_token_hint.", entraCodes: [Entra.malformedRequest] });
+      throw errors.invalidRequest("The client_id does not match the audience of the id_token_hint.");
     }
     const clientId = p.client_id ?? hintClient;
     let redirect: string | undefined;
     if (p.post_logout_redirect_uri !== undefined && p.post_logout_redirect_uri !== '') {
       const client = clientId === undefined ? undefined : directory.application(clientId);
       if (client === undefined) {
-        throw new OAuthError('invalid_request', {
-          description: "A post_logout_redirect_uri needs the client it belongs to: send 'client_id' or 'id_token_hint'.",
-          entraCodes: [Entra.malformedRequest],
-        });
+        throw errors.invalidRequest("A post_logout_redirect_uri needs the client it belongs to: send 'client_id' or 'id_token_hint'.");
       }
       redirect = matchRedirectUri(p.post_logout_redirect_uri, client.redirectUris);
       if (redirect === undefined) {

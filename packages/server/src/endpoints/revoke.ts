@@ -9,7 +9,7 @@
  * cannot be revoked one by one; they are short-lived, and ending the session (logout) makes
  * UserInfo, introspection and On-Behalf-Of refuse them.
  */
-import { OAuthError, Entra } from '@baton/core';
+import { errors } from '@baton/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerContext } from '../context.ts';
 import type { FormParams } from '../http/form.ts';
@@ -25,7 +25,7 @@ export function revokeRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const client = await authenticateClient(ctx, directory, params, request.headers.authorization);
     const token = params.token;
     if (token === undefined || token === '') {
-      throw new OAuthError('invalid_request', { description: "The request body must contain the 'token' parameter.", entraCodes: [Entra.malformedRequest] });
+      throw errors.invalidRequest("The request body must contain the 'token' parameter.");
     }
     const record = await findRefreshToken(ctx, directory.tenant.id, token);
     if (record !== undefined && record.payload.clientId === client.app.clientId && record.familyId !== undefined) {

@@ -7,13 +7,14 @@
 import { OAuthError, Entra, errors, type TenantDirectory } from '@baton/core';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerContext } from '../context.ts';
+import { isTenantId } from '../tenant-id.ts';
 import { requireParam, type FormParams } from '../http/form.ts';
 import { correlationId } from '../http/errors.ts';
 import { authenticateClient, type AuthenticatedClient } from '../client-auth.ts';
 import { CLIENT_AUTH_PARAMETERS, grantFor, isIgnoredParameter, type Grant } from '../grants/registry.ts';
 
 export async function resolveTenant(ctx: ServerContext, tenantId: string): Promise<TenantDirectory> {
-  const directory = /^[a-z0-9][a-z0-9-]{0,63}$/.test(tenantId) ? await ctx.directories.get(tenantId) : undefined;
+  const directory = isTenantId(tenantId) ? await ctx.directories.get(tenantId) : undefined;
   if (!directory) {
     throw new OAuthError('invalid_request', {
       status: 400,
@@ -38,10 +39,7 @@ function supportedGrantType(params: FormParams): Grant {
 
 function confidentialCheck(grant: Grant, client: AuthenticatedClient): void {
   if (grant.confidentialOnly && client.method === 'none') {
-    throw new OAuthError('unauthorized_client', {
-      description: `'${client.app.clientId}' is a public client; the ${grant.grantType} grant needs a confidential client (a secret or a certificate).`,
-      entraCodes: [Entra.publicClientNotAllowed],
-    });
+    throw errors.unauthorizedClient(`'${client.app.clientId}' is a public client; the ${grant.grantType} grant needs a confidential client (a secret or a certificate).`);
   }
 }
 

@@ -8,7 +8,7 @@
  * client's code. Consumption is the store's atomic single use; a second redemption (a replay, or
  * the loser of a race) revokes the refresh tokens the first one received (RFC 6749 §4.1.2).
  */
-import { OAuthError, Entra, verifyPkce, type User } from '@baton/core';
+import { Entra, errors, verifyPkce, type User } from '@baton/core';
 import type { ServerContext } from '../context.ts';
 import type { Grant, TokenRequest } from './registry.ts';
 import { codeId, type CodePayload } from '../tokens/code.ts';
@@ -18,20 +18,17 @@ import type { EphemeralRecord } from '../store/types.ts';
 
 type CodeRecord = EphemeralRecord<CodePayload>;
 
-function grantError(description: string, entra: number): OAuthError {
-  return new OAuthError('invalid_grant', { description, entraCodes: [entra] });
-}
 
 async function findCode(ctx: ServerContext, tenantId: string, code: string | undefined): Promise<CodeRecord> {
   if (code === undefined || code === '') {
-    throw new OAuthError('invalid_request', { description: "The request body must contain the 'code' parameter.", entraCodes: [Entra.malformedRequest] });
+    throw errors.invalidRequest("The request body must contain the 'code' parameter.");
   }
   const now = ctx.now();
-  if (!/^[A-Za-z0-9_-]{43}$/.test(code)) throw grantError('The authorization code is malformed.', Entra.invalidGrant);
+  if (!/^[A-Za-z0-9_-]{43}$/.test(code)) throw errors.invalidGrant('The authorization code is malformed.', Entra.invalidGrant);
   const id = codeId(code);
   const record = await ctx.store.getEphemeral<CodePayload>('code', id, now);
   if (record !== undefined && record.tenantId === tenantId) return record;
-  if (record !== undefined) throw grantError('The authorization code was issued by another tenant.', Entra.invalidGrant);
+  if (record !== undefined) throw errors.invalidGrant('The authorization code was issued by another tenant.', Entra.invalidGrant);
   // Not redeemable: find out whether it is a replay (revoke what the first redemption issued).
   const result = await ctx.store.consumeEphemeral<CodePayload>('code', id, now);
   if (result.status === 'replayed' || result.status === 'revoked') {
@@ -39,21 +36,21 @@ async function findCode(ctx: ServerContext, tenantId: string, code: string | und
       const revoked = await ctx.store.revokeFamily(tenantId, result.record.familyId, now);
       ctx.log.warn({ client_id: result.record.payload.clientId, family: result.record.familyId, revoked }, 'authorization code replayed: tokens it issued are revoked');
     }
-    throw grantError('The authorization code has already been redeemed. The tokens issued for it are revoked; start a new sign-in.', Entra.codeRedeemed);
+    throw errors.invalidGrant('The authorization code has already been redeemed. The tokens issued for it are revoked; start a new sign-in.', Entra.codeRedeemed);
   }
-  throw grantError('The authorization code is invalid or has expired. Start a new sign-in.', Entra.invalidGrant);
+  throw errors.invalidGrant('The authorization code is invalid or has expired. Start a new sign-in.', Entra.invalidGrant);
 }
 
 function boundToClient(record: CodeRecord, clientId: string): void {
   if (record.payload.clientId !== clientId) {
-    throw grantError(`The authorization code was issued to another client, not to '${clientId}'.`, Entra.invalidGrant);
+    throw errors.invalidGrant(`The authorization code was issued to another client, not to '${clientId}'.`, Entra.invalidGrant);
   }
 }
 
 function boundToRedirectUri(record: CodeRecord, redirectUri: string | undefined): void {
   // RFC 6749 §4.1.3: required, and identical, because the authorization request included it.
   if (redirectUri !== record.payload.redirectUri) {
-    throw grantError(
+    throw errors.invalidGrant(
       redirectUri === undefined
         ? "The request body must contain the 'redirect_uri' the authorization request used."
         : 'The redirect_uri does not match the one the authorization code was issued for.',
@@ -66,17 +63,17 @@ function proofOfPossession(record: CodeRecord, verifier: string | undefined): vo
   const challenge = record.payload.codeChallenge;
   if (challenge === undefined) {
     // RFC 9700 §4.8.2: a verifier for a code issued without a challenge is a downgrade attempt.
-    if (verifier !== undefined) throw grantError('A code_verifier was sent, but the authorization request had no code_challenge.', Entra.pkceMismatch);
+    if (verifier !== undefined) throw errors.invalidGrant('A code_verifier was sent, but the authorization request had no code_challenge.', Entra.pkceMismatch);
     return;
   }
   if (verifier === undefined || verifier === '') {
-    throw grantError("The request body must contain the 'code_verifier' (PKCE): the authorization request sent a code_challenge.", Entra.pkceMismatch);
+    throw errors.invalidGrant("The request body must contain the 'code_verifier' (PKCE): the authorization request sent a code_challenge.", Entra.pkceMismatch);
   }
-  if (!verifyPkce(verifier, challenge)) throw grantError('The code_verifier does not match the code_challenge supplied in the authorization request.', Entra.pkceMismatch);
+  if (!verifyPkce(verifier, challenge)) throw errors.invalidGrant('The code_verifier does not match the code_challenge supplied in the authorization request.', Entra.pkceMismatch);
 }
 
 function notExpired(ctx: ServerContext, record: CodeRecord): void {
-  if (record.payload.exp <= ctx.now()) throw grantError('The authorization code has expired. Start a new sign-in.', Entra.codeExpired);
+  if (record.payload.exp <= ctx.now()) throw errors.invalidGrant('The authorization code has expired. Start a new sign-in.', Entra.codeExpired);
 }
 
 async function consumeOnce(ctx: ServerContext, record: CodeRecord): Promise<void> {
@@ -85,22 +82,22 @@ async function consumeOnce(ctx: ServerContext, record: CodeRecord): Promise<void
   if (result.status === 'ok') return;
   // Another request redeemed it between our read and our consume: a replay race. Revoke what the winner got.
   if (result.status === 'replayed' && record.familyId !== undefined) await ctx.store.revokeFamily(record.tenantId, record.familyId, now);
-  throw grantError('The authorization code has already been redeemed. The tokens issued for it are revoked; start a new sign-in.', Entra.codeRedeemed);
+  throw errors.invalidGrant('The authorization code has already been redeemed. The tokens issued for it are revoked; start a new sign-in.', Entra.codeRedeemed);
 }
 
 async function userStillAllowed(ctx: ServerContext, record: CodeRecord): Promise<User> {
   const user = await ctx.store.getUserById(record.tenantId, record.payload.oid);
-  if (user === undefined) throw grantError('The user no longer exists in the directory.', Entra.userNotFound);
-  if (!user.enabled) throw grantError("The user's account is disabled.", Entra.userDisabled);
+  if (user === undefined) throw errors.invalidGrant('The user no longer exists in the directory.', Entra.userNotFound);
+  if (!user.enabled) throw errors.invalidGrant("The user's account is disabled.", Entra.userDisabled);
   if (user.revokedBefore !== undefined && record.payload.auth.authTime < user.revokedBefore) {
-    throw grantError("The user's sign-in sessions were revoked: sign in again.", Entra.sessionRevoked);
+    throw errors.invalidGrant("The user's sign-in sessions were revoked: sign in again.", Entra.sessionRevoked);
   }
   return user;
 }
 
 async function sessionStillLive(ctx: ServerContext, record: CodeRecord): Promise<Session> {
   const session = await sessionBySid(ctx, record.tenantId, record.payload.auth.sid);
-  if (session === undefined) throw grantError('The sign-in session behind the authorization code has ended (signed out): sign in again.', Entra.sessionRevoked);
+  if (session === undefined) throw errors.invalidGrant('The sign-in session behind the authorization code has ended (signed out): sign in again.', Entra.sessionRevoked);
   return session;
 }
 
@@ -119,7 +116,7 @@ async function handler({ ctx, directory, client, params }: TokenRequest) {
   let resource: { api: NonNullable<ReturnType<typeof directory.application>>; scopes: string[] } | undefined;
   if (payload.resource !== undefined) {
     const api = directory.application(payload.resource.api);
-    if (api === undefined) throw grantError('The API the authorization code was issued for no longer exists.', Entra.invalidGrant);
+    if (api === undefined) throw errors.invalidGrant('The API the authorization code was issued for no longer exists.', Entra.invalidGrant);
     resource = { api, scopes: payload.resource.scopes };
   }
   const response = await signInTokenResponse(ctx, {

@@ -19,14 +19,11 @@ import { performance } from 'node:perf_hooks';
 import {
   OAuthError,
   decideExchange,
-  decodeJws,
   errors,
-  isAccessTokenTyp,
   parseScope,
   planExchange,
   requireConfidentialCaller,
   truncate,
-  verifyJwsSignatureAsync,
   type Application,
   type ExchangeAllowed,
   type ExchangeForm,
@@ -38,6 +35,7 @@ import { issuerOf, type ServerContext } from '../context.ts';
 import { auditLogOf, validTraceparent, type AuditEventInput } from '../audit.ts';
 import { signAccessToken } from '../tokens/issue.ts';
 import { exchangeSession } from '../session.ts';
+import { checkOwnSignature, isOwnTokenFailure, readOwnToken, type OwnTokenFailure } from '../tokens/verify.ts';
 import type { FormParams } from '../http/form.ts';
 import type { TokenRequest } from './registry.ts';
 
@@ -51,63 +49,60 @@ export const MAX_ASSERTION_CHARS = 16 * 1024;
 /** The parameter a token arrived in, for error messages. */
 export type TokenParameter = 'assertion' | 'subject_token' | 'actor_token';
 
-export interface VerifiedToken {
+/** A token the request presented for exchange, its signature verified. */
+export interface PresentedToken {
   payload: Record<string, unknown>;
   /** `jti` (or `uti`) of the token, for the audit log. */
   id: string | undefined;
 }
 
 /**
- * A refusal of a token the request carried (AADSTS50013), in the request's dialect: RFC 8693
- * §2.2.2 says `invalid_request`, Microsoft's form `invalid_grant`.
+ * Verifies that `token` is an access token signed by one of this tenant's published keys, with the
+ * server's one own-token verifier (tokens/verify.ts). The claims are NOT judged here: that is core's
+ * exchange rules.
+ *
+ * Refuses (AADSTS50013; `invalid_request` in the RFC 8693 form, §2.2.2): larger than
+ * {@link MAX_ASSERTION_CHARS}, not a compact JWS, `typ` other than `at+jwt` (an ID token or a client
+ * assertion is not a token to exchange), a `crit` header, no `kid`, a `kid` this tenant does not
+ * publish (another tenant's key, a key retired past its grace), a signature that does not verify.
  */
-function tokenInvalid(form: ExchangeForm, description: string, detail?: string): OAuthError {
-  return errors.forExchangeForm(form, errors.assertionInvalid(description, detail));
+export async function verifyTenantToken(ctx: ServerContext, tenantId: string, token: string, parameter: TokenParameter, form: ExchangeForm): Promise<PresentedToken> {
+  const decoded = readOwnToken(token, 'at+jwt', MAX_ASSERTION_CHARS);
+  if (isOwnTokenFailure(decoded)) throw refusedToken(form, parameter, tenantId, decoded);
+  const failure = await checkOwnSignature(ctx, tenantId, decoded);
+  if (failure !== undefined) throw refusedToken(form, parameter, tenantId, failure);
+  return { payload: decoded.payload, id: tokenId(decoded.payload) };
 }
 
-/**
- * Verifies that `token` is an access token signed by one of this tenant's published keys (current,
- * next, or retired within its grace period). The algorithm comes from OUR key record, never from
- * the token: `alg: none`, HMAC keyed with a public key and every other algorithm-confusion trick
- * fail the comparison with the header. The claims are NOT judged here: that is `decideExchange`.
- *
- * Refuses (AADSTS50013): larger than {@link MAX_ASSERTION_CHARS}, not a compact JWS, `typ` other
- * than `at+jwt` (an ID token or a client assertion is not a token to exchange), a `crit` header,
- * no `kid`, a `kid` this tenant does not publish (another tenant's key, a key retired past its
- * grace), a signature that does not verify.
- */
-export async function verifyTenantToken(ctx: ServerContext, tenantId: string, token: string, parameter: TokenParameter, form: ExchangeForm): Promise<VerifiedToken> {
-  if (token.length > MAX_ASSERTION_CHARS) {
-    throw tokenInvalid(form, `The ${parameter} is ${token.length} characters long; tokens this service issues are far smaller, and at most ${MAX_ASSERTION_CHARS} characters are accepted. Send the access token the client presented, unchanged.`);
+/** The refusal of a presented token, worded for the middle tier's developer, in the request's dialect. */
+function refusedToken(form: ExchangeForm, parameter: TokenParameter, tenantId: string, failure: OwnTokenFailure): OAuthError {
+  let description: string;
+  let detail: string | undefined;
+  switch (failure.failure) {
+    case 'too-long':
+      description = `The ${parameter} is ${failure.length} characters long; tokens this service issues are far smaller, and at most ${MAX_ASSERTION_CHARS} characters are accepted. Send the access token the client presented, unchanged.`;
+      break;
+    case 'malformed':
+      description = `The ${parameter} is not a signed JWT (${failure.message}): send the access token the client presented, unchanged.`;
+      break;
+    case 'typ':
+      description = `The ${parameter} is not an access token (its JWT header says typ '${truncate(String(failure.typ ?? 'none'), 40)}', not 'at+jwt'): an ID token or any other JWT cannot be exchanged. Send the access token the client presented to your API.`;
+      break;
+    case 'crit':
+      description = `The ${parameter} has a 'crit' header: this service issues no such tokens.`;
+      break;
+    case 'no-kid':
+      description = `The ${parameter} has no 'kid' header: it was not issued by this service.`;
+      break;
+    case 'unknown-key':
+      description = `The ${parameter} is signed with a key tenant '${tenantId}' does not publish (kid '${truncate(failure.kid, 64)}'): it was issued by another tenant or service, or with a key retired past its grace period. Only tokens this tenant issued can be exchanged; the client must get a fresh token.`;
+      break;
+    case 'signature':
+      description = `The ${parameter}'s signature is invalid (expected ${failure.alg} with key '${truncate(failure.kid, 64)}'): the token was altered or forged.`;
+      detail = `kid=${truncate(failure.kid, 64)} alg=${truncate(String(failure.headerAlg), 16)}`;
+      break;
   }
-  let decoded;
-  try {
-    decoded = decodeJws(token, MAX_ASSERTION_CHARS);
-  } catch (error) {
-    throw tokenInvalid(form, `The ${parameter} is not a signed JWT (${(error as Error).message}): send the access token the client presented, unchanged.`);
-  }
-  const { header, payload } = decoded;
-  if (!isAccessTokenTyp(header.typ)) {
-    throw tokenInvalid(
-      form,
-      `The ${parameter} is not an access token (its JWT header says typ '${truncate(String(header.typ ?? 'none'), 40)}', not 'at+jwt'): an ID token or any other JWT cannot be exchanged. Send the access token the client presented to your API.`,
-    );
-  }
-  // RFC 7515 §4.1.11: a critical extension we do not understand makes the token invalid; ours carry none.
-  if (header.crit !== undefined) throw tokenInvalid(form, `The ${parameter} has a 'crit' header: this service issues no such tokens.`);
-  const kid = header.kid;
-  if (typeof kid !== 'string' || kid === '') throw tokenInvalid(form, `The ${parameter} has no 'kid' header: it was not issued by this service.`);
-  const key = await ctx.keyring.publicKey(tenantId, kid);
-  if (key === undefined) {
-    throw tokenInvalid(
-      form,
-      `The ${parameter} is signed with a key tenant '${tenantId}' does not publish (kid '${truncate(kid, 64)}'): it was issued by another tenant or service, or with a key retired past its grace period. Only tokens this tenant issued can be exchanged; the client must get a fresh token.`,
-    );
-  }
-  if (!(await verifyJwsSignatureAsync(decoded, key.key, key.alg))) {
-    throw tokenInvalid(form, `The ${parameter}'s signature is invalid (expected ${key.alg} with key '${truncate(kid, 64)}'): the token was altered or forged.`, `kid=${truncate(kid, 64)} alg=${truncate(String(header.alg), 16)}`);
-  }
-  return { payload, id: tokenId(payload) };
+  return errors.forExchangeForm(form, errors.assertionInvalid(description, detail));
 }
 
 function tokenId(payload: Record<string, unknown>): string | undefined {

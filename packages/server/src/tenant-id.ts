@@ -1,0 +1,16 @@
+/**
+ * What a tenant id looks like: it is a URL path segment (`/{tenant}/oauth2/v2.0/token`) and part of
+ * every issuer, so lower-case letters, digits and `-`, starting with a letter or digit, at most 64
+ * characters. The configuration schema enforces it when a tenant is made; the endpoints check it
+ * before a path segment or an `iss` is used to look a tenant up.
+ */
+
+/** The characters of a tenant id (the length is {@link MAX_TENANT_ID}). */
+export const TENANT_ID_CHARS = /^[a-z0-9][a-z0-9-]*$/;
+
+export const MAX_TENANT_ID = 64;
+
+/** Whether `value` can be a tenant id (not whether that tenant exists). */
+export function isTenantId(value: string): boolean {
+  return value.length <= MAX_TENANT_ID && TENANT_ID_CHARS.test(value);
+}
