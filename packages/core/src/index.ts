@@ -15,3 +15,4 @@ export * from './consent.ts';
 export * from './signin.ts';
 export * from './users.ts';
 export * from './id-token.ts';
+export * from './admin-consent.ts';

@@ -12,6 +12,7 @@ import type { AuthorizeRequest } from './authorize-request.ts';
 import type { ConsentPlan } from './consent.ts';
 import { ACR_MFA, AMR_MFA, evaluatePolicies, type ClaimsDemands } from './policy.ts';
 import type { Policy, User } from './types.ts';
+import { predatesRevocation } from './users.ts';
 
 /** `acr` of a password-only sign-in (Entra's value for a normal sign-in). */
 export const ACR_PASSWORD = '1';
@@ -166,7 +167,7 @@ function decide(input: SignInInput): SignInStep {
 /** The authentication, if it still counts for this user: enabled, not revoked since. */
 function usable(auth: Authentication | undefined, user: User | undefined): Authentication | undefined {
   if (auth === undefined || user === undefined || user.oid !== auth.oid || !user.enabled) return undefined;
-  if (user.revokedBefore !== undefined && auth.authTime < user.revokedBefore) return undefined;
+  if (predatesRevocation(user, auth.authTime)) return undefined;
   return auth;
 }
 

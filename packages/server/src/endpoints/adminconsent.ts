@@ -8,7 +8,7 @@
  * The answer goes to the redirect URI as Entra sends it (`admin_consent=True&tenant=<tid>&state=…`,
  * or `error=access_denied…`), or is shown on a page when no redirect URI was given.
  */
-import { OAuthError, Entra, matchRedirectUri, parseScope, qualifiedScope, truncate, type Application, type TenantDirectory, errors } from '@baton/core';
+import { OAuthError, Entra, adminConsentPermissions, decideAdminConsent, predatesRevocation, qualifiedScope, readAdminConsentRequest, type AdminConsentPermissions, type TenantDirectory } from '@baton/core';
 import type { FastifyReply, FastifyRequest, FastifyInstance } from 'fastify';
 import { issuerOf, type ServerContext } from '../context.ts';
 import { parseForm, type FormParams } from '../http/form.ts';
@@ -20,74 +20,18 @@ import { sendPage } from '../pages/layout.ts';
 import { signInPage } from '../pages/signin.ts';
 import { adminConsentDonePage, consentPage, type PermissionView } from '../pages/consent.ts';
 
-interface Permissions {
-  delegated: Array<{ api: Application; scopes: string[] }>;
-  roles: Array<{ api: Application; roles: string[] }>;
-}
-
-function permissionsOf(directory: TenantDirectory, client: Application, resource: string | undefined): Permissions {
-  const out: Permissions = { delegated: [], roles: [] };
-  for (const access of client.requiredAccess) {
-    const api = directory.api(access.resource);
-    if (api === undefined || (resource !== undefined && api.clientId !== resource)) continue;
-    const scopes = (access.scopes ?? []).filter((value) => directory.scope(api.clientId, value) !== undefined);
-    if (scopes.length > 0) out.delegated.push({ api, scopes });
-    // Application permissions only for a confidential client (a public client cannot use them).
-    const roles = client.public ? [] : (access.roles ?? []).filter((value) => directory.appRole(api.clientId, value)?.allowedMemberTypes.includes('Application'));
-    if (roles.length > 0) out.roles.push({ api, roles });
-  }
-  return out;
-}
-
 function adminConsentRoute(ctx: ServerContext) {
   return htmlRoute(ctx, async (request: FastifyRequest<{ Params: { tenant: string } }>, reply) => {
     const directory = await resolveTenant(ctx, request.params.tenant);
     setBrand(request, directory.tenant.name);
     const q = request.url.indexOf('?');
-    const params: FormParams = parseForm(q < 0 ? '' : request.url.slice(q + 1));
-    const clientId = params.client_id;
-    if (clientId === undefined || clientId === '') {
-      throw errors.invalidRequest("The request must contain the 'client_id' parameter.");
-    }
-    const client = directory.application(clientId);
-    if (client === undefined) {
-      throw new OAuthError('invalid_request', { description: `Application with identifier '${truncate(clientId, 128)}' was not found in the directory '${directory.tenant.id}'.`, entraCodes: [Entra.unknownClient] });
-    }
-    let redirectUri: string | undefined;
-    if (params.redirect_uri !== undefined && params.redirect_uri !== '') {
-      redirectUri = matchRedirectUri(params.redirect_uri, client.redirectUris);
-      if (redirectUri === undefined) {
-        throw new OAuthError('invalid_request', {
-          description: `The redirect URI '${truncate(params.redirect_uri, 200)}' specified in the request does not match the redirect URIs configured for the application '${client.clientId}'.`,
-          entraCodes: [Entra.redirectUriMismatch],
-        });
-      }
-    }
-    const state = params.state !== undefined && params.state.length <= 2048 ? params.state : undefined;
-    let resource: string | undefined;
-    if (params.scope !== undefined && params.scope !== '') {
-      const items = parseScope(params.scope);
-      for (const item of items) {
-        const slash = item.lastIndexOf('/');
-        const api = slash < 0 ? undefined : directory.api(item.slice(0, slash));
-        if (api === undefined) throw errors.invalidScope(`The scope '${truncate(item, 100)}' does not name an API of this tenant: use '<api>/.default'.`);
-        if (resource !== undefined && resource !== api.clientId) throw errors.invalidScope('Admin consent is for the permissions on one API at a time.');
-        resource = api.clientId;
-      }
-    }
-    const permissions = permissionsOf(directory, client, resource);
-    if (permissions.delegated.length === 0 && permissions.roles.length === 0) {
-      throw new OAuthError('invalid_request', {
-        description: `The application '${client.clientId}' declares no permissions (requiredAccess)${resource === undefined ? '' : ' on that API'}: there is nothing to consent to.`,
-        entraCodes: [Entra.invalidScope],
-      });
-    }
+    const { client, redirectUri, state, resource } = readAdminConsentRequest(directory, parseForm(q < 0 ? '' : request.url.slice(q + 1)));
     const interaction = await startInteraction(ctx, reply, directory.tenant.id, { kind: 'adminconsent', adminConsent: { clientId: client.clientId, redirectUri, state, resource } });
     return reply.code(302).header('cache-control', 'no-store').header('location', interactionPath(directory.tenant.id, interaction.id)).send();
   });
 }
 
-function views(directory: TenantDirectory, permissions: Permissions): PermissionView[] {
+function views(directory: TenantDirectory, permissions: AdminConsentPermissions): PermissionView[] {
   const out: PermissionView[] = [];
   for (const { api, scopes } of permissions.delegated) {
     for (const value of scopes) {
@@ -113,7 +57,7 @@ export async function advanceAdminConsent(ctx: ServerContext, request: FastifyRe
   const session = await readSession(ctx, request, directory.tenant.id);
   const fresh = session !== undefined && interaction.payload.sid === session.sid;
   const user = session === undefined || (interaction.payload.forceLogin && !fresh) ? undefined : await ctx.store.getUserById(directory.tenant.id, session.oid);
-  if (session === undefined || user === undefined || !user.enabled || (user.revokedBefore !== undefined && session.authTime < user.revokedBefore)) {
+  if (session === undefined || user === undefined || !user.enabled || predatesRevocation(user, session.authTime)) {
     return sendPage(reply, signInPage({ brand: directory.tenant.name, appName: `${client.name} (admin consent)`, action: `${path}/login`, csrf: interaction.payload.csrf, username: interaction.payload.username, formTargets: targets }));
   }
   if (user.directoryRoles?.includes('admin') !== true) {
@@ -126,7 +70,7 @@ export async function advanceAdminConsent(ctx: ServerContext, request: FastifyRe
       entraCodes: [Entra.adminConsentRequired],
     });
   }
-  const permissions = permissionsOf(directory, client, request_.resource);
+  const permissions = adminConsentPermissions(directory, client, request_.resource);
   return sendPage(
     reply,
     consentPage({
@@ -146,8 +90,8 @@ export async function advanceAdminConsent(ctx: ServerContext, request: FastifyRe
   );
 }
 
-/** POST consent of an admin-consent interaction. */
-export async function decideAdminConsent(
+/** POST consent of an admin-consent interaction: the administrator's answer, written as core's `decideAdminConsent` says. */
+export async function answerAdminConsent(
   ctx: ServerContext,
   request: FastifyRequest,
   reply: FastifyReply,
@@ -169,24 +113,13 @@ export async function decideAdminConsent(
     if (target === undefined) throw error;
     return sendErrorToClient(reply, target, error, issuer, directory.tenant.name, 303);
   }
-  const now = ctx.now();
-  const permissions = permissionsOf(directory, client, request_.resource);
-  const tenantId = directory.tenant.id;
-  for (const { api, scopes } of permissions.delegated) {
-    const merged = [...directory.tenantConsent(client.clientId, api.clientId)];
-    for (const value of scopes) if (!merged.includes(value)) merged.push(value);
-    await ctx.store.putConsent({ tenantId, clientId: client.clientId, resource: api.clientId, scopes: merged, principal: 'all', createdAt: now });
-  }
-  for (const { api, roles } of permissions.roles) {
-    const merged = [...directory.applicationRoles(client.clientId, api.clientId)];
-    for (const value of roles) if (!merged.includes(value)) merged.push(value);
-    await ctx.store.putRoleAssignment({ tenantId, principalType: 'application', principalId: client.clientId, resource: api.clientId, roles: merged });
-  }
+  const grant = decideAdminConsent(directory, client, adminConsentPermissions(directory, client, request_.resource), ctx.now());
+  for (const consent of grant.consents) await ctx.store.putConsent(consent);
+  for (const assignment of grant.roleAssignments) await ctx.store.putRoleAssignment(assignment);
   await finishInteraction(ctx, reply, interaction);
   ctx.log.info({ client_id: client.clientId, admin: user.oid }, 'admin consent granted');
   if (target === undefined) return sendPage(reply, adminConsentDonePage({ brand: directory.tenant.name, appName: client.name }));
-  const scope = [...permissions.delegated.flatMap(({ api, scopes }) => scopes.map((v) => qualifiedScope(api, v))), ...permissions.roles.flatMap(({ api, roles }) => roles.map((v) => qualifiedScope(api, v)))];
-  return sendToClient(reply, target, { admin_consent: 'True', tenant: directory.tenant.tid, scope: scope.join(' ') }, directory.tenant.name, 303);
+  return sendToClient(reply, target, { admin_consent: 'True', tenant: directory.tenant.tid, scope: grant.scope.join(' ') }, directory.tenant.name, 303);
 }
 
 export function adminConsentRoutes(app: FastifyInstance, ctx: ServerContext): void {

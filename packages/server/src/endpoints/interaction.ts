@@ -19,7 +19,7 @@ import { isLocked, recordFailure } from '../throttle.ts';
 import { verifyAgainstDummy, verifyPassword } from '../crypto/passwords.ts';
 import { verifyTotp } from '../crypto/totp.ts';
 import { advance, demandsOf, evaluate, renderStep, type Flow } from './authorize.ts';
-import { advanceAdminConsent, decideAdminConsent } from './adminconsent.ts';
+import { advanceAdminConsent, answerAdminConsent } from './adminconsent.ts';
 import { formTargets, htmlRoute, sendErrorToClient, setBrand } from './respond.ts';
 import { sendPage } from '../pages/layout.ts';
 import { signInPage, type PageError } from '../pages/signin.ts';
@@ -195,7 +195,7 @@ function consent(ctx: ServerContext) {
     const { directory, interaction, flow } = loaded;
     const params = form(request);
     checkCsrf(interaction, params);
-    if (flow === undefined) return decideAdminConsent(ctx, request, reply, directory, interaction, params);
+    if (flow === undefined) return answerAdminConsent(ctx, request, reply, directory, interaction, params);
 
     const evaluation = await evaluate(flow);
     const { step } = evaluation;

@@ -9,7 +9,7 @@
  * Anything else — unknown, expired, revoked, someone else's, a user disabled or signed out since —
  * is `{"active": false}` and nothing more.
  */
-import { JwtError, errors, pairwiseSubject } from '@baton/core';
+import { JwtError, errors, pairwiseSubject, predatesRevocation } from '@baton/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { issuerOf, type ServerContext } from '../context.ts';
 import type { FormParams } from '../http/form.ts';
@@ -40,7 +40,7 @@ export function introspectRoutes(app: FastifyInstance, ctx: ServerContext): void
     const stillValid = async (oid: unknown, sid: unknown, since: number): Promise<boolean> => {
       const user = typeof oid === 'string' ? await ctx.store.getUserById(tenantId, oid) : undefined;
       if (user === undefined || !user.enabled) return false;
-      if (user.revokedBefore !== undefined && since < user.revokedBefore) return false;
+      if (predatesRevocation(user, since)) return false;
       return typeof sid !== 'string' || (await sessionBySid(ctx, tenantId, sid)) !== undefined;
     };
 

@@ -7,7 +7,7 @@
  * addressed to someone else. `sub` is the pairwise subject of the client the token was issued to,
  * so it equals the ID token's `sub` (OIDC Core §5.3.2).
  */
-import { JwtError, pairwiseSubject, scopesOf } from '@baton/core';
+import { JwtError, pairwiseSubject, predatesRevocation, scopesOf } from '@baton/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerContext } from '../context.ts';
 import { verifyOwnToken } from '../tokens/verify.ts';
@@ -58,7 +58,7 @@ export function userinfoRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const user = await ctx.store.getUserById(tenantId, oid);
     if (user === undefined || !user.enabled) return bearerError(reply, 401, 'invalid_token', 'The user of this token no longer exists or is disabled.');
     const iat = typeof payload.iat === 'number' ? payload.iat : 0;
-    if (user.revokedBefore !== undefined && iat < user.revokedBefore) return bearerError(reply, 401, 'invalid_token', "The user's sessions were revoked after this token was issued.");
+    if (predatesRevocation(user, iat)) return bearerError(reply, 401, 'invalid_token', "The user's sessions were revoked after this token was issued.");
     if (typeof payload.sid === 'string' && (await sessionBySid(ctx, tenantId, payload.sid)) === undefined) {
       return bearerError(reply, 401, 'invalid_token', 'The sign-in session of this token has ended (signed out).');
     }

@@ -8,7 +8,7 @@
  * client's code. Consumption is the store's atomic single use; a second redemption (a replay, or
  * the loser of a race) revokes the refresh tokens the first one received (RFC 6749 §4.1.2).
  */
-import { Entra, errors, verifyPkce, type User } from '@baton/core';
+import { Entra, errors, predatesRevocation, verifyPkce, type User } from '@baton/core';
 import type { ServerContext } from '../context.ts';
 import type { Grant, TokenRequest } from './registry.ts';
 import { codeId, type CodePayload } from '../tokens/code.ts';
@@ -89,7 +89,7 @@ async function userStillAllowed(ctx: ServerContext, record: CodeRecord): Promise
   const user = await ctx.store.getUserById(record.tenantId, record.payload.oid);
   if (user === undefined) throw errors.invalidGrant('The user no longer exists in the directory.', Entra.userNotFound);
   if (!user.enabled) throw errors.invalidGrant("The user's account is disabled.", Entra.userDisabled);
-  if (user.revokedBefore !== undefined && record.payload.auth.authTime < user.revokedBefore) {
+  if (predatesRevocation(user, record.payload.auth.authTime)) {
     throw errors.invalidGrant("The user's sign-in sessions were revoked: sign in again.", Entra.sessionRevoked);
   }
   return user;

@@ -16,6 +16,7 @@ import {
   isOidcScope,
   parseClaimsRequest,
   policyError,
+  predatesRevocation,
   qualifiedScope,
   resolveScopeParameter,
   unmetDemands,
@@ -80,7 +81,7 @@ async function userStillAllowed(ctx: ServerContext, record: RefreshTokenRecord):
   }
   if (!user.enabled) throw refused("The user's account is disabled: an administrator must enable it.", Entra.userDisabled);
   const signedInAt = record.payload.auth.authTime ?? record.createdAt;
-  if (user.revokedBefore !== undefined && signedInAt < user.revokedBefore) {
+  if (predatesRevocation(user, signedInAt)) {
     await revoke();
     throw refused("The user's sign-in sessions were revoked: sign in again.", Entra.sessionRevoked);
   }

@@ -5,6 +5,7 @@
  */
 import {
   buildDelegatedClaims,
+  userRolesOn,
   type ActorClaim,
   type Application,
   type DelegatedAccessClaims,
@@ -20,13 +21,9 @@ export async function signAccessToken(ctx: ServerContext, tenantId: string, api:
   return signer.signAsync(claims, 'at+jwt');
 }
 
-/** The user's app roles on an API (user app-role assignments), filtered to roles that allow users. */
-export async function userRolesOn(ctx: ServerContext, directory: TenantDirectory, user: User, api: Application): Promise<string[]> {
-  const assignments = await ctx.store.listRoleAssignments(directory.tenant.id, 'user', user.oid);
-  return assignments
-    .filter((a) => a.resource === api.clientId)
-    .flatMap((a) => a.roles)
-    .filter((value) => directory.appRole(api.clientId, value)?.allowedMemberTypes.includes('User') ?? false);
+/** The user's app roles on an API: their assignments read from the store, judged by core's `userRolesOn`. */
+export async function readUserRolesOn(ctx: ServerContext, directory: TenantDirectory, user: User, api: Application): Promise<string[]> {
+  return userRolesOn(directory, api, user.oid, await ctx.store.listRoleAssignments(directory.tenant.id, 'user', user.oid));
 }
 
 export interface DelegatedTokenRequest {
@@ -59,7 +56,7 @@ export async function issueDelegatedToken(ctx: ServerContext, request: Delegated
     api,
     user,
     scopes: request.scopes,
-    roles: await userRolesOn(ctx, directory, user, api),
+    roles: await readUserRolesOn(ctx, directory, user, api),
     auth: request.auth,
     act: request.act,
     sessionExpiresAt: request.sessionExpiresAt,
