@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { createLogger, parseConfig, registerRoutes, startServer, type RunningServer } from '@baton/server';
+import { createLogger, parseConfig, startServer, type RoutePlugin, type RunningServer } from '@baton/server';
 import { decodeJws, verifyJwsSignatureAsync } from '@baton/core';
 import { sampleClaims } from '../sections/crypto.ts';
 import { issueDelegatedToken } from '../../packages/server/src/tokens/issue.ts';
@@ -58,7 +58,7 @@ const CHAIN_CONFIG = new URL('../../examples/chain/baton.json', import.meta.url)
  * No client authentication, no decision, no store, no audit line. What a grant adds to these is
  * Baton's own cost; what these lack against the crypto bound is the transport's.
  */
-registerRoutes((app, ctx) => {
+const ceilingRoutes: RoutePlugin = (app, ctx) => {
   let n = 0;
   const answer = (token: string) => ({ token_type: 'Bearer', expires_in: 3600, ext_expires_in: 3600, access_token: token });
   app.post('/bench/sign', async () => {
@@ -78,7 +78,8 @@ registerRoutes((app, ctx) => {
     const signer = await ctx.keyring.signer('contoso', 'ES256');
     return answer(await signer.signAsync({ ...decoded.payload, ...sampleClaims(ctx.now(), n++) }, 'at+jwt'));
   });
-});
+};
+
 
 const options = JSON.parse(process.argv[2] ?? '{}') as BatonServerOptions;
 let dataDir: string | undefined;
@@ -162,6 +163,7 @@ async function main(): Promise<void> {
     env: {},
     ...(storeUrl ? { storeUrl, storeSchema: schema } : {}),
     logger: createLogger(options.logLevel ?? 'info'),
+    routes: [ceilingRoutes],
   });
   const { ctx } = server;
   const directory = await ctx.directories.get('contoso');

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { Store } from './store/types.ts';
 import type { Keyring } from './keys/keyring.ts';
 import type { Kek } from './crypto/kek.ts';
+import type { GrantRegistry } from './grants/registry.ts';
 
 export interface ServerContext {
   readonly store: Store;
@@ -20,6 +21,8 @@ export interface ServerContext {
   readonly pairwiseKey: KeyObject;
   readonly log: Logger;
   readonly directories: DirectoryCache;
+  /** The grants this server's token endpoint answers (built-in ones plus `startServer({ grants })`). */
+  readonly grants: GrantRegistry;
   /** Epoch seconds; injected so tests can move time. */
   now(): number;
   /** `https://localhost:8443`; set once the server listens. */

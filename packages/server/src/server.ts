@@ -19,9 +19,10 @@ import { ensureDevTls } from './tls/dev-ca.ts';
 import { applyConfig, compileConfig, configWarnings, readConfigFile } from './config/load.ts';
 import type { BatonConfig } from './config/schema.ts';
 import { DirectoryCache, type ServerContext } from './context.ts';
-import { buildApp } from './http/app.ts';
-import './grants/index.ts';
-import './endpoints/signin-routes.ts';
+import { buildApp, type RoutePlugin } from './http/app.ts';
+import { GrantRegistry, type Grant } from './grants/registry.ts';
+import { BUILT_IN_GRANTS } from './grants/index.ts';
+import { BUILT_IN_ROUTES } from './endpoints/index.ts';
 
 export interface ServeOptions {
   /** A configuration file, or an already parsed configuration. */
@@ -49,6 +50,14 @@ export interface ServeOptions {
   logger?: Logger | undefined;
   /** Grace period retired keys stay in the JWKS (seconds). */
   retireGraceSeconds?: number | undefined;
+  /**
+   * Grants offered beside the built-in ones (`client_credentials`, `authorization_code`,
+   * `refresh_token`, On-Behalf-Of, RFC 8693 token exchange) — the public way to add a grant. A
+   * grant type offered twice is refused at start (`TypeError`). Discovery lists them all.
+   */
+  grants?: readonly Grant[] | undefined;
+  /** Routes added after the built-in ones (an operator's or a test's own endpoints). */
+  routes?: readonly RoutePlugin[] | undefined;
   /**
    * `false`: prepare the data (configuration, keys, TLS material) and return without listening —
    * what the primary of `baton serve --workers N` does before it forks the workers.
@@ -104,6 +113,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   // 1. Configuration: parsed and checked before anything is opened.
   const config = options.config ?? (options.configPath ? await readConfigFile(options.configPath) : undefined);
   if (config) for (const warning of configWarnings(config)) log.warn(warning);
+  // A grant type offered twice is a programming error: refused before anything is opened.
+  const grants = new GrantRegistry([...BUILT_IN_GRANTS, ...(options.grants ?? [])]);
 
   // 2. Store, KEK, keys.
   await mkdir(dataDir, { recursive: true });
@@ -147,10 +158,11 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       pairwiseKey: createSecretKey(kek.derive('pairwise-sub')),
       log,
       directories,
+      grants,
       now,
       baseUrl: options.publicUrl ?? '',
     };
-    const app = buildApp(ctx, { https });
+    const app = buildApp(ctx, { https, routes: [...BUILT_IN_ROUTES, ...(options.routes ?? [])] });
     let sweeper: NodeJS.Timeout | undefined;
     const running: RunningServer = {
       url: '',

@@ -7,7 +7,7 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { MAX_TENANT_ID, TENANT_ID_CHARS } from '../tenant-id.ts';
+import { MAX_TENANT_ID, TENANT_ID_CHARS } from '../tenants.ts';
 
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
 

@@ -12,7 +12,7 @@ import { OAuthError, Entra, adminConsentPermissions, decideAdminConsent, predate
 import type { FastifyReply, FastifyRequest, FastifyInstance } from 'fastify';
 import { issuerOf, type ServerContext } from '../context.ts';
 import { parseForm, type FormParams } from '../http/form.ts';
-import { resolveTenant } from './token.ts';
+import { resolveTenant } from '../tenants.ts';
 import { finishInteraction, interactionPath, startInteraction, type Interaction } from '../interaction.ts';
 import { readSession } from '../session.ts';
 import { formTargets, htmlRoute, sendErrorToClient, sendToClient, setBrand } from './respond.ts';

@@ -30,10 +30,10 @@ import {
   type SignInStep,
   type TenantDirectory,
   type User, errors } from '@baton/core';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { issuerOf, type ServerContext } from '../context.ts';
 import { parseForm, type FormParams } from '../http/form.ts';
-import { resolveTenant } from './token.ts';
+import { resolveTenant } from '../tenants.ts';
 import { readSession, type Session } from '../session.ts';
 import { finishInteraction, interactionPath, startInteraction, type Interaction } from '../interaction.ts';
 import { issueCode } from '../tokens/code.ts';
@@ -78,7 +78,14 @@ function readParameters(request: FastifyRequest): FormParams {
   return parseForm(q < 0 ? '' : request.url.slice(q + 1));
 }
 
-export function authorizeEndpoint(ctx: ServerContext) {
+/** `GET` and `POST /{tenant}/oauth2/v2.0/authorize` (OIDC Core §3.1.2.1: both methods). */
+export function authorizeRoutes(app: FastifyInstance, ctx: ServerContext): void {
+  const authorize = authorizeEndpoint(ctx);
+  app.get('/:tenant/oauth2/v2.0/authorize', authorize);
+  app.post('/:tenant/oauth2/v2.0/authorize', authorize);
+}
+
+function authorizeEndpoint(ctx: ServerContext) {
   return htmlRoute(ctx, async (request: FastifyRequest<{ Params: { tenant: string } }>, reply) => {
     const directory = await resolveTenant(ctx, request.params.tenant);
     setBrand(request, directory.tenant.name);

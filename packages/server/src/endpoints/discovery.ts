@@ -10,8 +10,7 @@
 import { SIGNING_ALGS } from '@baton/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { issuerOf, tokenEndpointOf, type ServerContext } from '../context.ts';
-import { grantTypes } from '../grants/registry.ts';
-import { resolveTenant } from './token.ts';
+import { resolveTenant } from '../tenants.ts';
 
 export function metadataFor(ctx: ServerContext, tenantId: string, scopes: string[]): Record<string, unknown> {
   const base = `${ctx.baseUrl}/${tenantId}`;
@@ -26,7 +25,7 @@ export function metadataFor(ctx: ServerContext, tenantId: string, scopes: string
     introspection_endpoint: `${base}/oauth2/v2.0/introspect`,
     response_types_supported: ['code'],
     response_modes_supported: ['query', 'form_post'],
-    grant_types_supported: grantTypes(),
+    grant_types_supported: ctx.grants.types(),
     subject_types_supported: ['pairwise'],
     id_token_signing_alg_values_supported: [...SIGNING_ALGS],
     token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],

@@ -12,7 +12,7 @@ import { OAuthError, Entra, consentRecords, type TenantDirectory, errors } from 
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { issuerOf, type ServerContext } from '../context.ts';
 import type { FormParams } from '../http/form.ts';
-import { resolveTenant } from './token.ts';
+import { resolveTenant } from '../tenants.ts';
 import { checkCsrf, finishInteraction, interactionPath, loadInteraction, saveInteraction, type Interaction } from '../interaction.ts';
 import { createSession, elevateSession, readSession } from '../session.ts';
 import { isLocked, recordFailure } from '../throttle.ts';

@@ -13,7 +13,7 @@ import { JwtError, errors, pairwiseSubject, predatesRevocation } from '@baton/co
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { issuerOf, type ServerContext } from '../context.ts';
 import type { FormParams } from '../http/form.ts';
-import { resolveTenant } from './token.ts';
+import { resolveTenant } from '../tenants.ts';
 import { authenticateClient } from '../client-auth.ts';
 import { findRefreshToken, looksLikeRefreshToken } from '../tokens/refresh.ts';
 import { verifyOwnToken } from '../tokens/verify.ts';

@@ -15,7 +15,7 @@ import { JwtError, OAuthError, Entra, matchRedirectUri, truncate, errors } from 
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ServerContext } from '../context.ts';
 import { parseForm, type FormParams } from '../http/form.ts';
-import { resolveTenant } from './token.ts';
+import { resolveTenant } from '../tenants.ts';
 import { endSession, readSession } from '../session.ts';
 import { verifyOwnToken } from '../tokens/verify.ts';
 import { formTargets, htmlRoute, sendToClient, setBrand } from './respond.ts';

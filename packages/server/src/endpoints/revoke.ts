@@ -13,7 +13,7 @@ import { errors } from '@baton/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerContext } from '../context.ts';
 import type { FormParams } from '../http/form.ts';
-import { resolveTenant } from './token.ts';
+import { resolveTenant } from '../tenants.ts';
 import { authenticateClient } from '../client-auth.ts';
 import { findRefreshToken } from '../tokens/refresh.ts';
 

@@ -4,35 +4,23 @@
  * stripGrantIrrelevantParams → callGrantHandler. Duplicate parameters were refused by the body
  * parser (http/form.ts) before any of this runs.
  */
-import { OAuthError, Entra, errors, type TenantDirectory } from '@baton/core';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import { errors } from '@baton/core';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerContext } from '../context.ts';
-import { isTenantId } from '../tenant-id.ts';
+import { resolveTenant } from '../tenants.ts';
 import { requireParam, type FormParams } from '../http/form.ts';
 import { correlationId } from '../http/errors.ts';
 import { authenticateClient, type AuthenticatedClient } from '../client-auth.ts';
-import { CLIENT_AUTH_PARAMETERS, grantFor, isIgnoredParameter, type Grant } from '../grants/registry.ts';
-
-export async function resolveTenant(ctx: ServerContext, tenantId: string): Promise<TenantDirectory> {
-  const directory = isTenantId(tenantId) ? await ctx.directories.get(tenantId) : undefined;
-  if (!directory) {
-    throw new OAuthError('invalid_request', {
-      status: 400,
-      description: `Tenant '${tenantId.slice(0, 64)}' not found. Check the authority URL: it is {base}/{tenant}.`,
-      entraCodes: [Entra.tenantNotFound],
-    });
-  }
-  return directory;
-}
+import { CLIENT_AUTH_PARAMETERS, isIgnoredParameter, type Grant, type GrantRegistry } from '../grants/registry.ts';
 
 function noCache(reply: FastifyReply): void {
   // RFC 6749 §5.1: token responses must not be cached.
   reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
 }
 
-function supportedGrantType(params: FormParams): Grant {
+function supportedGrantType(grants: GrantRegistry, params: FormParams): Grant {
   const grantType = requireParam(params, 'grant_type');
-  const grant = grantFor(grantType);
+  const grant = grants.get(grantType);
   if (!grant) throw errors.unsupportedGrantType(grantType);
   return grant;
 }
@@ -52,13 +40,13 @@ function stripGrantIrrelevantParams(params: FormParams, grant: Grant): FormParam
   return kept;
 }
 
-export function tokenEndpoint(ctx: ServerContext) {
+function tokenEndpoint(ctx: ServerContext) {
   return async function token(request: FastifyRequest<{ Params: { tenant: string } }>, reply: FastifyReply) {
     noCache(reply);
     const params = (request.body ?? {}) as FormParams;
     if (typeof params !== 'object' || Array.isArray(params)) throw errors.invalidRequest('The request body must be a form.');
     const directory = await resolveTenant(ctx, request.params.tenant);
-    const grant = supportedGrantType(params);
+    const grant = supportedGrantType(ctx.grants, params);
     const client = await authenticateClient(ctx, directory, params, request.headers.authorization);
     confidentialCheck(grant, client);
     const correlation = correlationId(request);
@@ -74,4 +62,9 @@ export function tokenEndpoint(ctx: ServerContext) {
     });
     return reply.header('client-request-id', correlation).type('application/json; charset=utf-8').send(response);
   };
+}
+
+/** The token endpoint's route; the grants it answers are the server's (`ctx.grants`). */
+export function tokenRoutes(app: FastifyInstance, ctx: ServerContext): void {
+  app.post('/:tenant/oauth2/v2.0/token', tokenEndpoint(ctx));
 }

@@ -1,13 +1,12 @@
-/** The grants the token service ships with, registered through the public `registerGrant`. */
-import { registerGrant } from './registry.ts';
+/**
+ * The grants the token service ships with, in the order discovery lists them. `startServer` builds
+ * each server's {@link GrantRegistry} from these plus the grants its options add.
+ */
+import type { Grant } from './registry.ts';
 import { clientCredentialsGrant } from './client-credentials.ts';
 import { authorizationCodeGrant } from './authorization-code.ts';
 import { refreshTokenGrant } from './refresh-token.ts';
 import { onBehalfOfGrant } from './on-behalf-of.ts';
 import { tokenExchangeGrant } from './token-exchange.ts';
 
-registerGrant(clientCredentialsGrant);
-registerGrant(authorizationCodeGrant);
-registerGrant(refreshTokenGrant);
-registerGrant(onBehalfOfGrant);
-registerGrant(tokenExchangeGrant);
+export const BUILT_IN_GRANTS: readonly Grant[] = Object.freeze([clientCredentialsGrant, authorizationCodeGrant, refreshTokenGrant, onBehalfOfGrant, tokenExchangeGrant]);

@@ -1,7 +1,8 @@
 /**
  * Grants are plug-ins (STYLE: oidc-provider's grant modules): each declares its `grantType`, the
  * parameters it reads (everything else is stripped before the handler sees it) and whether it
- * needs a confidential client. The token endpoint knows nothing of any particular grant.
+ * needs a confidential client. The token endpoint knows nothing of any particular grant: it asks
+ * the server's {@link GrantRegistry}.
  */
 import type { TenantDirectory } from '@baton/core';
 import type { FormParams } from '../http/form.ts';
@@ -32,20 +33,39 @@ export interface Grant {
   handler(request: TokenRequest): Promise<TokenResponse>;
 }
 
-const grants = new Map<string, Grant>();
+/**
+ * The grants one token service answers, kept per server instance (as node-oidc-provider keeps
+ * `registerGrantType` per provider): no module-level state, so two servers in one process may
+ * offer different grants. Built from `startServer({ grants })` — the built-in grants plus the ones
+ * given — and read by the token endpoint and discovery.
+ *
+ * @example
+ * // A third party's grant, next to the built-in ones:
+ * await startServer({ dataDir, config, grants: [deviceCodeGrant] });
+ */
+export class GrantRegistry {
+  readonly #grants = new Map<string, Grant>();
 
-/** Registers a grant; the same public API a third party would use. */
-export function registerGrant(grant: Grant): void {
-  if (grants.has(grant.grantType)) throw new TypeError(`grant type ${grant.grantType} is already registered`);
-  grants.set(grant.grantType, grant);
-}
+  constructor(grants: Iterable<Grant> = []) {
+    for (const grant of grants) this.register(grant);
+  }
 
-export function grantFor(grantType: string): Grant | undefined {
-  return grants.get(grantType);
-}
+  /** Adds a grant; a second grant for the same `grant_type` is a programming error. */
+  register(grant: Grant): this {
+    if (this.#grants.has(grant.grantType)) throw new TypeError(`grant type ${grant.grantType} is already registered`);
+    this.#grants.set(grant.grantType, grant);
+    return this;
+  }
 
-export function grantTypes(): string[] {
-  return [...grants.keys()];
+  /** The grant for a `grant_type` parameter, if this server offers it. */
+  get(grantType: string): Grant | undefined {
+    return this.#grants.get(grantType);
+  }
+
+  /** The grant types offered, in registration order (discovery's `grant_types_supported`). */
+  types(): string[] {
+    return [...this.#grants.keys()];
+  }
 }
 
 /** Client authentication parameters, read by client-auth.ts, never passed to a grant. */

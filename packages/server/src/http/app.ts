@@ -1,29 +1,33 @@
 /**
- * The Fastify application: body parsing, security headers, error rendering, routes.
- * Features register their routes here; nothing else in the server knows about Fastify's setup.
+ * The Fastify application: body parsing, security headers, error rendering, and the routes it is
+ * given. Nothing else in the server knows about Fastify's setup, and this file knows no endpoint:
+ * `startServer` passes the routes (endpoints/index.ts's built-in ones plus its options').
  */
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { ServerContext } from '../context.ts';
 import { MAX_FORM_BYTES, parseForm } from './form.ts';
 import { sendOAuthError, toOAuthError } from './errors.ts';
-import { tokenEndpoint } from '../endpoints/token.ts';
-import { discoveryRoutes } from '../endpoints/discovery.ts';
 
 export interface AppOptions {
   https?: { key: string; cert: string } | undefined;
   /** Trust X-Forwarded-For from this proxy (off by default: the client IP feeds conditional access). */
   trustProxy?: boolean | string | undefined;
+  /** The routes, in order: each adds its endpoints to the app. */
+  routes: readonly RoutePlugin[];
 }
 
-/** Registered route plug-ins (sign-in pages, OBO-related endpoints, admin) add themselves here. */
+/**
+ * A feature's routes (the token endpoint, discovery, the sign-in pages, a third party's admin
+ * endpoint…): adds them to `app`, with the server context they need.
+ *
+ * @example
+ * const tenantsRoute: RoutePlugin = (app, ctx) => app.get('/ops/tenants', async () => (await ctx.store.listTenants()).map((t) => t.id));
+ * await startServer({ dataDir, config, routes: [tenantsRoute] });
+ */
 export type RoutePlugin = (app: FastifyInstance, ctx: ServerContext) => void;
-const plugins: RoutePlugin[] = [];
-export function registerRoutes(plugin: RoutePlugin): void {
-  plugins.push(plugin);
-}
 
-export function buildApp(ctx: ServerContext, options: AppOptions = {}): FastifyInstance {
+export function buildApp(ctx: ServerContext, options: AppOptions): FastifyInstance {
   const serverOptions: FastifyServerOptions = {
     logger: false,
     bodyLimit: MAX_FORM_BYTES,
@@ -72,9 +76,6 @@ export function buildApp(ctx: ServerContext, options: AppOptions = {}): FastifyI
     return reply.code(404).type('application/json').send({ error: 'not_found', error_description: `No endpoint at ${request.method} ${request.url.split('?')[0]!.slice(0, 200)}.` });
   });
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
-  app.post('/:tenant/oauth2/v2.0/token', tokenEndpoint(ctx));
-  discoveryRoutes(app, ctx);
-  for (const plugin of plugins) plugin(app, ctx);
+  for (const routes of options.routes) routes(app, ctx);
   return app;
 }

@@ -16,7 +16,7 @@
  */
 import { JwtError, decodeJws, isAccessTokenTyp, validateClaims, verifyJwsSignatureAsync, type DecodedJws } from '@baton/core';
 import { issuerOf, type ServerContext } from '../context.ts';
-import { isTenantId } from '../tenant-id.ts';
+import { isTenantId } from '../tenants.ts';
 
 /** Why a token is not one of ours (each with what a description may show; never the token). */
 export type OwnTokenFailure =
