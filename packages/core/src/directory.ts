@@ -133,33 +133,28 @@ export function buildDirectory(records: DirectoryRecords): TenantDirectory {
     if (other !== undefined && other !== app) issues.push(`applications: identifierUri '${uri}' of '${app.clientId}' equals the clientId of another application`);
   }
 
-  const consents = new Map<string, Map<string, string[]>>();
-  records.tenantConsents.forEach((grant, i) => {
-    if (grant.principal !== 'all') return;
-    const at = `tenantConsents[${i}]`;
-    if (grant.tenantId !== tenantId) issues.push(`${at}: belongs to tenant '${grant.tenantId}', not '${tenantId}'`);
-    if (!definitions.has(grant.resource)) {
-      warnings.push(`${at}: skipped, resource '${grant.resource}' is not an API of tenant '${tenantId}'`);
-      return;
-    }
-    const perClient = getOrCreate(consents, grant.clientId, () => new Map<string, string[]>());
-    const scopes = getOrCreate(perClient, grant.resource, () => []);
-    for (const scope of grant.scopes) if (!scopes.includes(scope)) scopes.push(scope);
-  });
-
-  const assignments = new Map<string, Map<string, string[]>>();
-  records.roleAssignments.forEach((assignment, i) => {
-    if (assignment.principalType !== 'application') return;
-    const at = `roleAssignments[${i}]`;
-    if (assignment.tenantId !== tenantId) issues.push(`${at}: belongs to tenant '${assignment.tenantId}', not '${tenantId}'`);
-    if (!definitions.has(assignment.resource)) {
-      warnings.push(`${at}: skipped, resource '${assignment.resource}' is not an API of tenant '${tenantId}'`);
-      return;
-    }
-    const perClient = getOrCreate(assignments, assignment.principalId, () => new Map<string, string[]>());
-    const roles = getOrCreate(perClient, assignment.resource, () => []);
-    for (const role of assignment.roles) if (!roles.includes(role)) roles.push(role);
-  });
+  /**
+   * Admin consents and application role assignments, indexed client → API → values; a record of
+   * another tenant is an issue, one for an API the tenant does not define is skipped with a warning.
+   */
+  const byClientAndApi = <R extends { tenantId: string; resource: string }>(list: readonly R[], name: string, client: (record: R) => string | undefined, values: (record: R) => readonly string[]) => {
+    const index = new Map<string, Map<string, string[]>>();
+    list.forEach((record, i) => {
+      const clientId = client(record);
+      if (clientId === undefined) return;
+      const at = `${name}[${i}]`;
+      if (record.tenantId !== tenantId) issues.push(`${at}: belongs to tenant '${record.tenantId}', not '${tenantId}'`);
+      if (!definitions.has(record.resource)) {
+        warnings.push(`${at}: skipped, resource '${record.resource}' is not an API of tenant '${tenantId}'`);
+        return;
+      }
+      const held = getOrCreate(getOrCreate(index, clientId, () => new Map<string, string[]>()), record.resource, () => []);
+      for (const value of values(record)) if (!held.includes(value)) held.push(value);
+    });
+    return index;
+  };
+  const consents = byClientAndApi(records.tenantConsents, 'tenantConsents', (grant) => (grant.principal === 'all' ? grant.clientId : undefined), (grant) => grant.scopes);
+  const assignments = byClientAndApi(records.roleAssignments, 'roleAssignments', (a) => (a.principalType === 'application' ? a.principalId : undefined), (a) => a.roles);
 
   const policies: Policy[] = [];
   const named = new Set<string>();

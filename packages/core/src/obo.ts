@@ -214,16 +214,10 @@ export type Decision = ExchangeAllowed | ExchangeRefused;
  * error code MUST be used" — so in the RFC 8693 form they answer `invalid_request` where the
  * Microsoft form answers `invalid_grant`; description and Entra code are the same.
  */
-const SUBJECT_TOKEN_RULES: ReadonlySet<ExchangeRule> = new Set<ExchangeRule>([
-  'actor-token',
-  'assertion-issuer',
-  'assertion-audience',
-  'assertion-lifetime',
-  'assertion-delegated',
-  'user-exists',
-  'user-enabled',
-  'session-live',
-]);
+const SUBJECT_TOKEN_RULES: ReadonlySet<ExchangeRule> = new Set<ExchangeRule>(
+  // `actor-token` through `session-live`: every rule that judges a token the request presented, or the user and sign-in behind it.
+  EXCHANGE_RULES.slice(EXCHANGE_RULES.indexOf('actor-token'), EXCHANGE_RULES.indexOf('session-live') + 1),
+);
 
 /** Longest `act` nesting read from a token; deeper is refused without walking it further. */
 const MAX_ACT_NESTING = 32;
