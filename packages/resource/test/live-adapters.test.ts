@@ -11,19 +11,17 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import express from 'express';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Hono } from 'hono';
-import { serve, type ServerType } from '@hono/node-server';
-import type { AddressInfo } from 'node:net';
 import { createGuard, currentPrincipal, type Principal, type Requirement } from '../src/index.ts';
 import { getAuth, requireAuth as expressAuth } from '../src/express.ts';
 import { batonAuth, requireAuth as fastifyAuth } from '../src/fastify.ts';
 import { requireAuth as honoAuth, type AuthEnv } from '../src/hono.ts';
 import { protect } from '../src/node.ts';
 import { obo } from '../../server/test/obo-fixtures.ts';
-import { closeServer, listenLoopback, payloadOf, startLiveBaton, type LiveBaton } from './fixtures/live-baton.ts';
+import { closeServer, listenLoopback, serveLoopback, payloadOf, startLiveBaton, type LiveBaton } from './fixtures/live-baton.ts';
 
 const AUDIENCE = ['docs-api', 'api://docs'];
 const ROUTES: Record<'me' | 'write' | 'index', Requirement> = {
@@ -95,13 +93,9 @@ before(async () => {
     app.get('/me', honoAuth(guard(), ROUTES.me), (c) => c.json(describePrincipal(c.get('auth'))));
     app.get('/write', honoAuth(guard(), ROUTES.write), (c) => c.json({ ok: true }));
     app.get('/index', honoAuth(guard(), ROUTES.index), (c) => c.json(describePrincipal(c.get('auth'))));
-    let server: ServerType | undefined;
-    await new Promise<void>((resolve) => {
-      server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1', overrideGlobalObjects: false }, () => resolve());
-    });
-    const s = server as ServerType;
-    bases.hono = `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
-    closers.push(() => closeServer(s as Server));
+    const hono = await serveLoopback(app.fetch);
+    bases.hono = hono.base;
+    closers.push(() => closeServer(hono.server));
   }
   // node:http
   {

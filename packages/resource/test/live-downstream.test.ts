@@ -13,18 +13,16 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type ServerResponse } from 'node:http';
 import express from 'express';
 import Fastify from 'fastify';
 import { Hono } from 'hono';
-import { serve, type ServerType } from '@hono/node-server';
 import { claimsChallenge, createDownstream, createGuard, createOboClient, type Downstream, type OboClient } from '../src/index.ts';
 import { authErrorHandler, requireAuth as expressAuth } from '../src/express.ts';
 import { batonAuth, requireAuth as fastifyAuth } from '../src/fastify.ts';
 import { authErrorResponse, requireAuth as honoAuth, type AuthEnv } from '../src/hono.ts';
 import { protect } from '../src/node.ts';
-import { challengeClaims, closeServer, listenLoopback, newTraceparent, payloadOf, quietLogger, secretOf, startLiveBaton, type LiveBaton } from './fixtures/live-baton.ts';
+import { challengeClaims, closeServer, listenLoopback, serveLoopback, newTraceparent, payloadOf, quietLogger, secretOf, startLiveBaton, type LiveBaton } from './fixtures/live-baton.ts';
 
 const SENSITIVE_CLAIMS = { access_token: { acrs: { essential: true, value: 'c1' } } };
 const MFA_CLAIMS = { access_token: { amr: { essential: true, values: ['mfa'] } } };
@@ -121,13 +119,9 @@ before(async () => {
       });
     }
     app.onError((error, c) => authErrorResponse(error) ?? c.text('Internal Server Error', 500));
-    let server: ServerType | undefined;
-    await new Promise<void>((resolve) => {
-      server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1', overrideGlobalObjects: false }, () => resolve());
-    });
-    const s = server as ServerType;
-    bases.hono = `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
-    closers.push(() => closeServer(s as Server));
+    const hono = await serveLoopback(app.fetch);
+    bases.hono = hono.base;
+    closers.push(() => closeServer(hono.server));
   }
   {
     const g = guard();

@@ -15,18 +15,16 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server, type ServerResponse } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
 import express from 'express';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Hono } from 'hono';
-import { serve, type ServerType } from '@hono/node-server';
-import type { AddressInfo } from 'node:net';
 import { createGuard, currentPrincipal, runWithPrincipal, type Principal, type Requirement } from '../src/index.ts';
 import { getAuth, requireAuth as expressAuth } from '../src/express.ts';
 import { batonAuth, requireAuth as fastifyAuth } from '../src/fastify.ts';
 import { requireAuth as honoAuth, type AuthEnv } from '../src/hono.ts';
 import { authenticate } from '../src/node.ts';
-import { closeServer, listenLoopback } from './fixtures/live-baton.ts';
+import { closeServer, listenLoopback, serveLoopback } from './fixtures/live-baton.ts';
 import { CLIENT_ID, OTHER_RESOURCE, RESOURCE, startOidcProvider, type OidcProviderIssuer } from './fixtures/oidc-provider.ts';
 
 const REALM = `Bearer realm="${RESOURCE}"`;
@@ -95,13 +93,9 @@ before(async () => {
     for (const route of ['read', 'write', 'user'] as const) {
       app.get(`/${route}`, honoAuth(guard(), ROUTES[route]), (c) => c.json(describePrincipal(c.get('auth'))));
     }
-    let server: ServerType | undefined;
-    await new Promise<void>((resolve) => {
-      server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1', overrideGlobalObjects: false }, () => resolve());
-    });
-    const s = server as ServerType;
-    bases.hono = `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
-    closers.push(() => closeServer(s as Server));
+    const hono = await serveLoopback(app.fetch);
+    bases.hono = hono.base;
+    closers.push(() => closeServer(hono.server));
   }
   // node:http, with authenticate() (which writes the refusals itself)
   {
