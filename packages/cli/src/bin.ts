@@ -5,7 +5,8 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigurationError } from '@baton/core';
-import { commands, type Command } from './commands.ts';
+import { commands } from './commands.ts';
+import type { Command } from './command.ts';
 
 const USAGE = `baton — zero-trust API-to-API calls on behalf of a user
 

@@ -8,20 +8,8 @@ import { availableParallelism } from 'node:os';
 import { SIGNING_ALGS, type SigningAlg } from '@baton/core';
 import { startServer, createLogger, readConfigFile, openStore, loadKek, Keyring, generateClientSecret } from '@baton/server';
 import { dev } from './dev.ts';
+import type { Command, OptionSpec } from './command.ts';
 
-export interface OptionSpec {
-  type: 'string' | 'boolean';
-  description: string;
-  valueName?: string;
-  default?: string | boolean;
-}
-
-export interface Command {
-  name: string;
-  summary: string;
-  options: Record<string, OptionSpec>;
-  run(values: Record<string, string | boolean | undefined>): Promise<number>;
-}
 
 const str = (v: string | boolean | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
 

@@ -11,7 +11,7 @@
  */
 import { join, resolve } from 'node:path';
 import { auditLogOf, createLogger, readConfigFile, startServer } from '@baton/server';
-import type { Command } from './commands.ts';
+import type { Command } from './command.ts';
 
 const str = (v: string | boolean | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
 

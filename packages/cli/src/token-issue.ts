@@ -19,7 +19,7 @@ import {
   resolveScopeParameter,
 } from '@baton/core';
 import { applyConfig, compileConfig, Keyring, loadKek, openStore, readConfigFile } from '@baton/server';
-import type { Command } from './commands.ts';
+import type { Command } from './command.ts';
 
 const str = (v: string | boolean | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
 

@@ -225,8 +225,8 @@ export const errors = {
    * unacceptable based on policy, the invalid_request error code MUST be used"; Microsoft's
    * On-Behalf-Of form keeps `invalid_grant`. Description, Entra code, detail and suberror stay.
    */
-  forExchangeForm: (form: 'on_behalf_of' | 'token_exchange', error: OAuthError): OAuthError => {
-    if (form !== 'token_exchange' || error.error === 'invalid_request') return error;
+  inExchangeDialect: (dialect: 'on_behalf_of' | 'token_exchange', error: OAuthError): OAuthError => {
+    if (dialect !== 'token_exchange' || error.error === 'invalid_request') return error;
     const options: OAuthErrorOptions = { description: error.description, entraCodes: error.entraCodes, cause: error };
     if (error.detail !== undefined) options.detail = error.detail;
     if (error.suberror !== undefined) options.suberror = error.suberror;

@@ -28,7 +28,7 @@ import { predatesRevocation, userRolesOn } from './users.ts';
 import type { ActorClaim, Application, AppRoleAssignment, ConsentGrant, User } from './types.ts';
 
 /** `on_behalf_of`: Microsoft's jwt-bearer OBO request. `token_exchange`: RFC 8693. */
-export type ExchangeForm = 'on_behalf_of' | 'token_exchange';
+export type ExchangeDialect = 'on_behalf_of' | 'token_exchange';
 
 /** The rules, in the order they run. Names are stable: audit logs and dashboards key on them. */
 export const EXCHANGE_RULES = [
@@ -91,7 +91,7 @@ export interface ExchangeOptions {
 
 /** What the request says, known before any store read: the first phase's input. */
 export interface ExchangeRequest {
-  form: ExchangeForm;
+  form: ExchangeDialect;
   directory: TenantDirectory;
   /** The authenticated calling application (the middle tier). */
   caller: Application;
@@ -376,7 +376,7 @@ function finish(plan: ExchangePlan, records: ExchangeRecords): Decision {
  * The refusal by the rule being judged: rules run in {@link EXCHANGE_RULES} order and each passed
  * one is on the trail, so the trail's length names it. Only an `OAuthError` is a refusal.
  */
-function refusal(form: ExchangeForm, trail: RuleOutcome[], error: unknown, api: Application | undefined): ExchangeRefused {
+function refusal(form: ExchangeDialect, trail: RuleOutcome[], error: unknown, api: Application | undefined): ExchangeRefused {
   if (!(error instanceof OAuthError)) throw error;
   const rule = EXCHANGE_RULES[trail.length] as ExchangeRule;
   trail.push(OUTCOMES[rule].refuse);
@@ -692,6 +692,6 @@ function isoTime(epochSeconds: number): string {
 }
 
 /** RFC 8693 §2.2.2: subject/actor-token refusals are `invalid_request` in the RFC 8693 form. */
-function forForm(form: ExchangeForm, rule: ExchangeRule, error: OAuthError): OAuthError {
-  return SUBJECT_TOKEN_RULES.has(rule) ? errors.forExchangeForm(form, error) : error;
+function forForm(form: ExchangeDialect, rule: ExchangeRule, error: OAuthError): OAuthError {
+  return SUBJECT_TOKEN_RULES.has(rule) ? errors.inExchangeDialect(form, error) : error;
 }

@@ -67,7 +67,7 @@ export async function createSession(
 }
 
 /** The session the request's cookie names, if it is live and the cookie's secret matches. */
-export async function readSession(ctx: ServerContext, request: FastifyRequest, tenantId: string): Promise<Session | undefined> {
+export async function sessionFromCookie(ctx: ServerContext, request: FastifyRequest, tenantId: string): Promise<Session | undefined> {
   const value = readCookie(request, sessionCookieName(tenantId));
   if (value === undefined) return undefined;
   const match = /^([0-9a-f-]{36})\.([A-Za-z0-9_-]{43})$/.exec(value);

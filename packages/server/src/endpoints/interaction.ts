@@ -13,14 +13,14 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { issuerOf, type ServerContext } from '../context.ts';
 import type { FormParams } from '../http/form.ts';
 import { resolveTenant } from '../tenants.ts';
-import { checkCsrf, finishInteraction, interactionPath, loadInteraction, saveInteraction, type Interaction } from '../interaction.ts';
-import { createSession, elevateSession, readSession } from '../session.ts';
+import { checkCsrf, finishInteraction, interactionPath, loadInteraction, saveInteraction, type Interaction } from '../interaction-records.ts';
+import { createSession, elevateSession, sessionFromCookie } from '../session.ts';
 import { isLocked, recordFailure } from '../throttle.ts';
 import { verifyAgainstDummy, verifyPassword } from '../crypto/passwords.ts';
 import { verifyTotp } from '../crypto/totp.ts';
-import { advance, demandsOf, evaluate, renderStep, type Flow } from './authorize.ts';
-import { advanceAdminConsent, answerAdminConsent } from './adminconsent.ts';
-import { formTargets, htmlRoute, sendErrorToClient, setBrand } from './respond.ts';
+import { advance, demandsOf, evaluate, renderStep, type Flow } from '../signin-flow.ts';
+import { advanceAdminConsent, answerAdminConsent } from '../admin-consent-flow.ts';
+import { formTargets, htmlRoute, sendErrorToClient, setBrand } from '../http/browser.ts';
 import { sendPage } from '../pages/layout.ts';
 import { signInPage, type PageError } from '../pages/signin.ts';
 
@@ -55,7 +55,7 @@ async function load(ctx: ServerContext, request: InteractionRequest, reply: Fast
   return { directory, interaction, flow: { ctx, request, reply, directory, client, authorize, demands: demandsOf(authorize), interaction } };
 }
 
-function form(request: FastifyRequest): FormParams {
+function bodyOf(request: FastifyRequest): FormParams {
   const body = request.body;
   if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) {
     throw errors.invalidRequest('The form was empty or not a form.');
@@ -101,7 +101,7 @@ function login(ctx: ServerContext) {
   return htmlRoute(ctx, async (request: InteractionRequest, reply) => {
     const loaded = await load(ctx, request, reply);
     const { directory, interaction } = loaded;
-    const params = form(request);
+    const params = bodyOf(request);
     checkCsrf(interaction, params);
     const typed = (params.username ?? '').trim();
     const username = typed.toLowerCase();
@@ -146,9 +146,9 @@ function mfa(ctx: ServerContext) {
   return htmlRoute(ctx, async (request: InteractionRequest, reply) => {
     const loaded = await load(ctx, request, reply);
     const { directory, interaction, flow } = loaded;
-    const params = form(request);
+    const params = bodyOf(request);
     checkCsrf(interaction, params);
-    const session = await readSession(ctx, request, directory.tenant.id);
+    const session = await sessionFromCookie(ctx, request, directory.tenant.id);
     if (flow === undefined || session === undefined || (interaction.payload.sid !== undefined && interaction.payload.sid !== session.sid)) {
       return backToPage(reply, interaction);
     }
@@ -179,7 +179,7 @@ function mfa(ctx: ServerContext) {
 function select(ctx: ServerContext) {
   return htmlRoute(ctx, async (request: InteractionRequest, reply) => {
     const { interaction } = await load(ctx, request, reply);
-    const params = form(request);
+    const params = bodyOf(request);
     checkCsrf(interaction, params);
     interaction.payload.accountSelected = true;
     if (params.account === 'other') interaction.payload.forceLogin = true;
@@ -193,7 +193,7 @@ function consent(ctx: ServerContext) {
   return htmlRoute(ctx, async (request: InteractionRequest, reply) => {
     const loaded = await load(ctx, request, reply);
     const { directory, interaction, flow } = loaded;
-    const params = form(request);
+    const params = bodyOf(request);
     checkCsrf(interaction, params);
     if (flow === undefined) return answerAdminConsent(ctx, request, reply, directory, interaction, params);
 

@@ -16,9 +16,9 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ServerContext } from '../context.ts';
 import { parseForm, type FormParams } from '../http/form.ts';
 import { resolveTenant } from '../tenants.ts';
-import { endSession, readSession } from '../session.ts';
+import { endSession, sessionFromCookie } from '../session.ts';
 import { verifyOwnToken } from '../tokens/verify.ts';
-import { formTargets, htmlRoute, sendToClient, setBrand } from './respond.ts';
+import { formTargets, htmlRoute, sendToClient, setBrand } from '../http/browser.ts';
 import { sendPage } from '../pages/layout.ts';
 import { logoutConfirmPage, signedOutPage } from '../pages/logout.ts';
 
@@ -41,7 +41,7 @@ export function logoutRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const brand = directory.tenant.name;
     setBrand(request, brand);
     const p = params(request);
-    const session = await readSession(ctx, request, tenantId);
+    const session = await sessionFromCookie(ctx, request, tenantId);
 
     // Which client asked: the id_token_hint's audience, or client_id (they must agree).
     let hint: Record<string, unknown> | undefined;

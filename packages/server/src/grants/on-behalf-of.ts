@@ -25,7 +25,7 @@
 import { clientInfo, errors, splitScopes } from '@baton/core';
 import type { FormParams } from '../http/form.ts';
 import type { Grant, TokenResponse } from './registry.ts';
-import { runExchange, type ExchangeDialect, type ExchangeOutcome, type ExchangeParameters } from './run-exchange.ts';
+import { runExchange, type ExchangeGrantDialect, type ExchangeOutcome, type ExchangeParameters } from './run-exchange.ts';
 import { issueRefreshToken } from '../tokens/refresh.ts';
 
 export const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
@@ -52,7 +52,7 @@ function readOnBehalfOfParameters(params: FormParams): ExchangeParameters {
   return { assertion, scope };
 }
 
-const ON_BEHALF_OF: ExchangeDialect = { form: 'on_behalf_of', readParameters: readOnBehalfOfParameters };
+const ON_BEHALF_OF: ExchangeGrantDialect = { form: 'on_behalf_of', readParameters: readOnBehalfOfParameters };
 
 /**
  * Not `confidentialOnly`: the exchange refuses public clients itself (core's `caller-confidential`

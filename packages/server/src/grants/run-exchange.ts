@@ -26,7 +26,7 @@ import {
   truncate,
   type Application,
   type ExchangeAllowed,
-  type ExchangeForm,
+  type ExchangeDialect,
   type ExchangeReads,
   type ExchangeRecords,
   type User,
@@ -66,7 +66,7 @@ export interface PresentedToken {
  * assertion is not a token to exchange), a `crit` header, no `kid`, a `kid` this tenant does not
  * publish (another tenant's key, a key retired past its grace), a signature that does not verify.
  */
-export async function verifyTenantToken(ctx: ServerContext, tenantId: string, token: string, parameter: TokenParameter, form: ExchangeForm): Promise<PresentedToken> {
+export async function verifyTenantToken(ctx: ServerContext, tenantId: string, token: string, parameter: TokenParameter, form: ExchangeDialect): Promise<PresentedToken> {
   const decoded = readOwnToken(token, 'at+jwt', MAX_ASSERTION_CHARS);
   if (isOwnTokenFailure(decoded)) throw refusedToken(form, parameter, tenantId, decoded);
   const failure = await checkOwnSignature(ctx, tenantId, decoded);
@@ -75,7 +75,7 @@ export async function verifyTenantToken(ctx: ServerContext, tenantId: string, to
 }
 
 /** The refusal of a presented token, worded for the middle tier's developer, in the request's dialect. */
-function refusedToken(form: ExchangeForm, parameter: TokenParameter, tenantId: string, failure: OwnTokenFailure): OAuthError {
+function refusedToken(form: ExchangeDialect, parameter: TokenParameter, tenantId: string, failure: OwnTokenFailure): OAuthError {
   let description: string;
   let detail: string | undefined;
   switch (failure.failure) {
@@ -102,7 +102,7 @@ function refusedToken(form: ExchangeForm, parameter: TokenParameter, tenantId: s
       detail = `kid=${truncate(failure.kid, 64)} alg=${truncate(String(failure.headerAlg), 16)}`;
       break;
   }
-  return errors.forExchangeForm(form, errors.assertionInvalid(description, detail));
+  return errors.inExchangeDialect(form, errors.assertionInvalid(description, detail));
 }
 
 function tokenId(payload: Record<string, unknown>): string | undefined {
@@ -126,8 +126,8 @@ export interface ExchangeParameters {
  * dialect's own parameters and throws the `OAuthError` for a malformed request; it runs as the
  * engine's `request` step, so a malformed request is audited like every other refusal.
  */
-export interface ExchangeDialect<P extends ExchangeParameters = ExchangeParameters> {
-  form: ExchangeForm;
+export interface ExchangeGrantDialect<P extends ExchangeParameters = ExchangeParameters> {
+  form: ExchangeDialect;
   readParameters(params: FormParams): P;
 }
 
@@ -146,7 +146,7 @@ export interface ExchangeOutcome<P extends ExchangeParameters = ExchangeParamete
  * Runs one exchange end to end and records its audit event, allowed or refused. Returns the signed
  * token; throws the `OAuthError` to answer otherwise (the shell renders it).
  */
-export async function runExchange<P extends ExchangeParameters>(request: TokenRequest, dialect: ExchangeDialect<P>): Promise<ExchangeOutcome<P>> {
+export async function runExchange<P extends ExchangeParameters>(request: TokenRequest, dialect: ExchangeGrantDialect<P>): Promise<ExchangeOutcome<P>> {
   const { ctx, directory, client } = request;
   const started = performance.now();
   const caller = client.app;

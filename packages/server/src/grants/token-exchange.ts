@@ -19,7 +19,7 @@
 import { errors, truncate } from '@baton/core';
 import type { FormParams } from '../http/form.ts';
 import type { Grant, TokenResponse } from './registry.ts';
-import { runExchange, type ExchangeDialect, type ExchangeParameters } from './run-exchange.ts';
+import { runExchange, type ExchangeGrantDialect, type ExchangeParameters } from './run-exchange.ts';
 
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 
@@ -63,7 +63,7 @@ function readTokenExchangeParameters(params: FormParams): TokenExchangeParameter
   };
 }
 
-const TOKEN_EXCHANGE: ExchangeDialect<TokenExchangeParameters> = { form: 'token_exchange', readParameters: readTokenExchangeParameters };
+const TOKEN_EXCHANGE: ExchangeGrantDialect<TokenExchangeParameters> = { form: 'token_exchange', readParameters: readTokenExchangeParameters };
 
 export const tokenExchangeGrant: Grant = {
   grantType: TOKEN_EXCHANGE_GRANT,

@@ -1,0 +1,20 @@
+/**
+ * What a `baton` command is: its name, one-line summary, strictly parsed options and what it runs.
+ * A module of its own so command files (dev.ts, token-issue.ts) and the command table
+ * (commands.ts) depend on it, never on each other: no import cycle.
+ */
+
+export interface OptionSpec {
+  type: 'string' | 'boolean';
+  description: string;
+  valueName?: string;
+  default?: string | boolean;
+}
+
+export interface Command {
+  name: string;
+  summary: string;
+  options: Record<string, OptionSpec>;
+  /** The exit code. */
+  run(values: Record<string, string | boolean | undefined>): Promise<number>;
+}
