@@ -103,7 +103,7 @@ export function areaOf(frame: CallFrame): string {
 
 /** Functions whose inclusive time tells a story in a token-service profile. */
 const INTERESTING =
-  /^(sign|verify|verifyJwsSignature|createSigner|JSON\.stringify|stringify|parse|parseForm|runExchange|planExchange|readRecords|decideExchange|issueDelegatedToken|buildDelegatedClaims|buildAppOnlyClaims|authenticateClient|verifyClientSecret|verifyTenantToken|record|write|onSendHook|hookRunner|onSendEnd|handleRequest|preHandlerCallback|wrapThenable|serialize|getUserById|listConsents|token|processTicksAndRejections|emit|onStreamRead|clientCredentialsHandler|tokenHandler|jwtVerify|compactVerify|flattenedVerify|createHash|update|digest)$/;
+  /^(sign|verify|verifyJwsSignature|createSigner|JSON\.stringify|stringify|parse|parseForm|runExchange|planExchange|readRecords|decideExchange|issueDelegatedToken|buildDelegatedClaims|buildAppOnlyClaims|authenticateClient|verifyClientSecret|checkOwnSignature|record|write|onSendHook|hookRunner|onSendEnd|handleRequest|preHandlerCallback|wrapThenable|serialize|getUserById|listConsents|token|processTicksAndRejections|emit|onStreamRead|clientCredentialsHandler|tokenHandler|jwtVerify|compactVerify|flattenedVerify|createHash|update|digest)$/;
 
 export function summarise(profile: CpuProfile, top = 25): ProfileSummary {
   const byId = new Map<number, ProfileNode>();

@@ -2,7 +2,8 @@
  * What the two exchange grants share (Microsoft's On-Behalf-Of and RFC 8693 token exchange): one
  * exchange run end to end around core's pure two-phase decision, as a straight line —
  *
- *   requireConfidentialCaller → dialect.readParameters → verifyTenantToken (assertion, actor token)
+ *   requireConfidentialCaller → dialect.readParameters → verify (readPresentedToken + checkOwnSignature:
+ *   assertion, actor token)
  *   → planExchange → readRecords (what the plan asks for) → decideExchange → sign → audit
  *
  * The grant files (on-behalf-of.ts, token-exchange.ts) are the two dialects: which parameters they
@@ -28,6 +29,7 @@ import {
   type ExchangeAllowed,
   type ExchangeDialect,
   type ExchangeReads,
+  type DecodedJws,
   type ExchangeRecords,
   type User,
 } from '@baton/core';
@@ -49,29 +51,22 @@ export const MAX_ASSERTION_CHARS = 16 * 1024;
 /** The parameter a token arrived in, for error messages. */
 export type TokenParameter = 'assertion' | 'subject_token' | 'actor_token';
 
-/** A token the request presented for exchange, its signature verified. */
-export interface PresentedToken {
-  payload: Record<string, unknown>;
-  /** `jti` (or `uti`) of the token, for the audit log. */
-  id: string | undefined;
-}
-
 /**
- * Verifies that `token` is an access token signed by one of this tenant's published keys, with the
- * server's one own-token verifier (tokens/verify.ts). The claims are NOT judged here: that is core's
- * exchange rules.
+ * The first step of verifying a token the request presented (tokens/verify.ts, the server's one
+ * own-token verifier): bounded size, compact JWS, `typ: at+jwt`, no `crit`. The caller then checks
+ * the signature with this tenant's keys (`checkOwnSignature`) — awaited once per token, directly
+ * in `runExchange`. The claims are NOT judged here: that is core's exchange rules.
  *
  * Refuses (AADSTS50013; `invalid_request` in the RFC 8693 form, §2.2.2): larger than
  * {@link MAX_ASSERTION_CHARS}, not a compact JWS, `typ` other than `at+jwt` (an ID token or a client
- * assertion is not a token to exchange), a `crit` header, no `kid`, a `kid` this tenant does not
- * publish (another tenant's key, a key retired past its grace), a signature that does not verify.
+ * assertion is not a token to exchange), a `crit` header; and, at the signature step, no `kid`, a
+ * `kid` this tenant does not publish (another tenant's key, a key retired past its grace), a
+ * signature that does not verify.
  */
-export async function verifyTenantToken(ctx: ServerContext, tenantId: string, token: string, parameter: TokenParameter, form: ExchangeDialect): Promise<PresentedToken> {
+function readPresentedToken(form: ExchangeDialect, parameter: TokenParameter, tenantId: string, token: string): DecodedJws {
   const decoded = readOwnToken(token, 'at+jwt', MAX_ASSERTION_CHARS);
   if (isOwnTokenFailure(decoded)) throw refusedToken(form, parameter, tenantId, decoded);
-  const failure = await checkOwnSignature(ctx, tenantId, decoded);
-  if (failure !== undefined) throw refusedToken(form, parameter, tenantId, failure);
-  return { payload: decoded.payload, id: tokenId(decoded.payload) };
+  return decoded;
 }
 
 /** The refusal of a presented token, worded for the middle tier's developer, in the request's dialect. */
@@ -183,13 +178,22 @@ export async function runExchange<P extends ExchangeParameters>(request: TokenRe
 
     // 2. Verify: our signature on the assertion (and on the actor token), with this tenant's keys.
     event.rule = 'assertion-signature';
-    const subject = await verifyTenantToken(ctx, tenant.id, params.assertion, form === 'token_exchange' ? 'subject_token' : 'assertion', form);
-    event.subjectTokenId = subject.id;
+    const parameter = form === 'token_exchange' ? 'subject_token' : 'assertion';
+    const subject = readPresentedToken(form, parameter, tenant.id, params.assertion);
+    const subjectFailure = await checkOwnSignature(ctx, tenant.id, subject);
+    if (subjectFailure !== undefined) throw refusedToken(form, parameter, tenant.id, subjectFailure);
     const payload = subject.payload;
+    event.subjectTokenId = tokenId(payload);
     // An app-only token's `oid` is a service principal, not a user.
     if (typeof payload.oid === 'string' && typeof payload.scp === 'string' && payload.idtyp !== 'app') event.user = truncate(payload.oid, 64);
     event.chain = [caller.clientId, ...actorChain(payload.act)];
-    const actor = params.actorToken === undefined ? undefined : (await verifyTenantToken(ctx, tenant.id, params.actorToken, 'actor_token', form)).payload;
+    let actor: Record<string, unknown> | undefined;
+    if (params.actorToken !== undefined) {
+      const actorToken = readPresentedToken(form, 'actor_token', tenant.id, params.actorToken);
+      const actorFailure = await checkOwnSignature(ctx, tenant.id, actorToken);
+      if (actorFailure !== undefined) throw refusedToken(form, 'actor_token', tenant.id, actorFailure);
+      actor = actorToken.payload;
+    }
 
     // 3. Plan (core, pure): the rules that need no record, and which records can change the outcome.
     const plan = planExchange(
