@@ -22,9 +22,28 @@ Run 'baton <command> --help' for a command's options.`;
 function helpFor(command: Command): string {
   const lines = Object.entries(command.options).map(([name, option]) => {
     const flag = `--${name}${option.type === 'string' ? ` ${option.valueName ?? 'VALUE'}` : ''}`;
-    return `  ${flag.padEnd(28)} ${option.description}${option.default !== undefined ? ` (default: ${String(option.default)})` : ''}`;
+    const notes = [option.env !== undefined ? `env ${option.env}` : '', option.default !== undefined ? `default: ${String(option.default)}` : ''].filter(Boolean);
+    return `  ${flag.padEnd(28)} ${option.description}${notes.length > 0 ? ` (${notes.join('; ')})` : ''}`;
   });
   return `Usage: baton ${command.name} [options]\n\n${command.summary}\n\nOptions:\n${lines.join('\n')}\n  ${'--help'.padEnd(28)} show this help`;
+}
+
+/** Flags win; an option without its flag comes from its environment variable, else its default. */
+function withEnvironment(command: Command, flags: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): Record<string, string | boolean | undefined> {
+  const values = { ...flags };
+  for (const [key, option] of Object.entries(command.options)) {
+    if (values[key] !== undefined) continue;
+    const raw = option.env === undefined ? undefined : env[option.env];
+    if (raw !== undefined && raw !== '') {
+      if (option.type === 'string') values[key] = raw;
+      else if (/^(1|true|yes|on)$/i.test(raw)) values[key] = true;
+      else if (/^(0|false|no|off)$/i.test(raw)) values[key] = false;
+      else throw new Error(`${option.env} must be 1 or 0 (true or false), not '${raw}'`);
+    } else if (option.default !== undefined) {
+      values[key] = option.default;
+    }
+  }
+  return values;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -49,12 +68,11 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const options: ParseArgsConfig['options'] = {};
-  for (const [key, option] of Object.entries(command.options)) {
-    options[key] = { type: option.type, ...(option.default !== undefined ? { default: option.default } : {}) } as never;
-  }
+  for (const [key, option] of Object.entries(command.options)) options[key] = { type: option.type } as never;
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({ args, options, strict: true, allowPositionals: false }) as { values: Record<string, string | boolean | undefined> });
+    values = withEnvironment(command, values, process.env);
   } catch (error) {
     process.stderr.write(`baton ${command.name}: ${(error as Error).message}\n\n${helpFor(command)}\n`);
     return 2;

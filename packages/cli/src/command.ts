@@ -9,6 +9,11 @@ export interface OptionSpec {
   description: string;
   valueName?: string;
   default?: string | boolean;
+  /**
+   * The environment variable that gives this option when the flag is absent (flags win; then the
+   * variable; then the default). A boolean variable is `1`/`true` or `0`/`false`.
+   */
+  env?: string;
 }
 
 export interface Command {

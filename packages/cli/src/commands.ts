@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { SIGNING_ALGS, type SigningAlg } from '@baton/core';
-import { startServer, createLogger, readConfigFile, openStore, loadKek, Keyring, generateClientSecret } from '@baton/server';
+import { startServer, createLogger, readConfigFile, configWarnings, openStore, loadKek, Keyring, generateClientSecret } from '@baton/server';
 import { dev } from './dev.ts';
 import type { Command, OptionSpec } from './command.ts';
 
@@ -21,18 +21,49 @@ function port(value: string | undefined, fallback: number): number {
 }
 
 const storeOptions: Record<string, OptionSpec> = {
-  data: { type: 'string', valueName: 'DIR', description: 'data directory (SQLite file, dev keys, dev TLS)', default: '.baton' },
-  store: { type: 'string', valueName: 'URL', description: 'postgres://… to use PostgreSQL instead of SQLite in DIR' },
-  'kek-file': { type: 'string', valueName: 'FILE', description: 'key-encryption key file (BATON_KEK in the environment wins)' },
+  data: { type: 'string', valueName: 'DIR', description: 'data directory (SQLite file, dev keys, dev TLS)', default: '.baton', env: 'BATON_DATA' },
+  store: { type: 'string', valueName: 'URL', description: 'postgres://… to use PostgreSQL instead of SQLite in DIR', env: 'BATON_STORE' },
+  'kek-file': { type: 'string', valueName: 'FILE', description: 'key-encryption key file (BATON_KEK in the environment wins)', env: 'BATON_KEK_FILE' },
 };
 
-/** Waits for SIGINT/SIGTERM, then closes. */
-function untilSignal(close: () => Promise<void>): Promise<number> {
+/** How long `serve` waits for in-flight requests after SIGTERM/SIGINT before it closes their connections. */
+const DRAIN_MS = 10_000;
+
+/** A port already taken: say which flag or variable moves it. */
+function listenError(error: unknown, host: string | undefined, port: number): unknown {
+  if ((error as NodeJS.ErrnoException | undefined)?.code !== 'EADDRINUSE') return error;
+  return new Error(`port ${port} on ${host ?? '127.0.0.1'} is already in use: choose another with --port N or BATON_PORT=N (0 picks a free port)`);
+}
+
+/**
+ * Waits for SIGINT or SIGTERM, then closes: the listener stops accepting, requests in flight finish
+ * (their connections are closed after DRAIN_MS, or at once on a second signal), the store closes.
+ * `announce` prints the one `stopped` line.
+ */
+function untilSignal(close: () => Promise<void>, options: { announce?: boolean; force?: () => void } = {}): Promise<number> {
   return new Promise((resolveExit) => {
+    let stopping = false;
     const stop = () => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      close().then(() => resolveExit(0), () => resolveExit(1));
+      if (stopping) {
+        options.force?.();
+        return;
+      }
+      stopping = true;
+      const deadline = options.force ? setTimeout(options.force, DRAIN_MS) : undefined;
+      deadline?.unref();
+      close().then(
+        () => {
+          clearTimeout(deadline);
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
+          if (options.announce) process.stdout.write('stopped\n');
+          resolveExit(0);
+        },
+        (error: unknown) => {
+          process.stderr.write(`baton: stopping failed: ${(error as Error).message}\n`);
+          resolveExit(1);
+        },
+      );
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
@@ -43,16 +74,21 @@ const serve: Command = {
   name: 'serve',
   summary: 'Run the token service.',
   options: {
-    config: { type: 'string', valueName: 'FILE', description: 'configuration file to load (validated; applied idempotently)' },
+    config: { type: 'string', valueName: 'FILE', description: 'configuration file to load (validated; applied idempotently)', env: 'BATON_CONFIG' },
     ...storeOptions,
-    port: { type: 'string', valueName: 'N', description: 'port to listen on', default: '8443' },
-    host: { type: 'string', valueName: 'ADDR', description: 'address to bind', default: '127.0.0.1' },
-    'tls-dev': { type: 'boolean', description: 'serve HTTPS with a local CA and localhost certificate made once under DIR/tls' },
-    'tls-cert': { type: 'string', valueName: 'FILE', description: 'TLS certificate (PEM)' },
-    'tls-key': { type: 'string', valueName: 'FILE', description: 'TLS private key (PEM)' },
-    'public-url': { type: 'string', valueName: 'URL', description: 'public base URL when behind a proxy' },
-    dev: { type: 'boolean', description: 'development mode: generate a KEK in DIR if none is configured' },
-    workers: { type: 'string', valueName: 'N', description: 'processes sharing the port and the store (one per core: `auto`)', default: '1' },
+    port: { type: 'string', valueName: 'N', description: 'port to listen on', default: '8443', env: 'BATON_PORT' },
+    host: { type: 'string', valueName: 'ADDR', description: 'address to bind', default: '127.0.0.1', env: 'BATON_HOST' },
+    'tls-dev': { type: 'boolean', description: 'serve HTTPS with a local CA and localhost certificate made once under DIR/tls', env: 'BATON_TLS_DEV' },
+    'tls-cert': { type: 'string', valueName: 'FILE', description: 'TLS certificate (PEM)', env: 'BATON_TLS_CERT' },
+    'tls-key': { type: 'string', valueName: 'FILE', description: 'TLS private key (PEM)', env: 'BATON_TLS_KEY' },
+    'public-url': {
+      type: 'string',
+      valueName: 'URL',
+      description: 'public base URL (the issuer is URL/{tenant}/v2.0): behind a proxy, and the same on every instance of one service',
+      env: 'BATON_PUBLIC_URL',
+    },
+    dev: { type: 'boolean', description: 'development mode: generate a KEK in DIR if none is configured', env: 'BATON_DEV' },
+    workers: { type: 'string', valueName: 'N', description: 'processes sharing the port and the store (one per core: `auto`)', default: '1', env: 'BATON_WORKERS' },
   },
   async run(v) {
     const workers = workerCount(str(v.workers));
@@ -64,23 +100,26 @@ const serve: Command = {
     const configPath = str(v.config);
     const config = configPath ? await readConfigFile(configPath) : undefined;
     const dataDir = resolve(str(v.data) ?? '.baton');
+    const listenPort = port(str(v.port), 8443);
     const server = await startServer({
       config,
       dataDir,
       storeUrl: str(v.store),
       kekFile: str(v['kek-file']),
       host: str(v.host),
-      port: port(str(v.port), 8443),
+      port: listenPort,
       tls: v['tls-dev'] ? 'dev' : certPath && keyPath ? { certPath, keyPath } : undefined,
       publicUrl: str(v['public-url']),
       dev: Boolean(v.dev) || Boolean(v['tls-dev']),
       logger: createLogger(undefined, process.stderr.isTTY || Boolean(v.dev)),
+    }).catch((error: unknown) => {
+      throw listenError(error, str(v.host), listenPort);
     });
     const tenants = await server.ctx.store.listTenants();
     for (const t of tenants) process.stderr.write(`tenant ${t.id}: ${server.url}/${t.id}/v2.0/.well-known/openid-configuration\n`);
     if (server.caPath) process.stderr.write(`TLS: trust the local CA at ${server.caPath} (e.g. NODE_EXTRA_CA_CERTS=${server.caPath})\n`);
     process.stdout.write(`ready ${server.url}\n`);
-    return untilSignal(() => server.close());
+    return untilSignal(() => server.close(), { announce: true, force: () => server.app.server.closeAllConnections() });
   },
 };
 
@@ -118,9 +157,9 @@ async function serveClustered(v: Record<string, string | boolean | undefined>, w
     try {
       const server = await startServer({ ...options, logger: createLogger() });
       process.send?.({ type: 'ready', url: server.url } satisfies WorkerMessage);
-      return untilSignal(() => server.close());
+      return untilSignal(() => server.close(), { force: () => server.app.server.closeAllConnections() });
     } catch (error) {
-      process.send?.({ type: 'failed', message: (error as Error).message } satisfies WorkerMessage);
+      process.send?.({ type: 'failed', message: (listenError(error, options.host, options.port) as Error).message } satisfies WorkerMessage);
       return 1;
     }
   }
@@ -166,7 +205,7 @@ async function serveClustered(v: Record<string, string | boolean | undefined>, w
         }),
       ),
     );
-  });
+  }, { announce: true });
 }
 
 const keysRotate: Command = {
@@ -206,13 +245,16 @@ const keysRotate: Command = {
 
 const configCheck: Command = {
   name: 'config check',
-  summary: 'Validate a configuration file without touching any store.',
-  options: { config: { type: 'string', valueName: 'FILE', description: 'configuration file' } },
+  summary: 'Validate a configuration file without touching any store; print every warning `serve` would.',
+  options: { config: { type: 'string', valueName: 'FILE', description: 'configuration file', env: 'BATON_CONFIG' } },
   async run(v) {
     const path = str(v.config);
     if (!path) throw new Error('--config FILE is required');
-    await readConfigFile(path);
-    process.stdout.write(`${path}: valid\n`);
+    const config = await readConfigFile(path);
+    // The same list `serve` logs at start (startServer → configWarnings), so "valid" never hides one.
+    const warnings = configWarnings(config);
+    for (const warning of warnings) process.stderr.write(`warning: ${warning}\n`);
+    process.stdout.write(`${path}: valid${warnings.length > 0 ? ` (${warnings.length} warning${warnings.length === 1 ? '' : 's'})` : ''}\n`);
     return 0;
   },
 };

@@ -18,7 +18,7 @@ import {
   qualifiedScope,
   resolveScopeParameter,
 } from '@baton/core';
-import { applyConfig, compileConfig, Keyring, loadKek, openStore, readConfigFile } from '@baton/server';
+import { applyConfig, compileConfig, Keyring, loadKek, openStore, readConfigFile, recordedIssuerBase } from '@baton/server';
 import type { Command } from './command.ts';
 
 const str = (v: string | boolean | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
@@ -33,10 +33,10 @@ export const tokenIssue: Command = {
   name: 'token issue',
   summary: 'Print a signed delegated access token (amr ["pwd"]) for testing an API locally.',
   options: {
-    config: { type: 'string', valueName: 'FILE', description: 'configuration file (applied to the store first, as `serve` does)' },
-    data: { type: 'string', valueName: 'DIR', description: 'data directory (SQLite file, dev KEK) shared with `baton serve`', default: '.baton' },
-    store: { type: 'string', valueName: 'URL', description: 'postgres://… to use PostgreSQL instead of SQLite in DIR' },
-    'kek-file': { type: 'string', valueName: 'FILE', description: 'key-encryption key file (BATON_KEK in the environment wins)' },
+    config: { type: 'string', valueName: 'FILE', description: 'configuration file (applied to the store first, as `serve` does)', env: 'BATON_CONFIG' },
+    data: { type: 'string', valueName: 'DIR', description: 'data directory (SQLite file, dev KEK) shared with `baton serve`', default: '.baton', env: 'BATON_DATA' },
+    store: { type: 'string', valueName: 'URL', description: 'postgres://… to use PostgreSQL instead of SQLite in DIR', env: 'BATON_STORE' },
+    'kek-file': { type: 'string', valueName: 'FILE', description: 'key-encryption key file (BATON_KEK in the environment wins)', env: 'BATON_KEK_FILE' },
     tenant: { type: 'string', valueName: 'ID', description: 'tenant id (path segment)' },
     user: { type: 'string', valueName: 'USERNAME', description: 'the signed-in user' },
     client: { type: 'string', valueName: 'CLIENT_ID', description: 'the application the token is issued to (azp)' },
@@ -44,8 +44,7 @@ export const tokenIssue: Command = {
     'issuer-base': {
       type: 'string',
       valueName: 'URL',
-      description: 'base URL of the token service the API trusts (iss = URL/{tenant}/v2.0)',
-      default: 'https://localhost:8443',
+      description: 'base URL of the token service the API trusts (iss = URL/{tenant}/v2.0); default: the one `baton serve` recorded in the store',
     },
   },
   async run(values) {
@@ -53,8 +52,8 @@ export const tokenIssue: Command = {
     const username = required(values, 'user').toLowerCase();
     const clientId = required(values, 'client');
     const scope = required(values, 'scope');
-    const base = (str(values['issuer-base']) ?? 'https://localhost:8443').replace(/\/+$/, '');
-    if (!/^https?:\/\/[^\s/]+(\/[^\s]*)?$/.test(base)) throw new Error(`--issuer-base must be an http(s) URL, not '${base}'`);
+    const givenBase = str(values['issuer-base'])?.replace(/\/+$/, '');
+    if (givenBase !== undefined && !/^https?:\/\/[^\s/]+(\/[^\s]*)?$/.test(givenBase)) throw new Error(`--issuer-base must be an http(s) URL, not '${givenBase}'`);
     const dataDir = resolve(str(values.data) ?? '.baton');
     const configPath = str(values.config);
     const config = configPath === undefined ? undefined : await readConfigFile(configPath);
@@ -67,6 +66,12 @@ export const tokenIssue: Command = {
 
       const tenant = await store.getTenant(tenantId);
       if (tenant === undefined) throw new Error(`no tenant '${tenantId}' in the store (pass --config to load one)`);
+      // The issuer the service answers as: a token naming another one fails at the API (AADSTS50013).
+      const recordedBase = await recordedIssuerBase(store, tenantId, now);
+      const base = givenBase ?? recordedBase;
+      if (base === undefined) {
+        throw new Error(`no issuer recorded for tenant '${tenantId}' in this store: start 'baton serve' on it once (it records the base URL it answers as), or pass --issuer-base URL`);
+      }
       const applications = await store.listApplications(tenantId);
       const directory = buildDirectory({
         tenant,
@@ -116,6 +121,7 @@ export const tokenIssue: Command = {
         const signer = await keyring.signer(tenantId, api.signingAlg);
         const token = signer.sign(claims, 'at+jwt');
         process.stdout.write(`${token}\n`);
+        process.stderr.write(`issuer ${claims.iss} (${givenBase !== undefined ? '--issuer-base' : "recorded by 'baton serve'"})\n`);
         process.stderr.write(`aud ${claims.aud}  scp "${claims.scp}"  azp ${claims.azp}  sub ${claims.sub}  expires ${new Date(claims.exp * 1000).toISOString()}  kid ${signer.kid}\n`);
       } finally {
         keyring.close();

@@ -1,5 +1,5 @@
 export { startServer, createLogger, type ServeOptions, type RunningServer } from './server.ts';
-export { readConfigFile, parseConfig, checkReferences, compileConfig, applyConfig, stableGuid } from './config/load.ts';
+export { readConfigFile, parseConfig, checkReferences, compileConfig, applyConfig, configWarnings, stableGuid } from './config/load.ts';
 export { BatonConfig } from './config/schema.ts';
 export { openStore } from './store/index.ts';
 export type { Store } from './store/types.ts';
@@ -12,3 +12,4 @@ export { BUILT_IN_ROUTES } from './endpoints/index.ts';
 export type { RoutePlugin } from './http/app.ts';
 export type { ServerContext } from './context.ts';
 export { auditLogOf, AuditLog, AUDIT_BUFFER_SIZE, type ExchangeAuditEvent, type AuditListener } from './audit.ts';
+export { recordIssuerBase, recordedIssuerBase } from './issuer-record.ts';

@@ -23,6 +23,7 @@ import { buildApp, type RoutePlugin } from './http/app.ts';
 import { GrantRegistry, type Grant } from './grants/registry.ts';
 import { BUILT_IN_GRANTS } from './grants/index.ts';
 import { BUILT_IN_ROUTES } from './endpoints/index.ts';
+import { recordIssuerBase } from './issuer-record.ts';
 
 export interface ServeOptions {
   /** A configuration file, or an already parsed configuration. */
@@ -187,6 +188,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     const port = (app.server.address() as AddressInfo).port;
     if (!options.publicUrl) ctx.baseUrl = https ? `https://localhost:${port}` : `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
     running.url = ctx.baseUrl;
+    await recordIssuerBase(store, ctx.baseUrl, now());
 
     sweeper = setInterval(() => {
       store.sweep(now()).catch((error: Error) => log.warn({ err: error.message }, 'sweep failed'));

@@ -8,6 +8,7 @@
 import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { ConfigurationError } from '@baton/core';
+import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import type {
   Application,
   AppRoleAssignment,
@@ -41,13 +42,49 @@ export async function readConfigFile(path: string): Promise<BatonConfig> {
   return parseConfig(text, path);
 }
 
+/**
+ * `file:line:column: not valid JSON (…)`, the form editors and terminals turn into a link. V8's
+ * messages name a position only for some errors, so the place comes from jsonc-parser's scanner
+ * (comments and trailing commas count as errors, as they do for JSON.parse).
+ */
+export function jsonSyntaxProblem(source: string, text: string): string {
+  const errors: ParseError[] = [];
+  parseJsonc(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
+  const first = errors[0];
+  if (first === undefined) return `${source}: not valid JSON`;
+  const before = text.slice(0, first.offset).split('\n');
+  const line = before.length;
+  const column = (before[before.length - 1] ?? '').length + 1;
+  const reason = JSON_ERRORS[printParseErrorCode(first.error)] ?? printParseErrorCode(first.error);
+  return `${source}:${line}:${column}: not valid JSON at line ${line}, column ${column}: ${reason}`;
+}
+
+const JSON_ERRORS: Record<string, string> = {
+  InvalidSymbol: 'unexpected character',
+  InvalidNumberFormat: 'not a number',
+  PropertyNameExpected: 'a property name in double quotes expected',
+  ValueExpected: 'a value expected',
+  ColonExpected: "':' expected",
+  CommaExpected: "',' expected",
+  CloseBraceExpected: "'}' expected",
+  CloseBracketExpected: "']' expected",
+  EndOfFileExpected: 'text after the end of the JSON value',
+  InvalidCommentToken: 'comments are not JSON',
+  UnexpectedEndOfComment: 'unterminated comment',
+  UnexpectedEndOfString: 'unterminated string',
+  UnexpectedEndOfNumber: 'unterminated number',
+  InvalidUnicode: 'invalid \\u escape',
+  InvalidEscapeCharacter: 'invalid escape',
+  InvalidCharacter: 'a control character in a string',
+};
+
 /** Parses and fully validates a configuration text. Throws ConfigurationError listing every problem. */
 export function parseConfig(text: string, source = 'config'): BatonConfig {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
-  } catch (error) {
-    throw new ConfigurationError([`${source}: not valid JSON (${(error as Error).message})`]);
+  } catch {
+    throw new ConfigurationError([jsonSyntaxProblem(source, text)]);
   }
   const result = BatonConfig.safeParse(raw);
   if (!result.success) {

@@ -143,7 +143,7 @@ export const PolicyConfig = z.strictObject({
 
 export const TenantConfig = z.strictObject({
   id: z.string().min(1).max(MAX_TENANT_ID).regex(TENANT_ID_CHARS, 'must be lower-case letters, digits and - (it is a URL path segment)')
-    .refine((v) => !['common', 'organizations', 'consumers', 'oidc', 'healthz', 'admin'].includes(v), 'is a reserved path segment'),
+    .refine((v) => !['common', 'organizations', 'consumers', 'oidc', 'healthz', 'readyz', 'admin'].includes(v), 'is a reserved path segment'),
   tenantId: guid.optional(),
   name: z.string().min(1).max(256),
   delegation: z.strictObject({ maxDepth: z.number().int().min(1).max(16).default(4) }).default({ maxDepth: 4 }),

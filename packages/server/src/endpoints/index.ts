@@ -14,6 +14,7 @@ import { userinfoRoutes } from './userinfo.ts';
 import { logoutRoutes } from './logout.ts';
 import { revokeRoutes } from './revoke.ts';
 import { introspectRoutes } from './introspect.ts';
+import { readinessRoute } from './readiness.ts';
 
 /** `/healthz`: the process answers (a load balancer's liveness probe). */
 const healthRoutes: RoutePlugin = (app) => {
@@ -22,6 +23,7 @@ const healthRoutes: RoutePlugin = (app) => {
 
 export const BUILT_IN_ROUTES: readonly RoutePlugin[] = Object.freeze([
   healthRoutes,
+  readinessRoute,
   tokenRoutes,
   discoveryRoutes,
   // Sign-in (issue 3): pages' assets, /authorize and its interaction pages, admin consent,

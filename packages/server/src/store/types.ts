@@ -30,7 +30,8 @@ export type EphemeralKind =
   | 'session' // SSO sessions (id = sid)
   | 'interaction' // an authorize request waiting for the user (sign-in, MFA, consent)
   | 'csrf'
-  | 'audit';
+  | 'audit'
+  | 'service'; // what the running service announced (the base URL of its issuers), for the CLI
 
 export interface EphemeralRecord<T = Record<string, unknown>> {
   kind: EphemeralKind;
