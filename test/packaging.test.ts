@@ -16,11 +16,17 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createGuard } from '@baton/resource';
+import { protect } from '@baton/resource/node';
 import { publint } from 'publint';
 import { formatMessage } from 'publint/utils';
 
@@ -312,5 +318,132 @@ export { guard };
     assert.equal(dev.code, 1);
     assert.match(dev.stderr, /'baton dev' runs the demo chain, which lives in Baton's repository \(examples\/chain\) and is not part of @baton\/cli/);
   });
-});
 
+  test('the docs/sdk.md Original APIs, copied from the doc, make a real On-Behalf-Of call through baton serve from the CLI tarball; a downstream API that is down is a 502 problem+json', { timeout: 10 * MINUTES }, async () => {
+    // The token service as a user runs it: the installed CLI, on Node 22, with a configuration of its own.
+    const secret = ok(await run(node22Bin, [join(cliProject, 'node_modules', '.bin', 'baton'), 'secret', 'new'], { cwd: cliProject }), 'baton secret new').stdout.trim();
+    const config = {
+      tenants: [
+        {
+          id: 'contoso',
+          name: 'Contoso',
+          users: [{ username: 'alice@contoso.test', displayName: 'Alice', password: `alice-${randomBytes(9).toString('base64url')}` }],
+          applications: [
+            { name: 'Tasks Web', clientId: 'tasks-web', public: true, redirectUris: ['http://127.0.0.1:7000/callback'], requiredAccess: [{ resource: 'api://tasks', scopes: ['Tasks.ReadWrite'] }] },
+            { name: 'Tasks API', clientId: 'tasks-api', identifierUri: 'api://tasks', secrets: [secret], scopes: [{ value: 'Tasks.ReadWrite', description: 'Your tasks' }], requiredAccess: [{ resource: 'api://docs', scopes: ['Docs.Read'] }] },
+            { name: 'Docs API', clientId: 'docs-api', identifierUri: 'api://docs', scopes: [{ value: 'Docs.Read', description: 'Your documents' }] },
+          ],
+          consents: [
+            { client: 'tasks-web', resource: 'api://tasks', scopes: ['Tasks.ReadWrite'], for: 'all' },
+            { client: 'tasks-api', resource: 'api://docs', scopes: ['Docs.Read'], for: 'all' },
+          ],
+        },
+      ],
+    };
+    writeFileSync(join(cliProject, 'baton.json'), JSON.stringify(config, null, 2));
+    const data = join(cliProject, 'data');
+    const check = ok(await run(node22Bin, [join(cliProject, 'node_modules', '.bin', 'baton'), 'config', 'check', '--config', 'baton.json'], { cwd: cliProject }), 'baton config check');
+    assert.equal(check.stdout, 'baton.json: valid\n');
+    assert.equal(check.stderr, '');
+
+    const serve = spawn(node22Bin, [join(cliProject, 'node_modules', '.bin', 'baton'), 'serve', '--port', '0', '--tls-dev', '--dev'], {
+      cwd: cliProject,
+      env: userEnv({ BATON_CONFIG: 'baton.json', BATON_DATA: data }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.push(serve);
+    let serveOut = '';
+    serve.stdout?.on('data', (d: Buffer) => (serveOut += d.toString()));
+    serve.stderr?.on('data', (d: Buffer) => (serveOut += d.toString()));
+    let base = '';
+    for (let i = 0; i < 600 && base === ''; i++) {
+      base = /^ready (\S+)$/m.exec(serveOut)?.[1] ?? '';
+      assert.equal(serve.exitCode, null, serveOut);
+      if (base === '') await sleep(100);
+    }
+    assert.match(base, /^https:\/\/localhost:\d+$/, serveOut);
+    const authority = `${base}/contoso/v2.0`;
+    const caPath = join(data, 'tls', 'ca.pem');
+    const ca = readFileSync(caPath, 'utf8');
+    assert.equal((await run(process.execPath, ['-e', `fetch(${JSON.stringify(base + '/readyz')}).then(async (r) => console.log(r.status, await r.text()))`], { cwd: cliProject, env: userEnv({ NODE_EXTRA_CA_CERTS: caPath }) })).stdout.trim(), '200 {"status":"ready"}');
+
+    // alice's token for the Tasks API, minted by the installed CLI for the issuer the service recorded.
+    const issued = ok(
+      await run(node22Bin, [join(cliProject, 'node_modules', '.bin', 'baton'), 'token', 'issue', '--data', data, '--tenant', 'contoso', '--user', 'alice@contoso.test', '--client', 'tasks-web', '--scope', 'api://tasks/Tasks.ReadWrite'], { cwd: cliProject }),
+      'baton token issue',
+    );
+    assert.match(issued.stderr, new RegExp(`^issuer ${authority.replace(/[.]/g, '\\.')} \\(recorded by 'baton serve'\\)$`, 'm'));
+    const alice = issued.stdout.trim();
+    const aliceOid = (JSON.parse(Buffer.from(alice.split('.')[1] ?? '', 'base64url').toString()) as { oid: string }).oid;
+
+    // The snippets exactly as docs/sdk.md prints them.
+    const doc = readFileSync(join(ROOT, 'docs', 'sdk.md'), 'utf8');
+    const snippets = [...doc.matchAll(/`examples\/sdk\/(\w+)\.ts`\n\n```ts\n([\s\S]*?)\n```/g)].map((m) => ({ framework: m[1] ?? '', code: `${m[2]}\n` }));
+    assert.deepEqual(snippets.map((s) => s.framework), ['express', 'fastify', 'hono', 'node']);
+
+    for (const { framework, code } of snippets) {
+      writeFileSync(join(apiProject, `${framework}.ts`), code);
+      // The Downstream API (the Docs API's audience and scope), answering with what it was given.
+      const guard = createGuard({ authority, audience: 'docs-api', ca });
+      const downstream: Server = createServer(
+        protect(guard, { scopes: { any: ['Docs.Read'] } }, (req, res, p) => {
+          res.writeHead(req.url === '/documents' ? 200 : 404, { 'content-type': 'application/json' }).end(JSON.stringify({ for: p.userId, from: p.clientId, chain: p.chain.map((a) => a.client_id) }));
+        }),
+      );
+      await new Promise<void>((resolve) => downstream.listen(0, '127.0.0.1', resolve));
+      const docsUrl = `http://127.0.0.1:${(downstream.address() as AddressInfo).port}`;
+      const probe = createServer();
+      await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+      const port = (probe.address() as AddressInfo).port;
+      await new Promise<void>((resolve) => probe.close(() => resolve()));
+
+      // Node 24 runs the user's TypeScript (outside node_modules); the SDK it imports is the built JavaScript.
+      const api = spawn(process.execPath, [`${framework}.ts`], {
+        cwd: apiProject,
+        env: userEnv({ AUTHORITY: authority, CLIENT_SECRET: secret, DOCS_URL: docsUrl, PORT: String(port), NODE_EXTRA_CA_CERTS: caPath }),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      children.push(api);
+      let apiOut = '';
+      api.stdout?.on('data', (d: Buffer) => (apiOut += d.toString()));
+      api.stderr?.on('data', (d: Buffer) => (apiOut += d.toString()));
+      try {
+        const url = `http://127.0.0.1:${port}/documents`;
+        let started = false;
+        for (let i = 0; i < 300 && !started; i++) {
+          assert.equal(api.exitCode, null, `${framework}.ts exited: ${apiOut}`);
+          const r = await fetch(url).catch(() => undefined);
+          if (r !== undefined) {
+            await r.body?.cancel();
+            started = r.status === 401;
+          }
+          if (!started) await sleep(100);
+        }
+        assert.ok(started, `${framework}.ts did not start: ${apiOut}`);
+
+        const res = await fetch(url, { headers: { authorization: `Bearer ${alice}` } });
+        assert.equal(res.status, 200, `${framework}: ${apiOut}`);
+        assert.deepEqual(await res.json(), { user: aliceOid, documents: { for: aliceOid, from: 'tasks-api', chain: ['tasks-api'] } }, framework);
+
+        // The Downstream API goes away: the caller gets a clear 502 problem+json from the SDK.
+        downstream.closeAllConnections();
+        await new Promise<void>((resolve) => downstream.close(() => resolve()));
+        const down = await fetch(url, { headers: { authorization: `Bearer ${alice}` } });
+        assert.equal(down.status, 502, `${framework}: ${apiOut}`);
+        assert.equal(down.headers.get('content-type'), 'application/problem+json', framework);
+        assert.deepEqual(await down.json(), { type: 'about:blank', title: 'Bad Gateway', status: 502, detail: 'An API this request depends on did not answer. Try again later.' }, framework);
+        assert.doesNotMatch(apiOut, /eyJ/, 'no token in the output');
+      } finally {
+        api.kill('SIGTERM');
+        if (downstream.listening) {
+          downstream.closeAllConnections();
+          downstream.close();
+        }
+      }
+    }
+    serve.kill('SIGTERM');
+    const code = serve.exitCode ?? (await new Promise<number | null>((resolve) => serve.once('exit', (c) => resolve(c))));
+    assert.equal(code, 0, serveOut);
+    assert.match(serveOut, /^stopped$/m);
+  });
+});

@@ -13,6 +13,12 @@ import type { Command, OptionSpec } from './command.ts';
 
 const str = (v: string | boolean | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
 
+/** `--trust-proxy`: `true`, or addresses/CIDRs (Fastify's trustProxy). */
+function trustProxy(value: string | undefined): boolean | string | undefined {
+  if (value === undefined || value === '' || value === 'false') return undefined;
+  return value === 'true' ? true : value;
+}
+
 function port(value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
@@ -87,6 +93,12 @@ const serve: Command = {
       description: 'public base URL (the issuer is URL/{tenant}/v2.0): behind a proxy, and the same on every instance of one service',
       env: 'BATON_PUBLIC_URL',
     },
+    'trust-proxy': {
+      type: 'string',
+      valueName: 'ADDRS',
+      description: "proxies whose X-Forwarded-For gives the client address: addresses or CIDRs, comma-separated, or 'true' (any)",
+      env: 'BATON_TRUST_PROXY',
+    },
     dev: { type: 'boolean', description: 'development mode: generate a KEK in DIR if none is configured', env: 'BATON_DEV' },
     workers: { type: 'string', valueName: 'N', description: 'processes sharing the port and the store (one per core: `auto`)', default: '1', env: 'BATON_WORKERS' },
   },
@@ -110,6 +122,7 @@ const serve: Command = {
       port: listenPort,
       tls: v['tls-dev'] ? 'dev' : certPath && keyPath ? { certPath, keyPath } : undefined,
       publicUrl: str(v['public-url']),
+      trustProxy: trustProxy(str(v['trust-proxy'])),
       dev: Boolean(v.dev) || Boolean(v['tls-dev']),
       logger: createLogger(undefined, process.stderr.isTTY || Boolean(v.dev)),
     }).catch((error: unknown) => {
@@ -151,6 +164,7 @@ async function serveClustered(v: Record<string, string | boolean | undefined>, w
     port: port(str(v.port), 8443),
     tls: v['tls-dev'] ? ('dev' as const) : certPath && keyPath ? { certPath, keyPath } : undefined,
     publicUrl: str(v['public-url']),
+    trustProxy: trustProxy(str(v['trust-proxy'])),
     dev: Boolean(v.dev) || Boolean(v['tls-dev']),
   };
   if (cluster.isWorker) {

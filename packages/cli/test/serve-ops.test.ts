@@ -80,7 +80,7 @@ test('serve reads every option from the environment; a flag wins over its variab
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /^baton serve: BATON_TLS_DEV must be 1 or 0 \(true or false\), not 'maybe'/);
   const help = await baton(['serve', '--help']);
-  for (const variable of ['BATON_CONFIG', 'BATON_DATA', 'BATON_STORE', 'BATON_KEK_FILE', 'BATON_PORT', 'BATON_HOST', 'BATON_TLS_DEV', 'BATON_TLS_CERT', 'BATON_TLS_KEY', 'BATON_PUBLIC_URL', 'BATON_DEV', 'BATON_WORKERS']) {
+  for (const variable of ['BATON_CONFIG', 'BATON_DATA', 'BATON_STORE', 'BATON_KEK_FILE', 'BATON_PORT', 'BATON_HOST', 'BATON_TLS_DEV', 'BATON_TLS_CERT', 'BATON_TLS_KEY', 'BATON_PUBLIC_URL', 'BATON_TRUST_PROXY', 'BATON_DEV', 'BATON_WORKERS']) {
     assert.match(help.stdout, new RegExp(`env ${variable}\\b`), variable);
   }
 });

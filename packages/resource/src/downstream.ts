@@ -8,6 +8,8 @@
  *   a `ClaimsChallengeError`, which the adapters turn into the 401 the Client App acts on.
  * - `interaction_required` from the token service becomes the same `ClaimsChallengeError`.
  * - The inbound W3C `traceparent`/`tracestate` are passed on.
+ * - A downstream API that does not answer is a `DownstreamUnavailableError`, which the adapters
+ *   answer with 502 problem+json.
  *
  * @example
  * const docs = createDownstream({ obo, scopes: ['api://docs/Docs.Read'], baseUrl: 'https://docs.example' });
@@ -18,7 +20,7 @@
  */
 import { bearerChallengeOf, decodeClaimsChallenge } from './challenge.ts';
 import { currentContext } from './context.ts';
-import { ClaimsChallengeError, InteractionRequiredError } from './errors.ts';
+import { ClaimsChallengeError, DownstreamUnavailableError, InteractionRequiredError } from './errors.ts';
 import { resolveFetch, type CaOption, type FetchLike } from './http.ts';
 import { normaliseScopes, type OboClient } from './obo.ts';
 import type { Principal } from './principal.ts';
@@ -93,9 +95,15 @@ export function createDownstream(options: DownstreamOptions): Downstream {
             throw error;
           }
         };
-        const call = (token: string) => {
+        const call = async (token: string) => {
           headers.set('authorization', `Bearer ${token}`);
-          return fetchFn(url, { ...init, headers });
+          try {
+            return await fetchFn(url, { ...init, headers });
+          } catch (error) {
+            // The caller's own abort stays an abort; a network failure is the downstream API's.
+            if (init.signal?.aborted) throw error;
+            throw new DownstreamUnavailableError(url.origin, { cause: error });
+          }
         };
 
         const first = await call((await obtain()).accessToken);

@@ -206,6 +206,39 @@ export class ConfusedDeputyError extends Error {
   override name = 'ConfusedDeputyError';
 }
 
+/** RFC 9457 problem details, as `DownstreamUnavailableError` renders them. */
+export interface ProblemDetails {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+}
+
+/**
+ * The downstream API did not answer (connection refused or reset, DNS failure, TLS failure): the
+ * caller gets `502 Bad Gateway` with an RFC 9457 problem+json body from every adapter, not the
+ * framework's 500 page. The downstream origin is kept on the error for the log (`origin`, and the
+ * network error as `cause`), never put in the response: the client learns no internal address.
+ */
+export class DownstreamUnavailableError extends Error {
+  override readonly name = 'DownstreamUnavailableError';
+  readonly status = 502;
+  /** For Fastify's error handler, should the error reach it. */
+  readonly statusCode = 502;
+  /** The downstream API's origin (for logs). */
+  readonly origin: string;
+
+  constructor(origin: string, options?: { cause?: unknown }) {
+    super(`the downstream API at ${origin} did not answer`, options);
+    this.origin = origin;
+  }
+
+  /** The response body (`application/problem+json`). */
+  toProblem(): ProblemDetails {
+    return { type: 'about:blank', title: 'Bad Gateway', status: 502, detail: 'An API this request depends on did not answer. Try again later.' };
+  }
+}
+
 /** Maps the token service's error JSON to the typed error. */
 export function oboErrorFrom(status: number, body: TokenErrorBody): OboError {
   const codes = Array.isArray(body.error_codes) ? body.error_codes : [];

@@ -8,9 +8,11 @@
  *
  * The plugin skips encapsulation (like `fastify-plugin`), so `request.auth` and the request context
  * reach every route of the app. `GuardError`s thrown by handlers (claims challenges from downstream
- * calls) carry `status` and `headers`, which Fastify's error handler applies.
+ * calls) carry `status` and `headers`, which Fastify's error handler applies; a downstream API that
+ * does not answer is answered 502 problem+json by the plugin itself.
  */
-import type { FastifyPluginCallback, FastifyRequest, onRequestHookHandler, preHandlerHookHandler } from 'fastify';
+import type { FastifyPluginCallback, FastifyReply, FastifyRequest, onRequestHookHandler, preHandlerHookHandler } from 'fastify';
+import { DownstreamUnavailableError } from './errors.ts';
 import { runWithPrincipal } from './context.ts';
 import { checkRequirement, type Guard, type Requirement } from './guard.ts';
 import type { Principal } from './principal.ts';
@@ -71,6 +73,27 @@ const plugin: FastifyPluginCallback<BatonAuthOptions> = (fastify, options, done)
   fastify.decorateRequest('auth', null);
   fastify.decorate('requireAuth', (requirement: Requirement = {}) => requireAuth(guard, requirement));
   fastify.addHook('preHandler', enterContext);
+  // A downstream API that does not answer: 502 problem+json, like the other adapters, instead of
+  // Fastify's error JSON. Routes added after the plugin get their handler wrapped here (an error
+  // handler would replace the application's own).
+  fastify.addHook('onRoute', (route) => {
+    const handler = route.handler;
+    const answer = (error: unknown, reply: FastifyReply): FastifyReply => {
+      const r = error instanceof DownstreamUnavailableError && !reply.sent ? errorResponse(error) : undefined;
+      if (r === undefined) throw error;
+      return reply.code(r.status).headers(r.headers).send(r.body);
+    };
+    route.handler = function batonHandler(this: unknown, request, reply) {
+      let result: unknown;
+      try {
+        result = handler.call(this as never, request, reply);
+      } catch (error) {
+        return answer(error, reply);
+      }
+      if (result instanceof Promise) return result.catch((error: unknown) => answer(error, reply));
+      return result;
+    } as typeof handler;
+  });
   done();
 };
 

@@ -17,6 +17,8 @@ export {
   ConsentRequiredError,
   InteractionRequiredError,
   ConfusedDeputyError,
+  DownstreamUnavailableError,
+  type ProblemDetails,
   type GuardErrorCode,
   type GuardErrorReason,
   type TokenErrorBody,

@@ -3,7 +3,7 @@
  * no-store`, and a small JSON body (none when the request had no credentials, RFC 6750 §3.1).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { GuardError } from './errors.ts';
+import { DownstreamUnavailableError, GuardError } from './errors.ts';
 
 export interface ErrorResponse {
   status: number;
@@ -11,8 +11,14 @@ export interface ErrorResponse {
   body: string | undefined;
 }
 
-/** The response for a `GuardError` (including `ClaimsChallengeError`); `undefined` for anything else. */
+/**
+ * The response for a `GuardError` (including `ClaimsChallengeError`) or a `DownstreamUnavailableError`
+ * (502 problem+json); `undefined` for anything else.
+ */
 export function errorResponse(error: unknown): ErrorResponse | undefined {
+  if (error instanceof DownstreamUnavailableError) {
+    return { status: 502, headers: { 'cache-control': 'no-store', 'content-type': 'application/problem+json' }, body: JSON.stringify(error.toProblem()) };
+  }
   if (!(error instanceof GuardError)) return undefined;
   const json = error.toJSON();
   const headers: Record<string, string> = { 'cache-control': 'no-store', ...error.headers };

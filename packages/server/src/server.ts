@@ -41,6 +41,12 @@ export interface ServeOptions {
   tls?: 'dev' | { certPath: string; keyPath: string } | undefined;
   /** Public base URL if it differs from the listen address (behind a proxy). */
   publicUrl?: string | undefined;
+  /**
+   * Which proxies' `X-Forwarded-For` to believe for the client address (conditional access by IP,
+   * audit): Fastify's `trustProxy` — addresses or CIDRs (comma-separated), or `true`
+   * (any: only when nothing but the proxy can reach the service). Default: none.
+   */
+  trustProxy?: boolean | string | undefined;
   /** Development mode: generate a KEK in the data dir if none is configured (with a warning). */
   dev?: boolean | undefined;
   /** KEK file (`--kek-file`); `BATON_KEK` in the environment wins. */
@@ -163,7 +169,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       now,
       baseUrl: options.publicUrl ?? '',
     };
-    const app = buildApp(ctx, { https, routes: [...BUILT_IN_ROUTES, ...(options.routes ?? [])] });
+    const app = buildApp(ctx, { https, trustProxy: options.trustProxy, routes: [...BUILT_IN_ROUTES, ...(options.routes ?? [])] });
     let sweeper: NodeJS.Timeout | undefined;
     const running: RunningServer = {
       url: '',
