@@ -9,12 +9,12 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigurationError } from '@baton/core';
-import { SqliteStore } from './sqlite.ts';
 import type { Store } from './types.ts';
 
 export type * from './types.ts';
-export { SqliteStore } from './sqlite.ts';
-export type { SqliteStoreOptions } from './sqlite.ts';
+// node:sqlite loads only when a SQLite store opens: on Node 22 loading it prints an
+// ExperimentalWarning, which `config check` or a PostgreSQL deployment has no reason to show.
+export type { SqliteStore, SqliteStoreOptions } from './sqlite.ts';
 export type { PostgresStore, PostgresStoreOptions } from './postgres.ts';
 export { MIGRATIONS } from './migrations.ts';
 export type { Migration } from './migrations.ts';
@@ -51,6 +51,7 @@ async function createStore(options: OpenStoreOptions): Promise<Store> {
     const { PostgresStore } = await import('./postgres.ts');
     return options.schema === undefined ? new PostgresStore(url) : new PostgresStore(url, { schema: options.schema });
   }
+  const { SqliteStore } = await import('./sqlite.ts');
   if (url === 'sqlite::memory:') return new SqliteStore(':memory:');
   if (url !== undefined && url.startsWith('sqlite:')) {
     const path = url.slice('sqlite:'.length);
