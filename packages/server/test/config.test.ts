@@ -95,8 +95,20 @@ test('duplicates are refused', () => {
   assert.ok(problems.some((p) => p.startsWith('tenants[0].users[3].username:')), problems.join('\n'));
 });
 
-test('not JSON is a clear error', () => {
-  assert.throws(() => parseConfig('{ "tenants": [', 'x.json'), (e: unknown) => e instanceof ConfigurationError && /^x\.json: not valid JSON/.test(e.issues[0]!));
+test('not JSON is a clear error that names the line and column', () => {
+  const issues = (text: string) => {
+    try {
+      parseConfig(text, 'x.json');
+    } catch (e) {
+      if (e instanceof ConfigurationError) return e.issues;
+    }
+    assert.fail('parsed');
+  };
+  assert.deepEqual(issues('{ "tenants": ['), ["x.json:1:15: not valid JSON at line 1, column 15: ']' expected"]);
+  assert.deepEqual(issues('{\n  "tenants": [],\n}'), ['x.json:3:1: not valid JSON at line 3, column 1: a property name in double quotes expected']);
+  assert.deepEqual(issues('{\n  "tenants": [] // none\n}'), ['x.json:2:17: not valid JSON at line 2, column 17: comments are not JSON']);
+  assert.deepEqual(issues('{\n\t"tenants": tru }'), ['x.json:2:13: not valid JSON at line 2, column 13: unexpected character']);
+  assert.deepEqual(issues(''), ['x.json:1:1: not valid JSON at line 1, column 1: a value expected']);
 });
 
 test('short client secrets given in the configuration are warned about, without echoing them', () => {
