@@ -211,6 +211,18 @@ describe('the packages as published', () => {
     }
   });
 
+  test('changesets versions the public packages together, and each changelog has an entry for its version', () => {
+    const config = JSON.parse(readFileSync(join(ROOT, '.changeset', 'config.json'), 'utf8')) as { fixed: string[][]; access: string; privatePackages: { version: boolean } };
+    assert.deepEqual(config.fixed, [PUBLIC.map((pkg) => `@baton/${pkg}`)]);
+    assert.equal(config.access, 'public');
+    assert.equal(config.privatePackages.version, false);
+    for (const pkg of PUBLIC) {
+      const { version } = manifest(join(ROOT, 'packages', pkg, 'package.json'));
+      const changelog = readFileSync(join(ROOT, 'packages', pkg, 'CHANGELOG.md'), 'utf8');
+      assert.match(changelog, new RegExp(`^# @baton/${pkg}\\n\\n## ${version.replace(/\./g, '\\.')}\\n\\n### (Major|Minor|Patch) Changes\\n\\n- \\S`), pkg);
+    }
+  });
+
   test('the tarballs hold the build, a README, the licence and the changelog, and no sources, tests or fixtures', () => {
     for (const pkg of PUBLIC) {
       const files = packedFiles[pkg];
@@ -430,7 +442,7 @@ export { guard };
         await new Promise<void>((resolve) => downstream.close(() => resolve()));
         const down = await fetch(url, { headers: { authorization: `Bearer ${alice}` } });
         assert.equal(down.status, 502, `${framework}: ${apiOut}`);
-        assert.equal(down.headers.get('content-type'), 'application/problem+json', framework);
+        assert.match(down.headers.get('content-type') ?? '', /^application\/problem\+json(; charset=utf-8)?$/, framework);
         assert.deepEqual(await down.json(), { type: 'about:blank', title: 'Bad Gateway', status: 502, detail: 'An API this request depends on did not answer. Try again later.' }, framework);
         assert.doesNotMatch(apiOut, /eyJ/, 'no token in the output');
       } finally {
