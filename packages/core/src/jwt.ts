@@ -16,6 +16,8 @@ export const JWT_ERROR_CODES = [
   'ERR_JOSE_ALG_NOT_ALLOWED',
   /** RFC 7515 §4.1.11: a `crit` header names an extension the verifier does not understand. */
   'ERR_JOSE_CRIT_UNSUPPORTED',
+  /** RFC 8725 §3.10: the header names its own key (`jku`, `x5u`, `jwk`); keys never come from a token. */
+  'ERR_JOSE_KEY_REFERENCE',
   'ERR_JWT_TYP_INVALID',
   'ERR_JWT_EXPIRED',
   'ERR_JWT_NOT_YET_VALID',

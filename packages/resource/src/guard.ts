@@ -15,8 +15,8 @@
  * guard.authorize(principal, { scopes: { any: ['Tasks.Read'] } });
  */
 import {
+  checkJwsHeader,
   decodeJws,
-  isAccessTokenTyp,
   JwsFormatError,
   JwtError,
   SUPPORTED_JWS_ALGS,
@@ -24,6 +24,7 @@ import {
   validateClaims,
   verifyJwsSignature,
   type JwsAlg,
+  type JwsHeaderPolicy,
 } from '@baton/core';
 import { bearerToken, looksLikeBareToken, MAX_AUTHORIZATION_LENGTH, type AuthorizationInput, type ChallengeContext } from './bearer.ts';
 import { ClaimsChallengeError, claimsChallenge, GuardError, insufficientUserAuthentication, type GuardErrorReason } from './errors.ts';
@@ -122,7 +123,14 @@ interface CacheEntry {
 type Decoded = ReturnType<typeof decodeJws>;
 
 const ASYMMETRIC = new Set<string>(SUPPORTED_JWS_ALGS);
-const PLAIN_TYPS = /^(application\/)?jwt$/i;
+/** checkJwsHeader's refusals in the guard's words (the wording predates the policy's move to core). */
+const HEADER_MESSAGES: Partial<Record<string, string>> = {
+  ERR_JOSE_ALG_NOT_ALLOWED: 'The token is signed with an algorithm this API does not accept.',
+  ERR_JOSE_CRIT_UNSUPPORTED: 'The token uses critical header extensions this API does not support.',
+  ERR_JWT_TYP_INVALID: "The token is not an access token (its typ is not 'at+jwt').",
+  ERR_JOSE_KEY_REFERENCE: 'The token names its own verification key (jku, x5u or jwk); this API never takes keys from a token.',
+  ERR_JWS_INVALID: 'The token header has a malformed kid.',
+};
 const WHERE = 'createGuard';
 
 function capitalise(message: string): string {
@@ -173,7 +181,7 @@ class TokenGuard {
   readonly audiences: readonly string[];
   readonly #audiences: string[];
   readonly #tenants: string[] | undefined;
-  readonly #allowedAlgs: Set<string>;
+  readonly #headerPolicy: JwsHeaderPolicy;
   readonly #clockTolerance: number;
   readonly #requireTyp: boolean;
   readonly #clock: () => number;
@@ -190,10 +198,17 @@ class TokenGuard {
     if (options === null || typeof options !== 'object') throw new TypeError(`${WHERE}: options are required`);
     this.#audiences = readAudiences(options.audience);
     this.#tenants = options.tenants === undefined ? undefined : nonEmptyStrings(options.tenants, `${WHERE}: tenants`);
-    this.#allowedAlgs = readAlgorithms(options.algorithms);
+    const algorithms = readAlgorithms(options.algorithms);
     this.#clockTolerance = readClockTolerance(options.clockTolerance ?? 60);
     this.#requireTyp = options.requireTyp ?? true;
     if (typeof this.#requireTyp !== 'boolean') throw new TypeError(`${WHERE}: requireTyp must be a boolean`);
+    // The one JWS header policy (core's checkJwsHeader), with this guard's algorithms and typ rule.
+    this.#headerPolicy = {
+      what: 'token',
+      algorithms: [...algorithms] as JwsAlg[],
+      typ: this.#requireTyp ? ['at+jwt'] : [null, 'at+jwt', 'jwt'],
+      requireKid: false,
+    };
     const cacheSize = options.cacheSize ?? 10_000;
     if (!Number.isInteger(cacheSize) || cacheSize < 0) throw new TypeError(`${WHERE}: cacheSize must be a non-negative integer`);
     this.#clock = options.clock ?? Date.now;
@@ -316,21 +331,18 @@ class TokenGuard {
     }
   }
 
-  /** The algorithm allow-list, `crit`, `typ` and `kid`, before any key is looked at. */
+  /**
+   * The one JWS header policy (core's checkJwsHeader), before any key is looked at: `crit` refused
+   * (RFC 7515 §4.1.11), the algorithm allow-list, `typ`, no `jku`/`x5u`/`jwk`, a well-formed `kid`.
+   */
   #checkHeader(header: Decoded['header']): { alg: JwsAlg; kid: string | undefined } {
-    if (!this.#allowedAlgs.has(header.alg)) throw this.#invalid('ERR_JOSE_ALG_NOT_ALLOWED', 'The token is signed with an algorithm this API does not accept.');
-    // RFC 7515 §4.1.11: extensions named in `crit` must be understood; this verifier understands none.
-    if (header.crit !== undefined) throw this.#invalid('ERR_JOSE_CRIT_UNSUPPORTED', 'The token uses critical header extensions this API does not support.');
-    if (!this.#typAccepted(header.typ)) {
-      throw this.#invalid('ERR_JWT_TYP_INVALID', this.#requireTyp ? "The token is not an access token (its typ is not 'at+jwt')." : 'The token is not an access token (typ).');
+    try {
+      const { alg, kid } = checkJwsHeader(header, this.#headerPolicy);
+      return { alg, kid };
+    } catch (error) {
+      if (!(error instanceof JwtError)) throw error;
+      throw this.#invalid(error.code, HEADER_MESSAGES[error.code] ?? 'The token header is not acceptable.');
     }
-    if (header.kid !== undefined && typeof header.kid !== 'string') throw this.#invalid('ERR_JWS_INVALID', 'The token header has a malformed kid.');
-    return { alg: header.alg as JwsAlg, kid: header.kid as string | undefined };
-  }
-
-  #typAccepted(typ: unknown): boolean {
-    if (this.#requireTyp) return isAccessTokenTyp(typ);
-    return typ === undefined || isAccessTokenTyp(typ) || (typeof typ === 'string' && PLAIN_TYPS.test(typ));
   }
 
   async #fetchCandidates(issuer: Issuer, kid: string | undefined, alg: JwsAlg) {

@@ -187,7 +187,7 @@ describe('bad input', () => {
     assert.equal(issuer.counts.jwks - j, 2);
   });
 
-  test('jku, x5u, jwk and x5c headers are never fetched nor trusted', async () => {
+  test('jku, x5u and jwk headers are refused (never fetched nor trusted); x5c is never trusted', async () => {
     const attacker = generateTestKey('ES256', 'attacker-kid');
     let hits = 0;
     const evil: Server = createServer((_req, res) => {
@@ -206,12 +206,15 @@ describe('bad input', () => {
       ];
       for (const header of headers) {
         const token = signRaw(header, claims, attacker.privateKey);
-        const err = await rejects(guard.verify(`Bearer ${token}`), { status: 401, error: 'invalid_token', reason: header.kid ? 'ERR_JWKS_NO_MATCHING_KEY' : 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED' }, token);
+        // RFC 8725 §3.10: a token naming its own key is refused outright (core's checkJwsHeader).
+        const err = await rejects(guard.verify(`Bearer ${token}`), { status: 401, error: 'invalid_token', reason: 'ERR_JOSE_KEY_REFERENCE' }, token);
         assert.ok(err);
       }
-      // An embedded key (jwk) or certificate chain (x5c) beside a genuine kid: the genuine key is used, the signature fails.
       const genuineKid = issuer.keys[0]?.kid;
-      const embedded = signRaw({ alg: 'ES256', typ: 'at+jwt', kid: genuineKid, jwk: attacker.publicJwk, x5c: ['MIIB'] }, claims, attacker.privateKey);
+      const embeddedJwk = signRaw({ alg: 'ES256', typ: 'at+jwt', kid: genuineKid, jwk: attacker.publicJwk }, claims, attacker.privateKey);
+      await rejects(guard.verify(`Bearer ${embeddedJwk}`), { status: 401, error: 'invalid_token', reason: 'ERR_JOSE_KEY_REFERENCE' }, embeddedJwk);
+      // A certificate chain (x5c) beside a genuine kid is only a hint: the genuine key is used, the signature fails.
+      const embedded = signRaw({ alg: 'ES256', typ: 'at+jwt', kid: genuineKid, x5c: ['MIIB'] }, claims, attacker.privateKey);
       await rejects(guard.verify(`Bearer ${embedded}`), { status: 401, error: 'invalid_token', reason: 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED' }, embedded);
       assert.equal(hits, 0, 'the URLs in the header were never fetched');
     } finally {

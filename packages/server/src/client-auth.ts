@@ -10,9 +10,11 @@ import { hash, type KeyObject } from 'node:crypto';
 import {
   OAuthError,
   Entra,
+  CLIENT_ASSERTION_HEADER,
+  checkJwsHeader,
   decodeJws,
   importPublicJwk,
-  isSupportedAlg,
+  JwtError,
   keyFitsAlg,
   verifyJwsSignatureAsync,
   JwsFormatError,
@@ -204,9 +206,17 @@ async function authenticateAssertion(ctx: ServerContext, directory: TenantDirect
   if (!app) throw invalidClient(`Application '${iss.slice(0, 128)}' was not found in tenant '${directory.tenant.id}'.`, Entra.unknownClient, false);
   if (app.public) throw bad(`'${app.clientId}' is a public client and cannot authenticate with an assertion.`);
 
-  // Asymmetric algorithms only: `none` and HMAC (keyed with a public key) are refused by name.
-  if (!isSupportedAlg(header.alg)) throw bad(`The client assertion's algorithm '${String(header.alg).slice(0, 16)}' is not accepted; use RS256, PS256 or ES256.`);
-  const alg = header.alg;
+  // The one header policy (core's checkJwsHeader): unknown `crit` refused (RFC 7515 §4.1.11),
+  // asymmetric algorithms only (`none` and HMAC keyed with a public key are on no list), no
+  // `jku`/`x5u`/`jwk` (the key comes from the registration, never from the assertion), and an
+  // access token (`typ: at+jwt`) is not a client assertion.
+  let alg;
+  try {
+    ({ alg } = checkJwsHeader(header, CLIENT_ASSERTION_HEADER));
+  } catch (error) {
+    if (error instanceof JwtError) throw bad(`The client assertion's header is refused: ${error.message}.`);
+    throw error;
+  }
   const candidates = clientKeys(app).filter((k) => (header.kid === undefined || k.kid === undefined || k.kid === header.kid) && keyFitsAlg(k.key, alg));
   if (candidates.length === 0) throw bad(`No key registered for '${app.clientId}' matches the client assertion (kid, algorithm).`);
   let verified = false;

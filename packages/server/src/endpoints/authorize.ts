@@ -7,23 +7,17 @@
  *
  * advance: the sign-in flow (signin-flow.ts).
  */
-import { errors, parseAuthorizeRequest } from '@baton/core';
+import { parseAuthorizeRequest } from '@baton/core';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { issuerOf, type ServerContext } from '../context.ts';
-import { parseForm, type FormParams } from '../http/form.ts';
+import { formBody, parseForm, type FormParams } from '../http/form.ts';
 import { resolveTenant } from '../tenants.ts';
 import { htmlRoute, sendErrorToClient, setBrand } from '../http/browser.ts';
 import { advance } from '../signin-flow.ts';
 
 /** Authorization parameters: the form body of a POST, else the query string, each at most once. */
 function readParameters(request: FastifyRequest): FormParams {
-  if (request.method === 'POST') {
-    const body = request.body;
-    if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) {
-      throw errors.invalidRequest('The authorization request body must be a form.');
-    }
-    return body as FormParams;
-  }
+  if (request.method === 'POST') return formBody(request);
   const q = request.url.indexOf('?');
   return parseForm(q < 0 ? '' : request.url.slice(q + 1));
 }

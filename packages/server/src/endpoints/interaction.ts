@@ -11,7 +11,7 @@
 import { OAuthError, Entra, consentRecords, type TenantDirectory, errors } from '@baton/core';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { issuerOf, type ServerContext } from '../context.ts';
-import type { FormParams } from '../http/form.ts';
+import { formBody, type FormParams } from '../http/form.ts';
 import { resolveTenant } from '../tenants.ts';
 import { checkCsrf, finishInteraction, interactionPath, loadInteraction, saveInteraction, type Interaction } from '../interaction-records.ts';
 import { createSession, elevateSession, sessionFromCookie } from '../session.ts';
@@ -56,11 +56,9 @@ async function load(ctx: ServerContext, request: InteractionRequest, reply: Fast
 }
 
 function bodyOf(request: FastifyRequest): FormParams {
-  const body = request.body;
-  if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) {
-    throw errors.invalidRequest('The form was empty or not a form.');
-  }
-  return body as FormParams;
+  const body = formBody(request);
+  if (Object.keys(body).length === 0) throw errors.invalidRequest('The form was empty.');
+  return body;
 }
 
 function backToPage(reply: FastifyReply, interaction: Interaction): FastifyReply {

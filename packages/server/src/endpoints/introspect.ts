@@ -12,7 +12,7 @@
 import { JwtError, errors, pairwiseSubject, predatesRevocation } from '@baton/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { issuerOf, type ServerContext } from '../context.ts';
-import type { FormParams } from '../http/form.ts';
+import { formBody } from '../http/form.ts';
 import { resolveTenant } from '../tenants.ts';
 import { authenticateClient } from '../client-auth.ts';
 import { findRefreshToken, looksLikeRefreshToken } from '../tokens/refresh.ts';
@@ -24,7 +24,7 @@ const INACTIVE = { active: false } as const;
 export function introspectRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.post('/:tenant/oauth2/v2.0/introspect', async (request: FastifyRequest<{ Params: { tenant: string } }>, reply: FastifyReply) => {
     reply.header('cache-control', 'no-store').header('pragma', 'no-cache').type('application/json; charset=utf-8');
-    const params = (request.body ?? {}) as FormParams;
+    const params = formBody(request);
     const directory = await resolveTenant(ctx, request.params.tenant);
     const client = await authenticateClient(ctx, directory, params, request.headers.authorization);
     if (client.method === 'none') {

@@ -14,7 +14,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { JwtError, OAuthError, Entra, matchRedirectUri, truncate, errors } from '@baton/core';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ServerContext } from '../context.ts';
-import { parseForm, type FormParams } from '../http/form.ts';
+import { formBody, parseForm, type FormParams } from '../http/form.ts';
 import { resolveTenant } from '../tenants.ts';
 import { endSession, sessionFromCookie } from '../session.ts';
 import { verifyOwnToken } from '../tokens/verify.ts';
@@ -26,10 +26,7 @@ const CONFIRM_SECONDS = 600;
 const sha256 = (value: string) => createHash('sha256').update(value).digest('base64url');
 
 function params(request: FastifyRequest): FormParams {
-  if (request.method === 'POST') {
-    const body = request.body;
-    return body !== null && typeof body === 'object' && !Array.isArray(body) ? (body as FormParams) : {};
-  }
+  if (request.method === 'POST') return formBody(request);
   const q = request.url.indexOf('?');
   return parseForm(q < 0 ? '' : request.url.slice(q + 1));
 }

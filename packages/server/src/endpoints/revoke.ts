@@ -12,7 +12,7 @@
 import { errors } from '@baton/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerContext } from '../context.ts';
-import type { FormParams } from '../http/form.ts';
+import { formBody } from '../http/form.ts';
 import { resolveTenant } from '../tenants.ts';
 import { authenticateClient } from '../client-auth.ts';
 import { findRefreshToken } from '../tokens/refresh.ts';
@@ -20,7 +20,7 @@ import { findRefreshToken } from '../tokens/refresh.ts';
 export function revokeRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.post('/:tenant/oauth2/v2.0/revoke', async (request: FastifyRequest<{ Params: { tenant: string } }>, reply: FastifyReply) => {
     reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
-    const params = (request.body ?? {}) as FormParams;
+    const params = formBody(request);
     const directory = await resolveTenant(ctx, request.params.tenant);
     const client = await authenticateClient(ctx, directory, params, request.headers.authorization);
     const token = params.token;

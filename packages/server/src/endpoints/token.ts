@@ -8,7 +8,7 @@ import { errors } from '@baton/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerContext } from '../context.ts';
 import { resolveTenant } from '../tenants.ts';
-import { requireParam, type FormParams } from '../http/form.ts';
+import { formBody, requireParam, type FormParams } from '../http/form.ts';
 import { correlationId } from '../http/errors.ts';
 import { authenticateClient, type AuthenticatedClient } from '../client-auth.ts';
 import { CLIENT_AUTH_PARAMETERS, isIgnoredParameter, type Grant, type GrantRegistry } from '../grants/registry.ts';
@@ -43,8 +43,7 @@ function stripGrantIrrelevantParams(params: FormParams, grant: Grant): FormParam
 function tokenEndpoint(ctx: ServerContext) {
   return async function token(request: FastifyRequest<{ Params: { tenant: string } }>, reply: FastifyReply) {
     noCache(reply);
-    const params = (request.body ?? {}) as FormParams;
-    if (typeof params !== 'object' || Array.isArray(params)) throw errors.invalidRequest('The request body must be a form.');
+    const params = formBody(request);
     const directory = await resolveTenant(ctx, request.params.tenant);
     const grant = supportedGrantType(ctx.grants, params);
     const client = await authenticateClient(ctx, directory, params, request.headers.authorization);

@@ -11,6 +11,7 @@ import { JwtError, pairwiseSubject, predatesRevocation, scopesOf } from '@baton/
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerContext } from '../context.ts';
 import { verifyOwnToken } from '../tokens/verify.ts';
+import { formBody } from '../http/form.ts';
 import { userinfoAudience } from '../tokens/userinfo-audience.ts';
 import { sessionBySid } from '../session.ts';
 
@@ -25,7 +26,7 @@ function bearerError(reply: FastifyReply, status: number, error: string | undefi
 /** RFC 6750 §2.1 (header) or §2.2 (form body); both at once is invalid_request (§2). */
 function bearerToken(request: FastifyRequest): { token?: string; error?: string } {
   const header = request.headers.authorization;
-  const body = request.method === 'POST' && request.body !== null && typeof request.body === 'object' ? (request.body as Record<string, string>) : {};
+  const body = request.method === 'POST' ? formBody(request) : {};
   const fromBody = body.access_token;
   if (header !== undefined) {
     const match = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(header);

@@ -1,12 +1,16 @@
 /**
  * `authorization_code` (RFC 6749 §4.1.3, RFC 7636 §4.6, OIDC Core §3.1.3), as named steps:
- * findCode → boundToClient → boundToRedirectUri → proofOfPossession → notExpired → consumeOnce →
- * userStillAllowed → sessionStillLive → issue.
+ * findCode → boundToClient → boundToRedirectUri → proofOfPossession → notExpired →
+ * userStillAllowed → sessionStillLive → apiStillExists → consumeOnce → issue.
  *
- * The binding checks run on a read of the code before it is consumed, so a request by the wrong
- * client, with the wrong redirect URI or verifier, writes nothing and does not burn the legitimate
- * client's code. Consumption is the store's atomic single use; a second redemption (a replay, or
- * the loser of a race) revokes the refresh tokens the first one received (RFC 6749 §4.1.2).
+ * Every check runs on a read of the code before it is consumed, so a refused redemption — wrong
+ * client, redirect URI or verifier, a user disabled or signed out since — writes nothing and does
+ * not burn the legitimate client's code (as oidc-provider does; RFC 6749 §4.1.2 asks only that a
+ * code be used once, and a refused redemption did not use it). A code that cannot succeed later
+ * simply expires (10 minutes). Consumption is the store's atomic single use; a second redemption
+ * (a replay, or the loser of a race) revokes the refresh tokens the first one received
+ * (RFC 6749 §4.1.2: "SHOULD revoke … all tokens previously issued based on that authorization
+ * code"). Entra answers these refusals with the same `invalid_grant` codes used here.
  */
 import { Entra, errors, predatesRevocation, verifyPkce, type User } from '@baton/core';
 import type { ServerContext } from '../context.ts';
@@ -108,7 +112,6 @@ async function handler({ ctx, directory, client, params }: TokenRequest) {
   boundToRedirectUri(record, params.redirect_uri);
   proofOfPossession(record, params.code_verifier);
   notExpired(ctx, record);
-  await consumeOnce(ctx, record);
   const user = await userStillAllowed(ctx, record);
   const session = await sessionStillLive(ctx, record);
 
@@ -119,6 +122,8 @@ async function handler({ ctx, directory, client, params }: TokenRequest) {
     if (api === undefined) throw errors.invalidGrant('The API the authorization code was issued for no longer exists.', Entra.invalidGrant);
     resource = { api, scopes: payload.resource.scopes };
   }
+  // Every check passed: consume the code (atomic across instances). Losing here is a replay.
+  await consumeOnce(ctx, record);
   const response = await signInTokenResponse(ctx, {
     directory,
     user,

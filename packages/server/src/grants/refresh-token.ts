@@ -1,7 +1,14 @@
 /**
  * `refresh_token` (RFC 6749 §6, RFC 9700 §4.14), as named steps:
- * findToken → boundToClient → rotate (consume once; reuse revokes the family) → userStillAllowed →
- * sessionStillLive → resolveScopes → consentStillPresent → conditionalAccess → claimsChallenge → issue.
+ * findToken → boundToClient → resolveScopes → userStillAllowed → sessionStillLive →
+ * consentStillPresent → conditionalAccess → claimsChallenge → rotate (consume once) → issue.
+ *
+ * Every check that can refuse runs on a read of the token BEFORE it is consumed (issue 12): a
+ * refresh refused for a missing consent, a policy, a claims challenge or a malformed scope leaves
+ * the token usable, so the client's next ordinary refresh works. Only a token that was already
+ * consumed — a replay, or the loser of two concurrent redemptions — revokes the family (RFC 9700
+ * §4.14.2). The refusals that revoke the family too (user deleted, the user's sessions revoked,
+ * the sign-in session ended) are the ones no later refresh could pass anyway.
  *
  * Like Entra's, a Baton refresh token is multi-resource: the `scope` parameter may name another
  * API, and the client gets a token for it if it holds consent for this user. Without `scope`, the
@@ -146,10 +153,9 @@ async function handler({ ctx, directory, client, params, ip }: TokenRequest) {
   const now = ctx.now();
   const record = await findToken(ctx, tenantId, params.refresh_token);
   boundToClient(record, client.app.clientId);
-  // Check what can be checked without writing first: a malformed scope must not burn the token.
+  // Everything that can refuse runs before `rotate`: a refused refresh must not burn the token.
   const target = resolveScopes(directory, record, params.scope);
   const demands = params.claims === undefined || params.claims === '' ? undefined : parseClaimsRequest(params.claims);
-  await rotate(ctx, record);
   const user = await userStillAllowed(ctx, record);
   const session = await sessionStillLive(ctx, record);
   const granted = await consentStillPresent(ctx, directory, client.app.clientId, user, target);
@@ -180,6 +186,8 @@ async function handler({ ctx, directory, client, params, ip }: TokenRequest) {
     }
   }
 
+  // Every check passed: consume the token (atomic across instances). Losing here is a replay.
+  await rotate(ctx, record);
   const response = await signInTokenResponse(ctx, {
     directory,
     user,

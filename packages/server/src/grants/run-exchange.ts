@@ -86,6 +86,9 @@ function refusedToken(form: ExchangeDialect, parameter: TokenParameter, tenantId
     case 'crit':
       description = `The ${parameter} has a 'crit' header: this service issues no such tokens.`;
       break;
+    case 'header':
+      description = `The ${parameter}'s header is refused (${failure.message}): it was not issued by this service.`;
+      break;
     case 'no-kid':
       description = `The ${parameter} has no 'kid' header: it was not issued by this service.`;
       break;

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { ServerContext } from '../context.ts';
 import { MAX_FORM_BYTES, parseForm } from './form.ts';
 import { sendOAuthError, toOAuthError } from './errors.ts';
+import { isHtmlHandler, isHtmlRoute, sendErrorPage } from '../endpoints/respond.ts';
 
 export interface AppOptions {
   https?: { key: string; cert: string } | undefined;
@@ -40,6 +41,9 @@ export function buildApp(ctx: ServerContext, options: AppOptions): FastifyInstan
   };
   const app = (options.https ? Fastify({ ...serverOptions, https: options.https } as FastifyServerOptions) : Fastify(serverOptions)) as unknown as FastifyInstance;
 
+  // Form encoding is the only body any endpoint takes (RFC 6749 §3.2, RFC 7009 §2.1, RFC 7662 §2.1,
+  // OIDC Core §3.1.2.1): any other content type, JSON included, is refused before routing reaches
+  // a handler (http/errors.ts answers 400 invalid_request), so no handler sees an unvalidated shape.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: MAX_FORM_BYTES }, (_request, body, done) => {
     try {
@@ -48,12 +52,11 @@ export function buildApp(ctx: ServerContext, options: AppOptions): FastifyInstan
       done(error as Error, undefined);
     }
   });
-  app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: MAX_FORM_BYTES }, (_request, body, done) => {
-    try {
-      done(null, JSON.parse(body as string));
-    } catch {
-      done(Object.assign(new Error('invalid JSON'), { statusCode: 400, code: 'FST_ERR_CTP_INVALID_JSON_BODY' }), undefined);
-    }
+
+  // Fastify binds handlers when it registers them; the browser-facing ones are marked here, while
+  // the original function is still at hand, so the error handler can tell them apart.
+  app.addHook('onRoute', (route) => {
+    if (isHtmlHandler(route.handler)) route.config = { ...(route.config as object | undefined), html: true };
   });
 
   app.addHook('onSend', (_request, reply, payload, done) => {
@@ -65,6 +68,8 @@ export function buildApp(ctx: ServerContext, options: AppOptions): FastifyInstan
   });
 
   app.setErrorHandler((error, request, reply) => {
+    // A browser-facing route's early failure (the body is not a form, too large) is a page, like its others.
+    if (isHtmlRoute(request)) return sendErrorPage(ctx, request, reply, error);
     const oauth = toOAuthError(error);
     if (!oauth.expose) {
       // Only the operator sees the detail; the client gets a plain server_error.

@@ -40,15 +40,34 @@ export function setBrand(request: FastifyRequest, brand: string): void {
   brands.set(request, brand);
 }
 
-/** Wraps a browser-facing handler so every failure becomes an error page. */
+/** Handlers made by {@link htmlRoute}: the shell's error handler renders their early failures as pages too. */
+const htmlHandlers = new WeakSet<object>();
+
+/** Whether a route handler was made by {@link htmlRoute} (the shell marks such routes when they register). */
+export function isHtmlHandler(handler: unknown): boolean {
+  return typeof handler === 'function' && htmlHandlers.has(handler);
+}
+
+/** Whether a request's route is browser-facing (its errors are pages, not JSON). */
+export function isHtmlRoute(request: FastifyRequest): boolean {
+  return (request.routeOptions.config as { html?: boolean } | undefined)?.html === true;
+}
+
+/**
+ * Wraps a browser-facing handler so every failure becomes an error page — including the ones the
+ * shell raises before the handler runs (a body that is not a form, too large): see
+ * {@link isHtmlRoute}.
+ */
 export function htmlRoute<R extends FastifyRequest>(ctx: ServerContext, handler: (request: R, reply: FastifyReply) => Promise<FastifyReply>): RouteHandlerMethod {
-  return (async (request: R, reply: FastifyReply) => {
+  const route = (async (request: R, reply: FastifyReply) => {
     try {
       return await handler(request, reply);
     } catch (error) {
       return sendErrorPage(ctx, request, reply, error, brands.get(request));
     }
   }) as unknown as RouteHandlerMethod;
+  htmlHandlers.add(route);
+  return route;
 }
 
 export interface ClientTarget {

@@ -19,16 +19,14 @@ export function toOAuthError(error: unknown): OAuthError {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new OAuthError('invalid_request', { status: 413, description: 'The request body is too large.', entraCodes: [Entra.malformedRequest] });
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
-    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      // RFC 6749 §5.2: an OAuth error is 400 "unless specified otherwise" — not 415 — so OAuth
+      // clients, which read the JSON of any 400, show the developer this description.
       return new OAuthError('invalid_request', {
-        status: e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? 415 : 400,
-        description: e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
-          ? "The request body must be sent as 'application/x-www-form-urlencoded'."
-          : 'The request body is malformed.',
+        description: "The request body must be sent as 'application/x-www-form-urlencoded' (RFC 6749 §3.2); JSON and other content types are not accepted.",
         entraCodes: [Entra.malformedRequest],
       });
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new OAuthError('invalid_request', { description: 'The request body is malformed.', entraCodes: [Entra.malformedRequest] });
   }
   if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
     return new OAuthError('invalid_request', { status: e.statusCode, description: 'The request is malformed.', entraCodes: [Entra.malformedRequest], detail: e.code });

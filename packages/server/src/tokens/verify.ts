@@ -6,7 +6,7 @@
  *
  * Two steps, shared by every caller:
  *
- *   readOwnToken      decode (bounded), `typ`, no `crit`          (no key, no I/O)
+ *   readOwnToken      decode (bounded), core's JWS header policy  (no key, no I/O)
  *   checkOwnSignature `kid`, the tenant's key for it, the signature
  *
  * They return a {@link OwnTokenFailure} rather than throw, so each caller words the refusal for its
@@ -14,7 +14,7 @@
  * claims validation and throws `JwtError`; the exchange (grants/run-exchange.ts) answers the OAuth
  * error of its dialect and leaves the claims to core's exchange rules.
  */
-import { JwtError, decodeJws, isAccessTokenTyp, validateClaims, verifyJwsSignatureAsync, type DecodedJws } from '@baton/core';
+import { ACCESS_TOKEN_HEADER, ID_TOKEN_HEADER, JwtError, checkJwsHeader, decodeJws, validateClaims, verifyJwsSignatureAsync, type DecodedJws, type JwtErrorCode } from '@baton/core';
 import { issuerOf, type ServerContext } from '../context.ts';
 import { isTenantId } from '../tenants.ts';
 
@@ -24,6 +24,8 @@ export type OwnTokenFailure =
   | { failure: 'malformed'; message: string }
   | { failure: 'typ'; typ: unknown }
   | { failure: 'crit' }
+  /** Another refusal of core's JWS header policy (`alg`, `jku`/`x5u`/`jwk`, a malformed `kid`). */
+  | { failure: 'header'; code: JwtErrorCode; message: string }
   | { failure: 'no-kid' }
   | { failure: 'unknown-key'; kid: string }
   | { failure: 'signature'; kid: string; alg: string; headerAlg: unknown };
@@ -49,9 +51,17 @@ export function readOwnToken(token: string, typ: 'at+jwt' | 'JWT', maxChars?: nu
     return { failure: 'malformed', message: (error as Error).message };
   }
   const header = decoded.header;
-  const typOk = typ === 'at+jwt' ? isAccessTokenTyp(header.typ) : header.typ === undefined || /^(application\/)?jwt$/i.test(String(header.typ));
-  if (!typOk) return { failure: 'typ', typ: header.typ };
-  if (header.crit !== undefined) return CRIT;
+  // The one JWS header policy (core's checkJwsHeader): crit, the algorithms this service signs
+  // with, typ per use, no key named by the token, a kid.
+  try {
+    checkJwsHeader(header, typ === 'at+jwt' ? ACCESS_TOKEN_HEADER : ID_TOKEN_HEADER);
+  } catch (error) {
+    if (!(error instanceof JwtError)) throw error;
+    if (error.code === 'ERR_JOSE_CRIT_UNSUPPORTED') return CRIT;
+    if (error.code === 'ERR_JWT_TYP_INVALID') return { failure: 'typ', typ: header.typ };
+    if (error.code === 'ERR_JWS_INVALID' && header.kid === undefined) return NO_KID;
+    return { failure: 'header', code: error.code, message: error.message };
+  }
   return decoded;
 }
 
@@ -119,6 +129,8 @@ function jwtError(failure: OwnTokenFailure, typ: 'at+jwt' | 'JWT'): JwtError {
       return new JwtError('ERR_JWT_TYP_INVALID', `the token is not of type ${typ}`);
     case 'crit':
       return new JwtError('ERR_JOSE_CRIT_UNSUPPORTED', `the token has a 'crit' header: this service issues no such tokens`);
+    case 'header':
+      return new JwtError(failure.code, failure.message);
     case 'no-kid':
     case 'unknown-key':
       return new JwtError('ERR_JWKS_NO_MATCHING_KEY', 'no key of the issuer matches the token (kid)');
