@@ -20,7 +20,7 @@ import { userToken, obo, exchange, secretOf } from './obo-fixtures.ts';
 import { formBody } from '../src/http/form.ts';
 
 const TOKEN = '/contoso/oauth2/v2.0/token';
-const INDEXER = basic('indexer', 'indexer-Demo-secret-1');
+const INDEXER = basic('indexer', 'indexer-demo-secret-for-local-use-only');
 const SIGNER = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const SIGNER_JWK = { ...SIGNER.publicKey.export({ format: 'jwk' }), kid: 'signer-1' };
 
@@ -129,9 +129,9 @@ describe('1. form encoding only', () => {
 describe('2. type confusion: handlers see only validated strings', () => {
   test('the hostile case: arrays and objects in a JSON body never reach a handler (400, not 500)', async () => {
     for (const body of [
-      { grant_type: 'client_credentials', client_id: 'indexer', client_secret: ['indexer-Demo-secret-1'] },
+      { grant_type: 'client_credentials', client_id: 'indexer', client_secret: ['indexer-demo-secret-for-local-use-only'] },
       { grant_type: 'client_credentials', client_id: { toString: 'indexer' }, client_secret: 'x' },
-      { grant_type: ['client_credentials'], client_id: 'indexer', client_secret: 'indexer-Demo-secret-1' },
+      { grant_type: ['client_credentials'], client_id: 'indexer', client_secret: 'indexer-demo-secret-for-local-use-only' },
       [1, 2, 3],
       'client_credentials',
       null,
