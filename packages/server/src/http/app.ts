@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { ServerContext } from '../context.ts';
 import { MAX_FORM_BYTES, parseForm } from './form.ts';
 import { sendOAuthError, toOAuthError } from './errors.ts';
+import { clientErrorHandler } from './client-error.ts';
 import { isHtmlHandler, isHtmlRoute, sendErrorPage } from '../endpoints/respond.ts';
 
 export interface AppOptions {
@@ -37,6 +38,7 @@ export function buildApp(ctx: ServerContext, options: AppOptions): FastifyInstan
     trustProxy: options.trustProxy ?? false,
     genReqId: () => randomUUID(),
     return503OnClosing: true,
+    clientErrorHandler,
     keepAliveTimeout: 72_000,
   };
   const app = (options.https ? Fastify({ ...serverOptions, https: options.https } as FastifyServerOptions) : Fastify(serverOptions)) as unknown as FastifyInstance;
