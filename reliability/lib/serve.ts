@@ -23,6 +23,8 @@ export interface Served {
 
 export interface ServeOptions {
   dataDir?: string;
+  /** Configuration file (default: the demo's, examples/chain/baton.json). */
+  config?: string;
   port?: number;
   /** Extra `baton serve` flags (`--store postgres://…`). */
   args?: string[];
@@ -34,7 +36,7 @@ export async function serve(options: ServeOptions = {}): Promise<Served> {
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'baton-reliability-')));
   const child = spawn(
     process.execPath,
-    [BIN, 'serve', '--config', CONFIG, '--data', dataDir, '--port', String(options.port ?? 0), '--host', '127.0.0.1', '--dev', ...(options.args ?? [])],
+    [BIN, 'serve', '--config', options.config ?? CONFIG, '--data', dataDir, '--port', String(options.port ?? 0), '--host', '127.0.0.1', '--dev', ...(options.args ?? [])],
     { env: { ...process.env, BATON_KEK: undefined, BATON_LOG_LEVEL: process.env.BATON_LOG_LEVEL ?? 'warn', ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let stderr = '';

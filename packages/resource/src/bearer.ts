@@ -31,6 +31,8 @@ export function bearerToken(input: AuthorizationInput, ctx: ChallengeContext): s
   let value: string | undefined;
   if (Array.isArray(input)) {
     const values = input as readonly string[];
+    // Found by fuzzing: an array holding a non-string crashed on `.trim()`; it is the same programmer error as a non-string.
+    if (values.some((v) => typeof v !== 'string')) throw new TypeError('the Authorization input must be a string or an array of strings');
     const total = values.reduce((sum, v) => sum + (typeof v === 'string' ? v.length : 0), 0);
     if (total > MAX_AUTHORIZATION_LENGTH) throw tooLarge(ctx);
     if (values.length > 1) throw duplicate(ctx);

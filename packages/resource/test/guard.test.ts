@@ -423,7 +423,9 @@ describe('verified-token cache', () => {
     try {
       now += 61_000;
       await guard.verify(issuer.token({}, { key: issuer.keys[1] })); // triggers the background refresh
-      await new Promise((r) => setTimeout(r, 50));
+      // The refresh runs in the background: wait for its effect (bounded), not for a fixed time, which a
+      // loaded machine overruns.
+      for (let i = 0; i < 100 && (await guard.verify(good).then(() => true, () => false)); i++) await new Promise((r) => setTimeout(r, 50));
       await rejects(guard.verify(good), { status: 401, error: 'invalid_token', reason: 'ERR_JWKS_NO_MATCHING_KEY' }, good);
     } finally {
       issuer.published = undefined;

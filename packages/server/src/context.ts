@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { Store } from './store/types.ts';
 import type { Keyring } from './keys/keyring.ts';
 import type { Kek } from './crypto/kek.ts';
+import type { TokenEndpointLimits } from './limits.ts';
 import type { GrantRegistry } from './grants/registry.ts';
 
 export interface ServerContext {
@@ -27,6 +28,8 @@ export interface ServerContext {
   now(): number;
   /** `https://localhost:8443`; set once the server listens. */
   baseUrl: string;
+  /** Token endpoint abuse limits (config `limits.tokenEndpoint`; limits.ts's defaults when absent). */
+  readonly tokenEndpointLimits?: TokenEndpointLimits | undefined;
 }
 
 export const issuerOf = (ctx: Pick<ServerContext, 'baseUrl'>, tenantId: string) => `${ctx.baseUrl}/${tenantId}/v2.0`;

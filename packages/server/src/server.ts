@@ -24,6 +24,8 @@ import { GrantRegistry, type Grant } from './grants/registry.ts';
 import { BUILT_IN_GRANTS } from './grants/index.ts';
 import { BUILT_IN_ROUTES } from './endpoints/index.ts';
 import { recordIssuerBase } from './issuer-record.ts';
+import { resolveTokenEndpointLimits } from './limits.ts';
+import { resolveTransportLimits } from './http/transport.ts';
 
 export interface ServeOptions {
   /** A configuration file, or an already parsed configuration. */
@@ -168,8 +170,9 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       grants,
       now,
       baseUrl: options.publicUrl ?? '',
+      tokenEndpointLimits: resolveTokenEndpointLimits(config?.limits?.tokenEndpoint),
     };
-    const app = buildApp(ctx, { https, trustProxy: options.trustProxy, routes: [...BUILT_IN_ROUTES, ...(options.routes ?? [])] });
+    const app = buildApp(ctx, { https, trustProxy: options.trustProxy, routes: [...BUILT_IN_ROUTES, ...(options.routes ?? [])], transport: resolveTransportLimits(config?.http) });
     let sweeper: NodeJS.Timeout | undefined;
     const running: RunningServer = {
       url: '',

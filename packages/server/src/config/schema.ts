@@ -154,9 +154,34 @@ export const TenantConfig = z.strictObject({
   policies: z.array(PolicyConfig).default([]),
 });
 
+/** One abuse limit (limits.ts): requests in flight and a sustained rate, per key; `null` turns one off. */
+export const LimitRuleConfig = z.strictObject({
+  concurrent: z.number().int().min(1).max(1_000_000).nullable().optional(),
+  requestsPerSecond: z.number().positive().max(1_000_000).nullable().optional(),
+  burst: z.number().int().min(1).max(10_000_000).optional(),
+});
+
+/** Token endpoint abuse limits (docs/config.md, `limits`). */
+export const LimitsConfig = z.strictObject({
+  tokenEndpoint: z.strictObject({ perClient: LimitRuleConfig.optional(), perIp: LimitRuleConfig.optional() }).optional(),
+});
+
+/** Connection timeouts and cap (http/transport.ts; docs/config.md, `http`). */
+export const HttpConfig = z
+  .strictObject({
+    headersTimeoutMs: z.number().int().min(100).max(600_000).optional(),
+    requestTimeoutMs: z.number().int().min(100).max(3_600_000).optional(),
+    keepAliveTimeoutMs: z.number().int().min(0).max(3_600_000).optional(),
+    checkIntervalMs: z.number().int().min(50).max(60_000).optional(),
+    maxConnections: z.number().int().min(1).max(1_000_000).optional(),
+  })
+  .refine((h) => h.headersTimeoutMs === undefined || h.requestTimeoutMs === undefined || h.headersTimeoutMs <= h.requestTimeoutMs, 'headersTimeoutMs must not exceed requestTimeoutMs');
+
 export const BatonConfig = z.strictObject({
   $schema: z.string().optional(),
   tenants: z.array(TenantConfig).min(1),
+  limits: LimitsConfig.optional(),
+  http: HttpConfig.optional(),
 });
 
 export type BatonConfig = z.infer<typeof BatonConfig>;

@@ -11,6 +11,7 @@ import { resolveTenant } from '../tenants.ts';
 import { formBody, requireParam, type FormParams } from '../http/form.ts';
 import { correlationId } from '../http/errors.ts';
 import { authenticateClient, type AuthenticatedClient } from '../client-auth.ts';
+import { TokenEndpointLimiter, type Admission } from '../limits.ts';
 import { CLIENT_AUTH_PARAMETERS, isIgnoredParameter, type Grant, type GrantRegistry } from '../grants/registry.ts';
 
 function noCache(reply: FastifyReply): void {
@@ -40,30 +41,39 @@ function stripGrantIrrelevantParams(params: FormParams, grant: Grant): FormParam
   return kept;
 }
 
-function tokenEndpoint(ctx: ServerContext) {
+function tokenEndpoint(ctx: ServerContext, limiter: TokenEndpointLimiter) {
   return async function token(request: FastifyRequest<{ Params: { tenant: string } }>, reply: FastifyReply) {
     noCache(reply);
-    const params = formBody(request);
-    const directory = await resolveTenant(ctx, request.params.tenant);
-    const grant = supportedGrantType(ctx.grants, params);
-    const client = await authenticateClient(ctx, directory, params, request.headers.authorization);
-    confidentialCheck(grant, client);
-    const correlation = correlationId(request);
-    const traceparent = request.headers.traceparent;
-    const response = await grant.handler({
-      ctx,
-      directory,
-      client,
-      params: stripGrantIrrelevantParams(params, grant),
-      ip: request.ip,
-      traceparent: typeof traceparent === 'string' ? traceparent : undefined,
-      correlationId: correlation,
-    });
-    return reply.header('client-request-id', correlation).type('application/json; charset=utf-8').send(response);
+    // Abuse limits (limits.ts): per IP before any work, per client once it is authenticated.
+    const perIp = limiter.admitIp(request.ip);
+    let perClient: Admission | undefined;
+    try {
+      const params = formBody(request);
+      const directory = await resolveTenant(ctx, request.params.tenant);
+      const grant = supportedGrantType(ctx.grants, params);
+      const client = await authenticateClient(ctx, directory, params, request.headers.authorization);
+      perClient = limiter.admitClient(directory.tenant.id, client.app.clientId);
+      confidentialCheck(grant, client);
+      const correlation = correlationId(request);
+      const traceparent = request.headers.traceparent;
+      const response = await grant.handler({
+        ctx,
+        directory,
+        client,
+        params: stripGrantIrrelevantParams(params, grant),
+        ip: request.ip,
+        traceparent: typeof traceparent === 'string' ? traceparent : undefined,
+        correlationId: correlation,
+      });
+      return reply.header('client-request-id', correlation).type('application/json; charset=utf-8').send(response);
+    } finally {
+      perClient?.release();
+      perIp.release();
+    }
   };
 }
 
 /** The token endpoint's route; the grants it answers are the server's (`ctx.grants`). */
 export function tokenRoutes(app: FastifyInstance, ctx: ServerContext): void {
-  app.post('/:tenant/oauth2/v2.0/token', tokenEndpoint(ctx));
+  app.post('/:tenant/oauth2/v2.0/token', tokenEndpoint(ctx, new TokenEndpointLimiter(ctx.tokenEndpointLimits)));
 }

@@ -9,10 +9,13 @@ import type { ServerContext } from '../context.ts';
 import { MAX_FORM_BYTES, parseForm } from './form.ts';
 import { sendOAuthError, toOAuthError } from './errors.ts';
 import { clientErrorHandler } from './client-error.ts';
+import { DEFAULT_TRANSPORT_LIMITS, nodeServerOptions, type TransportLimits } from './transport.ts';
 import { isHtmlHandler, isHtmlRoute, sendErrorPage } from '../endpoints/respond.ts';
 
 export interface AppOptions {
   https?: { key: string; cert: string } | undefined;
+  /** Connection timeouts and cap (default: http/transport.ts's defaults). */
+  transport?: TransportLimits | undefined;
   /** Trust X-Forwarded-For from this proxy (off by default: the client IP feeds conditional access). */
   trustProxy?: boolean | string | undefined;
   /** The routes, in order: each adds its endpoints to the app. */
@@ -30,7 +33,9 @@ export interface AppOptions {
 export type RoutePlugin = (app: FastifyInstance, ctx: ServerContext) => void;
 
 export function buildApp(ctx: ServerContext, options: AppOptions): FastifyInstance {
-  const serverOptions: FastifyServerOptions = {
+  const transport = options.transport ?? DEFAULT_TRANSPORT_LIMITS;
+  const nodeOptions = nodeServerOptions(transport);
+  const serverOptions: FastifyServerOptions & { http?: ReturnType<typeof nodeServerOptions> } = {
     logger: false,
     bodyLimit: MAX_FORM_BYTES,
     // Tokens may be long, but no URL needs more than this; longer ones are refused before routing.
@@ -39,9 +44,13 @@ export function buildApp(ctx: ServerContext, options: AppOptions): FastifyInstan
     genReqId: () => randomUUID(),
     return503OnClosing: true,
     clientErrorHandler,
-    keepAliveTimeout: 72_000,
+    // Slow or stuck clients (http/transport.ts): Node's parser clocks, checked every checkIntervalMs.
+    keepAliveTimeout: transport.keepAliveTimeoutMs,
+    requestTimeout: transport.requestTimeoutMs,
+    http: nodeOptions,
   };
-  const app = (options.https ? Fastify({ ...serverOptions, https: options.https } as FastifyServerOptions) : Fastify(serverOptions)) as unknown as FastifyInstance;
+  const app = (options.https ? Fastify({ ...serverOptions, https: { ...nodeOptions, ...options.https } } as FastifyServerOptions) : Fastify(serverOptions)) as unknown as FastifyInstance;
+  app.server.maxConnections = transport.maxConnections;
 
   // Form encoding is the only body any endpoint takes (RFC 6749 §3.2, RFC 7009 §2.1, RFC 7662 §2.1,
   // OIDC Core §3.1.2.1): any other content type, JSON included, is refused before routing reaches
