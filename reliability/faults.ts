@@ -86,7 +86,7 @@ async function sqliteKill(): Promise<Figures> {
     }
   };
   const workers = Array.from({ length: 4 }, worker);
-  await sleep(6_000);
+  await sleep(15_000);
   killed = true;
   served.child.kill('SIGKILL');
   await Promise.allSettled(workers);
@@ -189,6 +189,7 @@ async function idleCrowd(): Promise<Figures> {
       Array.from({ length: 500 }, () =>
         new Promise<void>((resolve) => {
           const socket = connect(port, '127.0.0.1');
+          socket.resume(); // read what the server sends (its 408), or the close is never seen
           socket.once('connect', () => resolve());
           socket.once('error', () => {
             connectFailures++;

@@ -83,9 +83,13 @@ export class OAuthError extends Error {
   readonly suberror: SubError | undefined;
   readonly claims: string | undefined;
   readonly headers: Record<string, string>;
-  /** Whether `description` may be shown to the client (oidc-provider's `expose`). */
+  /**
+   * Whether `description` may be shown to the client (oidc-provider's `expose`): client errors, and
+   * `temporarily_unavailable` (503: the client should retry, RFC 6749 §4.1.2.1), whose descriptions
+   * are written for the client. Any other 5xx leaves as a plain `server_error`.
+   */
   get expose(): boolean {
-    return this.status < 500;
+    return this.status < 500 || this.error === 'temporarily_unavailable';
   }
 
   constructor(error: OAuthErrorCode, options: OAuthErrorOptions) {

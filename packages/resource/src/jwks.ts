@@ -116,8 +116,12 @@ export class RemoteJwks {
   async candidates(kid: string | undefined, alg: JwsAlg): Promise<KeyObject[]> {
     if (!this.#loaded) {
       await this.reload();
-    } else if (this.#clock() - this.#loadedAt >= this.#maxAge) {
-      this.reload().catch(() => {}); // background refresh; the current keys keep serving
+    } else if (this.#clock() - this.#loadedAt >= this.#maxAge && this.#clock() - this.#lastAttemptAt >= this.#cooldown) {
+      // Background refresh; the current keys keep serving. At most one attempt per cooldown: while
+      // the endpoint is down, every request past max age would otherwise start the next fetch as
+      // soon as the last one failed (a fetch storm against an issuer that is already struggling;
+      // found by `npm run faults`, jwks-down).
+      this.reload().catch(() => {});
     }
     let found = this.#match(kid, alg);
     if (found.length === 0 && (this.#inflight !== undefined || this.#clock() - this.#lastAttemptAt >= this.#cooldown)) {

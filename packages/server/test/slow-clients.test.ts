@@ -40,6 +40,7 @@ function open(): Promise<Conn> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1');
     const conn: Conn = { socket, received: '', closed: new Promise((r) => socket.once('close', () => r())) };
+    socket.on('error', () => {}); // a reset by the server closing a connection we were still writing to
     socket.on('data', (chunk) => (conn.received += chunk.toString()));
     socket.once('connect', () => resolve(conn));
     socket.once('error', reject);
@@ -50,6 +51,18 @@ async function discovery(): Promise<number> {
   const response = await fetch(`${served.url}/contoso/v2.0/.well-known/openid-configuration`);
   await response.arrayBuffer();
   return response.status;
+}
+
+/**
+ * Every slow connection was cut off: a 408 in the OAuth error shape, or — when the client was still
+ * writing as the server closed, and the kernel's reset overtook the answer — nothing. At least one
+ * must show the 408, so the shape is checked.
+ */
+function assertAllCutOff(conns: Conn[]): void {
+  assert.ok(conns.every((c) => c.socket.destroyed));
+  const answered = conns.filter((c) => c.received !== '');
+  assert.ok(answered.length > 0, 'at least one connection read its 408');
+  for (const conn of answered) assertTimedOut(conn);
 }
 
 /** A 408 in the OAuth error shape, then the connection closed by the server. */
@@ -65,7 +78,7 @@ test('slowloris headers: trickling connections get 408 and are closed; others ar
   let ticking = true;
   const trickle = (async () => {
     while (ticking) {
-      for (const conn of slow) if (!conn.socket.destroyed) conn.socket.write('X-Slow: a\r\n');
+      for (const conn of slow) if (!conn.socket.destroyed && conn.received === '') conn.socket.write('X-Slow: a\r\n');
       await new Promise((r) => setTimeout(r, 100));
     }
   })();
@@ -74,7 +87,7 @@ test('slowloris headers: trickling connections get 408 and are closed; others ar
   ticking = false;
   await trickle;
   await Promise.all(slow.map((c) => c.closed));
-  for (const conn of slow) assertTimedOut(conn);
+  assertAllCutOff(slow);
   assert.ok(answered.length > 0 && answered.every((s) => s === 200), `others answered during the attack: ${answered.length}`);
 });
 
@@ -86,7 +99,7 @@ test('a trickled body: 408 once the whole request is overdue; others are answere
   let ticking = true;
   const trickle = (async () => {
     while (ticking) {
-      for (const conn of slow) if (!conn.socket.destroyed) conn.socket.write('a');
+      for (const conn of slow) if (!conn.socket.destroyed && conn.received === '') conn.socket.write('a');
       await new Promise((r) => setTimeout(r, 100));
     }
   })();
@@ -95,7 +108,7 @@ test('a trickled body: 408 once the whole request is overdue; others are answere
   ticking = false;
   await trickle;
   await Promise.all(slow.map((c) => c.closed));
-  for (const conn of slow) assert.match(conn.received, /^HTTP\/1\.1 408 /, conn.received.slice(0, 200));
+  assertAllCutOff(slow);
   assert.ok(answered.length > 0 && answered.every((s) => s === 200));
 });
 

@@ -85,6 +85,8 @@ export function buildApp(ctx: ServerContext, options: AppOptions): FastifyInstan
     if (!oauth.expose) {
       // Only the operator sees the detail; the client gets a plain server_error.
       ctx.log.error({ err: { message: oauth.detail, type: (error as Error).name }, reqId: request.id, url: request.routeOptions.url }, 'unexpected error');
+    } else if (oauth.status >= 500) {
+      ctx.log.warn({ err: { message: oauth.detail, type: (error as Error).name }, reqId: request.id, url: request.routeOptions.url }, 'store unavailable: answered 503');
     }
     return sendOAuthError(request, reply, oauth);
   });

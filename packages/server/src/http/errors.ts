@@ -14,7 +14,8 @@ export function entraTimestamp(date = new Date()): string {
 /** Maps framework errors (body too large, bad content type, malformed JSON) to OAuth errors. */
 export function toOAuthError(error: unknown): OAuthError {
   if (error instanceof OAuthError) return error;
-  const e = error as { statusCode?: number; code?: string; message?: string };
+  // Anything may be thrown, null and strings included: read it as an object that may lack every field.
+  const e = (error !== null && typeof error === 'object' ? error : {}) as { statusCode?: number; code?: string; message?: string };
   switch (e.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new OAuthError('invalid_request', { status: 413, description: 'The request body is too large.', entraCodes: [Entra.malformedRequest] });
@@ -28,10 +29,34 @@ export function toOAuthError(error: unknown): OAuthError {
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return new OAuthError('invalid_request', { description: 'The request body is malformed.', entraCodes: [Entra.malformedRequest] });
   }
+  if (storeUnavailable(error)) {
+    // The store is restarting or unreachable: the client should retry, and nothing was done (every
+    // grant writes in one transaction or not at all). A 503 with Retry-After, not a 500.
+    return new OAuthError('temporarily_unavailable', {
+      status: 503,
+      description: 'The service is temporarily unable to reach its database. Retry after the time in the Retry-After header.',
+      headers: { 'retry-after': '2' },
+      detail: e.message,
+      cause: error,
+    });
+  }
   if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
     return new OAuthError('invalid_request', { status: e.statusCode, description: 'The request is malformed.', entraCodes: [Entra.malformedRequest], detail: e.code });
   }
   return new OAuthError('server_error', { description: 'The server could not complete the request.', detail: e.message, cause: error });
+}
+
+/** Connection-level failures of the store (node-postgres, the network, SQLite's lock), as opposed to bugs. */
+const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', '57P01', '57P02', '57P03', '53300']);
+const UNAVAILABLE_MESSAGES = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|database is locked/i;
+
+/** Whether `error` says the store cannot be reached right now (PostgreSQL restarting, SQLite busy past its timeout). */
+export function storeUnavailable(error: unknown): boolean {
+  const e = error as { code?: unknown; message?: unknown } | null;
+  if (e === null || typeof e !== 'object') return false;
+  const code = typeof e.code === 'string' ? e.code : '';
+  // SQLSTATE class 08: connection exception.
+  return UNAVAILABLE_CODES.has(code) || code.startsWith('08') || (typeof e.message === 'string' && UNAVAILABLE_MESSAGES.test(e.message));
 }
 
 /** Correlation id: MSAL's `client-request-id` (query or header) when it is a sane GUID-like value. */
