@@ -7,6 +7,10 @@
  *                 restart, PRAGMA integrity_check, every acknowledged grant still redeemable.
  *   jwks-down     the guard's issuer answers 503 for its JWKS: known keys keep validating, unknown
  *                 kids are refused without a fetch storm, service resumes when the JWKS is back.
+ *   redis-down    two API replicas sharing OBO tokens through their own redis-server: Redis killed
+ *                 mid-load and started again; no caller request fails, and tokens are shared again.
+ *   key-rotation  `baton keys rotate` (a second process on the same store) while tokens are minted and
+ *                 validated by the SDK guard: zero failed validations, the new key in use after it.
  *   idle-crowd    10,000 idle connections to `baton serve`: others are answered throughout; the idle
  *                 ones are closed by the headers timeout.
  *
@@ -21,7 +25,12 @@ import tls from 'node:tls';
 import { DatabaseSync } from 'node:sqlite';
 import { serve, CONFIG, ROOT, type Served } from './lib/serve.ts';
 import { Browser, BOB, authorizeUrl, pkce, runFlow, webParams, WEB } from '../packages/server/test/signin-kit.ts';
-import { createGuard } from '../packages/resource/src/index.ts';
+import { createGuard, createOboClient } from '../packages/resource/src/index.ts';
+import { RedisTokenCacheStore } from '../packages/resource/src/redis.ts';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { issueUserToken, SECRETS, BIN } from './lib/serve.ts';
 import { generateTestKey, startIssuer } from '../packages/resource/test/fixtures/issuer.ts';
 
 type Figures = Record<string, number | string | boolean>;
@@ -173,6 +182,134 @@ async function jwksDown(): Promise<Figures> {
   };
 }
 
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as { port: number }).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function startRedis(port: number): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (/Ready to accept connections/.test(out)) resolve(child);
+    });
+    child.once('exit', (code) => reject(new Error(`redis-server exited with ${code}`)));
+  });
+}
+
+/** redis-down: the SDK's OBO cache falls back to memory while its Redis is down; nobody's request fails. */
+async function redisDown(): Promise<Figures> {
+  const port = await freePort();
+  let redis = await startRedis(port);
+  const served = await serve();
+  const assertions = [await issueUserToken(served, 'alice@contoso.test'), await issueUserToken(served, 'bob@contoso.test')];
+  const key = randomBytes(32);
+  const quiet = { info() {}, warn() {}, error() {} };
+  const replica = () =>
+    createOboClient({
+      authority: `${served.url}/contoso/v2.0`,
+      clientId: 'tasks-api',
+      credential: { clientSecret: SECRETS['tasks-api']! },
+      cache: new RedisTokenCacheStore({ redis: `redis://127.0.0.1:${port}`, key, logger: quiet as never }),
+    });
+  const replicas = [replica(), replica()];
+  let calls = 0;
+  let failures = 0;
+  let forced = 0;
+  const failureSamples: string[] = [];
+  let stop = false;
+  const loop = async (i: number) => {
+    while (!stop) {
+      const obo = replicas[(calls + i) % 2]!;
+      const forceRefresh = calls % 10 === 0;
+      calls++;
+      if (forceRefresh) forced++;
+      try {
+        await obo.acquire({ assertion: assertions[calls % 2]!, scopes: ['api://docs/Docs.Read'], forceRefresh });
+      } catch (error) {
+        failures++;
+        if (failureSamples.length < 5) failureSamples.push((error as Error).message.slice(0, 200));
+      }
+      await sleep(5);
+    }
+  };
+  const loops = Array.from({ length: 4 }, (_, i) => loop(i));
+  await sleep(3_000);
+  const callsBeforeKill = calls;
+  redis.kill('SIGKILL');
+  await new Promise((r) => redis.once('exit', r));
+  const downAt = performance.now();
+  await sleep(4_000);
+  const callsWhileDown = calls - callsBeforeKill;
+  redis = await startRedis(port);
+  const downMs = Math.round(performance.now() - downAt);
+  await sleep(4_000);
+  stop = true;
+  await Promise.all(loops);
+  // Shared again: a token acquired by one replica after the restart is served to a new replica from Redis.
+  let sharedAgain = false;
+  for (let attempt = 0; attempt < 20 && !sharedAgain; attempt++) {
+    await replicas[0]!.acquire({ assertion: assertions[0]!, scopes: ['api://docs/Docs.Read'], forceRefresh: true });
+    const fresh = replica();
+    sharedAgain = (await fresh.acquire({ assertion: assertions[0]!, scopes: ['api://docs/Docs.Read'] })).fromCache;
+    await fresh.close();
+    if (!sharedAgain) await sleep(250);
+  }
+  for (const r of replicas) await r.close();
+  redis.kill('SIGTERM');
+  await served.stop();
+  await rm(served.dataDir, { recursive: true, force: true });
+  return { calls, callsWhileRedisDown: callsWhileDown, forcedRefreshes: forced, failures, redisDownMs: downMs, sharedAgainAfterRestart: sharedAgain, ...(failureSamples.length ? { failureSamples: failureSamples.join(' | ') } : {}), ok: failures === 0 && sharedAgain && callsWhileDown > 0 };
+}
+
+/** key-rotation: rotating the signing key while tokens are minted and validated fails nothing. */
+async function keyRotation(): Promise<Figures> {
+  const served = await serve();
+  const guard = createGuard({ authority: `${served.url}/contoso/v2.0`, audience: 'docs-api' });
+  const authorization = `Basic ${Buffer.from(`indexer:${SECRETS.indexer}`).toString('base64')}`;
+  const kids = new Set<string>();
+  let minted = 0;
+  let validated = 0;
+  let failed = 0;
+  const samples: string[] = [];
+  let stop = false;
+  const loop = async () => {
+    while (!stop) {
+      try {
+        const response = await fetch(`${served.url}/contoso/oauth2/v2.0/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization }, body: 'grant_type=client_credentials&scope=api%3A%2F%2Fdocs%2F.default' });
+        const body = (await response.json()) as { access_token?: string };
+        if (body.access_token === undefined) throw new Error(`token endpoint: ${response.status}`);
+        minted++;
+        kids.add(JSON.parse(Buffer.from(body.access_token.split('.')[0]!, 'base64url').toString()).kid);
+        await guard.verify(`Bearer ${body.access_token}`);
+        validated++;
+      } catch (error) {
+        failed++;
+        if (samples.length < 5) samples.push((error as Error).message.slice(0, 200));
+      }
+    }
+  };
+  const loops = Array.from({ length: 4 }, loop);
+  await sleep(3_000);
+  const kidsBefore = new Set(kids);
+  const rotate = spawn(process.execPath, [BIN, 'keys', 'rotate', '--data', served.dataDir, '--tenant', 'contoso'], { env: { ...process.env, BATON_KEK: undefined }, stdio: 'ignore' });
+  const rotated = await new Promise<number | null>((r) => rotate.once('exit', r));
+  await sleep(6_000);
+  stop = true;
+  await Promise.all(loops);
+  const newKids = [...kids].filter((k) => !kidsBefore.has(k));
+  await served.stop();
+  await rm(served.dataDir, { recursive: true, force: true });
+  return { minted, validated, failedValidations: failed, rotateExitCode: rotated ?? -1, kidsBefore: kidsBefore.size, newKidsAfterRotation: newKids.length, ...(samples.length ? { samples: samples.join(' | ') } : {}), ok: failed === 0 && rotated === 0 && newKids.length > 0 };
+}
+
 /** idle-crowd: 10,000 idle connections; others are answered; the idle ones are closed by the headers timeout. */
 async function idleCrowd(): Promise<Figures> {
   const dir = await mkdtemp(join(tmpdir(), 'baton-fault-idle-'));
@@ -239,6 +376,8 @@ async function idleCrowd(): Promise<Figures> {
 const faults: Array<[string, () => Promise<Figures>]> = [
   ['sqlite-kill', sqliteKill],
   ['jwks-down', jwksDown],
+  ['redis-down', redisDown],
+  ['key-rotation', keyRotation],
   ['idle-crowd', idleCrowd],
 ];
 let allOk = true;

@@ -7,7 +7,7 @@
  *   npm run soak                   # 10 minutes
  *   npm run soak -- --minutes 2    # a short run
  *
- * Reports: RSS growth after warm-up (the first fifth of the run), descriptors at the start and the
+ * Reports: RSS growth after warm-up (the first fifth of the run; medians of three windows at each end), descriptors at the start and the
  * end of the measured part, p50/p99 per window, errors. Writes JSON to reliability/results/.
  */
 import { parseArgs } from 'node:util';
@@ -128,8 +128,11 @@ const pct = (list: number[], p: number) => {
 };
 const warm = Math.max(1, Math.floor(windows.length / 5));
 const measured = windows.slice(warm);
-const rssStart = measured[0]?.rssMb ?? 0;
-const rssEnd = measured.at(-1)?.rssMb ?? 0;
+// RSS moves with every collection: compare the median of the first three measured windows with the
+// median of the last three, not two single samples.
+const median = (list: number[]) => [...list].sort((x, y) => x - y)[Math.floor(list.length / 2)] ?? 0;
+const rssStart = median(measured.slice(0, 3).map((w) => w.rssMb));
+const rssEnd = median(measured.slice(-3).map((w) => w.rssMb));
 const kinds: Kind[] = ['client_credentials', 'obo', 'refresh', 'signin'];
 const summary = {
   date: new Date().toISOString(),
@@ -150,7 +153,7 @@ const p99s = (k: Kind) => measured.map((w) => pct(w.latencies[k], 0.99));
 process.stdout.write(
   [
     `soak: ${minutes} min against baton serve (SQLite, TLS); requests ${JSON.stringify(summary.requests)}; errors ${JSON.stringify(summary.errors)}`,
-    `RSS after warm-up ${summary.rssMbAfterWarmup} MB -> end ${summary.rssMbAtEnd} MB (${summary.rssGrowthPercent} %); fds ${summary.fdsAfterWarmup} -> ${summary.fdsAtEnd}`,
+    `RSS after warm-up ${summary.rssMbAfterWarmup} MB -> end ${summary.rssMbAtEnd} MB (medians of 3 windows) (${summary.rssGrowthPercent} %); fds ${summary.fdsAfterWarmup} -> ${summary.fdsAtEnd}`,
     ...kinds.map((k) => `p99 per 10 s window, ${k} (ms): min ${Math.min(...p99s(k))} median ${pct(p99s(k), 0.5)} max ${Math.max(...p99s(k))}`),
     `report: ${file}`,
     ...errorSamples.map((e) => `  ${e}`),
