@@ -10,7 +10,7 @@ import { MAX_FORM_BYTES, parseForm } from './form.ts';
 import { sendOAuthError, toOAuthError } from './errors.ts';
 import { clientErrorHandler } from './client-error.ts';
 import { DEFAULT_TRANSPORT_LIMITS, nodeServerOptions, type TransportLimits } from './transport.ts';
-import { isHtmlHandler, isHtmlRoute, sendErrorPage } from '../endpoints/respond.ts';
+import { isHtmlHandler, isHtmlRoute, sendErrorPage } from './browser.ts';
 
 export interface AppOptions {
   https?: { key: string; cert: string } | undefined;
