@@ -131,8 +131,11 @@ const serve: Command = {
     const tenants = await server.ctx.store.listTenants();
     for (const t of tenants) process.stderr.write(`tenant ${t.id}: ${server.url}/${t.id}/v2.0/.well-known/openid-configuration\n`);
     if (server.caPath) process.stderr.write(`TLS: trust the local CA at ${server.caPath} (e.g. NODE_EXTRA_CA_CERTS=${server.caPath})\n`);
+    // Listening for signals before saying `ready`: a supervisor that sends SIGTERM as soon as it reads
+    // the line must get a clean stop, not the default action (killed by the signal, no `stopped`).
+    const stopped = untilSignal(() => server.close(), { announce: true, force: () => server.app.server.closeAllConnections() });
     process.stdout.write(`ready ${server.url}\n`);
-    return untilSignal(() => server.close(), { announce: true, force: () => server.app.server.closeAllConnections() });
+    return stopped;
   },
 };
 
@@ -170,8 +173,9 @@ async function serveClustered(v: Record<string, string | boolean | undefined>, w
   if (cluster.isWorker) {
     try {
       const server = await startServer({ ...options, logger: createLogger() });
+      const stopped = untilSignal(() => server.close(), { force: () => server.app.server.closeAllConnections() });
       process.send?.({ type: 'ready', url: server.url } satisfies WorkerMessage);
-      return untilSignal(() => server.close(), { force: () => server.app.server.closeAllConnections() });
+      return stopped;
     } catch (error) {
       process.send?.({ type: 'failed', message: (listenError(error, options.host, options.port) as Error).message } satisfies WorkerMessage);
       return 1;
@@ -207,8 +211,7 @@ async function serveClustered(v: Record<string, string | boolean | undefined>, w
   });
   if (caPath) process.stderr.write(`TLS: trust the local CA at ${caPath} (e.g. NODE_EXTRA_CA_CERTS=${caPath})\n`);
   process.stderr.write(`${workers} workers\n`);
-  process.stdout.write(`ready ${urls[0]}\n`);
-  return untilSignal(async () => {
+  const stopped = untilSignal(async () => {
     stopping = true;
     await Promise.all(
       Object.values(cluster.workers ?? {}).map(
@@ -220,6 +223,8 @@ async function serveClustered(v: Record<string, string | boolean | undefined>, w
       ),
     );
   }, { announce: true });
+  process.stdout.write(`ready ${urls[0]}\n`);
+  return stopped;
 }
 
 const keysRotate: Command = {
