@@ -158,7 +158,17 @@ export function renderStep(flow: Flow, evaluation: Evaluation, error?: PageError
     case 'select_account':
       return selectAccountPage({ brand, appName: client.name, action: `${path}/select`, csrf, account: { displayName: user?.displayName ?? '', username: user?.username ?? '' }, formTargets: targets });
     case 'mfa':
-      return mfaPage({ brand, appName: client.name, username: user?.username ?? '', action: `${path}/mfa`, csrf, error, formTargets: targets, ...(status ? { status } : {}) });
+      return mfaPage({
+        brand,
+        appName: client.name,
+        username: user?.username ?? '',
+        why: mfaWhy(directory, client.name, evaluation.api, step.reason, user),
+        action: `${path}/mfa`,
+        csrf,
+        error,
+        formTargets: targets,
+        ...(status ? { status } : {}),
+      });
     case 'consent':
       return consentPage({
         brand,
@@ -196,6 +206,45 @@ export function renderStep(flow: Flow, evaluation: Evaluation, error?: PageError
         ...(status ? { status } : {}),
       });
   }
+}
+
+/**
+ * Why the second factor is asked for, in the user's words: the tenant's policy and the API it
+ * protects. A claims challenge (step-up) names no policy, so the APIs the requested one calls on
+ * the user's behalf (its `requiredAccess`, followed down the chain) are searched for a policy that
+ * requires MFA; when none is found the sentence stays general. Names only what the tenant's
+ * administrator configured (policy and application names), never a claim or a token.
+ */
+export function mfaWhy(directory: TenantDirectory, appName: string, api: Application | undefined, reason: 'claims' | 'acr_values' | 'policy', user: User | undefined): string {
+  const brand = directory.tenant.name;
+  if (reason === 'acr_values') return `${appName} asks for a sign-in with a second factor.`;
+  const requiresMfa = (candidate: Application) =>
+    directory.policiesFor(candidate.clientId).filter((p) => p.require.mfa === true && (p.users === undefined || p.users.length === 0 || (user !== undefined && p.users.includes(user.oid))));
+  if (api !== undefined && reason === 'policy') {
+    const policy = requiresMfa(api)[0];
+    if (policy !== undefined) return `${brand}'s policy “${policy.name}” requires a second factor to use ${api.name}.`;
+  }
+  if (api !== undefined && reason === 'claims') {
+    // Breadth-first down the chain of APIs `api` calls on the user's behalf.
+    const seen = new Set<string>([api.clientId]);
+    let level: Application[] = [api];
+    for (let depth = 0; depth < 8 && level.length > 0; depth++) {
+      const next: Application[] = [];
+      for (const caller of level) {
+        for (const access of caller.requiredAccess) {
+          const downstream = directory.api(access.resource);
+          if (downstream === undefined || seen.has(downstream.clientId)) continue;
+          seen.add(downstream.clientId);
+          const policy = requiresMfa(downstream)[0];
+          if (policy !== undefined) return `${api.name} is asking ${downstream.name} for you, and ${brand}'s policy “${policy.name}” requires a second factor there.`;
+          next.push(downstream);
+        }
+      }
+      level = next;
+    }
+    return `${appName} needs a stronger sign-in: a service it uses for you requires a second factor.`;
+  }
+  return `${brand} requires a second factor to continue to ${appName}.`;
 }
 
 const OIDC_DESCRIPTIONS: Record<string, string> = {

@@ -70,6 +70,8 @@ test('Chromium: password, TOTP, consent; the client receives the code and redeem
 
   await page.getByLabel('Code').waitFor();
   assert.equal(await page.evaluate('document.activeElement && document.activeElement.id'), 'code');
+  // Why the second factor: the tenant's policy and the API it protects, in the user's words.
+  assert.equal(await page.locator('#mfa-why').innerText(), 'Contoso\'s policy “MFA for tasks” requires a second factor to use Tasks API.');
   await page.screenshot({ path: join(shots, 'mfa.png') });
   advance(server, 30);
   await page.getByLabel('Code').fill(totpAt(ALICE.totp, serverNow(server)));

@@ -12,6 +12,7 @@ import { html, raw, type SafeHtml } from './html.ts';
 export const ASSET_PATHS = {
   css: '/assets/baton/signin.css',
   formPostScript: '/assets/baton/form-post.js',
+  favicon: '/assets/baton/favicon.svg',
 } as const;
 
 export interface PageOptions {
@@ -42,6 +43,7 @@ export function page(options: PageOptions): Page {
 <meta name="referrer" content="no-referrer">
 <meta name="robots" content="noindex, nofollow">
 <title>${options.title} · ${options.brand}</title>
+<link rel="icon" href="${ASSET_PATHS.favicon}" type="image/svg+xml">
 <link rel="stylesheet" href="${ASSET_PATHS.css}">
 ${options.autoSubmit ? html`<script src="${ASSET_PATHS.formPostScript}" defer></script>` : ''}
 </head>

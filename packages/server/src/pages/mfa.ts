@@ -7,6 +7,8 @@ export interface MfaPageInput {
   brand: string;
   appName: string;
   username: string;
+  /** Why a second factor is asked for, in the user's words (the policy and the API it protects). */
+  why: string;
   action: string;
   csrf: string;
   error?: PageError | undefined;
@@ -22,7 +24,8 @@ export function mfaPage(input: MfaPageInput): Page {
     formTargets: input.formTargets,
     status: input.status,
     body: html`<h1>Verify your identity</h1>
-<p class="lead">Enter the code from the authenticator app registered for <strong>${input.username}</strong> to continue to <strong>${input.appName}</strong>.</p>
+<p class="lead" id="mfa-why">${input.why}</p>
+<p>Enter the code from the authenticator app registered for <strong>${input.username}</strong> to continue to <strong>${input.appName}</strong>.</p>
 ${alert(input.error)}
 <form method="post" action="${input.action}" novalidate>
 ${csrfField(input.csrf)}
