@@ -82,6 +82,11 @@ export interface RequestView {
   label: string;
   /** Who acted: the user's name, or the application acting as itself. */
   actor: string;
+  /**
+   * The `oid` of the user the request was made for (absent for app-only and unknown callers). The
+   * chain view shows a request only to this user, or to an administrator asking for every user's.
+   */
+  owner?: string | undefined;
   kind: 'delegated' | 'app-only' | 'unknown';
   startedAt: number;
   updatedAt: number;
@@ -91,6 +96,26 @@ export interface RequestView {
 }
 
 export type RequestListener = (request: RequestView) => void;
+
+/** Who is looking at the chain view: a signed-in user (`oid`), and whether they asked for every user's requests as an administrator. */
+export interface ChainViewer {
+  oid: string;
+  /** Granted only to administrators (the caller checks the role). */
+  allUsers: boolean;
+}
+
+/**
+ * Whether `viewer` may see `request`. A trace shows what a user did, the documents they touched
+ * (titles in labels, reasons and notes) and the tokens issued for them: it is theirs alone. An
+ * app-only request (the indexer) acts for nobody, so every signed-in user may see it; a signed-out
+ * visitor sees nothing.
+ */
+export function canSee(request: RequestView, viewer: ChainViewer | undefined): boolean {
+  if (viewer === undefined) return false;
+  if (viewer.allUsers) return true;
+  if (request.kind === 'app-only') return true;
+  return request.owner !== undefined && request.owner === viewer.oid;
+}
 
 /** The audit feed of the token service (`auditLogOf(server.ctx)`), as far as the chain log needs it. */
 export interface ExchangeFeed {
@@ -166,17 +191,18 @@ export class ChainLog implements HopObserver {
   }
 
   /** The Client App starts a user action: one trace. */
-  begin(traceId: string, init: { label: string; actor: string; kind?: RequestView['kind'] }): void {
+  begin(traceId: string, init: { label: string; actor: string; owner?: string | undefined; kind?: RequestView['kind'] }): void {
     const now = Date.now();
     const existing = this.#requests.get(traceId);
     if (existing) {
       existing.label = init.label;
       existing.actor = init.actor;
+      if (init.owner !== undefined) existing.owner = init.owner;
       if (init.kind) existing.kind = init.kind;
       this.#emit(existing);
       return;
     }
-    this.#add({ id: traceId, label: init.label, actor: init.actor, kind: init.kind ?? 'delegated', startedAt: now, updatedAt: now, hops: [], notes: [], outcome: 'pending' });
+    this.#add({ id: traceId, label: init.label, actor: init.actor, owner: init.owner, kind: init.kind ?? 'delegated', startedAt: now, updatedAt: now, hops: [], notes: [], outcome: 'pending' });
   }
 
   /** A line of explanation on a request (the Client App's step-up, an error it showed). */
@@ -236,6 +262,7 @@ export class ChainLog implements HopObserver {
         id: report.traceId,
         label: `${report.method} ${report.path}`,
         actor: appOnly ? this.name(str(claims?.azp) ?? '?') : (str(claims?.name) ?? str(claims?.preferred_username) ?? 'unknown caller'),
+        owner: appOnly ? undefined : str(claims?.oid),
         kind: claims === undefined ? 'unknown' : appOnly ? 'app-only' : 'delegated',
         startedAt: report.startedAt,
         updatedAt: report.finishedAt,

@@ -36,7 +36,7 @@ export function urlOf(server: Server): string {
 }
 
 /** Listens, rejecting with a readable message (`hint`: what to do about it) when the port is taken. */
-export function listen(server: Server, port: number, host: string, what: string, hint = 'Stop it, or pass another --api-port.'): Promise<void> {
+export function listen(server: Server, port: number, host: string, what: string, hint = 'Stop what uses it, or move the APIs with `baton dev --api-port N` (or BATON_API_PORT=N).'): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException) => {
       server.off('listening', onListening);

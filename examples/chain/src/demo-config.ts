@@ -26,7 +26,7 @@ export interface DemoConfig {
 interface RawConfig {
   tenants?: Array<{
     id?: string;
-    users?: Array<{ username?: string; displayName?: string; password?: string; totpSecret?: string; enabled?: boolean }>;
+    users?: Array<{ username?: string; displayName?: string; password?: string; totpSecret?: string; enabled?: boolean; roles?: string[] }>;
     applications?: Array<{ clientId?: string; name?: string; secrets?: string[] }>;
   }>;
 }
@@ -46,7 +46,14 @@ export function readDemoConfig(path: string | URL = DEFAULT_CONFIG, env: NodeJS.
   const totpSecrets: Record<string, string> = {};
   for (const u of tenant.users ?? []) {
     if (typeof u.username !== 'string') continue;
-    users.push({ username: u.username, displayName: u.displayName ?? u.username, password: u.password ?? '', mfa: typeof u.totpSecret === 'string', enabled: u.enabled !== false });
+    users.push({
+      username: u.username,
+      displayName: u.displayName ?? u.username,
+      password: u.password ?? '',
+      mfa: typeof u.totpSecret === 'string',
+      enabled: u.enabled !== false,
+      admin: Array.isArray(u.roles) && u.roles.includes('admin'),
+    });
     if (typeof u.totpSecret === 'string') totpSecrets[u.username] = u.totpSecret;
   }
   const secrets: Record<string, string> = {};

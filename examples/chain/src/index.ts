@@ -20,7 +20,7 @@ import { startAuditApi } from './audit/api.ts';
 import { startDocsApi } from './docs/api.ts';
 import { startTasksApi, type Switch } from './tasks/api.ts';
 import { startIndexer, type Indexer } from './indexer/job.ts';
-import { startTasksWeb } from './web/app.ts';
+import { startTasksWeb, TASKS_WEB } from './web/app.ts';
 import { stderrWriter, type LineWriter } from './log.ts';
 
 export { ChainLog, type RequestView, type HopView, type TokenView, type DecisionView } from './chain-log.ts';
@@ -28,7 +28,7 @@ export { readDemoConfig, totpNow, DEFAULT_CONFIG, type DemoConfig } from './demo
 export { effectiveAccess, explain } from './docs/permissions.ts';
 export { banner, type BannerInput } from './banner.ts';
 
-/** Tasks Web's port is fixed by its registered redirect URI (http://127.0.0.1:7000/callback). */
+/** Tasks Web's default port (its redirect URI in baton.json is http://127.0.0.1:7000/callback; `withWebPort` moves both). */
 export const WEB_PORT = 7000;
 /** Tasks API, Docs API and Audit API listen on this port and the next two. */
 export const DEFAULT_API_PORT = 7001;
@@ -42,7 +42,10 @@ export interface ChainOptions {
   exchanges?: ExchangeFeed | undefined;
   /** Where the APIs keep their SQLite files (`<dir>/tasks.sqlite` …); in memory when absent. */
   dataDir?: string | undefined;
-  /** Ports: `web` (default 7000), `api` (first of three; default 7001; 0 = any free ports). */
+  /**
+   * Ports: `web` (default 7000; the token service must have Tasks Web's redirect URI on it: `withWebPort`),
+   * `api` (first of three; default 7001; 0 = any free ports).
+   */
   ports?: { web?: number | undefined; api?: number | undefined } | undefined;
   /** The demo's configuration (default: examples/chain/baton.json). */
   demo?: DemoConfig | undefined;
@@ -64,6 +67,38 @@ export interface RunningChain {
   indexer: Indexer;
   demo: DemoConfig;
   close(): Promise<void>;
+}
+
+/** The configuration as `startServer` takes it, as far as `withWebPort` needs it. */
+interface RedirectConfig {
+  tenants: ReadonlyArray<{ applications: ReadonlyArray<{ clientId: string; redirectUris: readonly string[] }> }>;
+}
+
+/**
+ * The token service's configuration with Tasks Web's redirect URIs moved to `port`: a redirect URI
+ * must match exactly (RFC 6749 §3.1.2.3, OAuth 2.0 Security BCP), so Tasks Web on another port
+ * registers its callback there — what `baton dev --web-port` does. Loopback URIs only; the input is
+ * not changed.
+ *
+ * @example
+ * const server = await startServer({ config: withWebPort(await readConfigFile(path), 7100), … });
+ * const chain = await startChain({ …, ports: { web: 7100 } });
+ */
+export function withWebPort<T extends RedirectConfig>(config: T, port: number): T {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`Tasks Web needs a fixed port (1–65535) for its redirect URI, not ${port}`);
+  const move = (uri: string) => {
+    const url = new URL(uri);
+    if (url.protocol !== 'http:' || url.hostname !== '127.0.0.1') return uri;
+    url.port = String(port);
+    return url.href;
+  };
+  return {
+    ...config,
+    tenants: config.tenants.map((tenant) => ({
+      ...tenant,
+      applications: tenant.applications.map((app) => (app.clientId === TASKS_WEB ? { ...app, redirectUris: app.redirectUris.map(move) } : app)),
+    })),
+  };
 }
 
 function secretOf(demo: DemoConfig, clientId: string): string {
@@ -113,7 +148,8 @@ export async function startChain(options: ChainOptions): Promise<RunningChain> {
       port: options.ports?.web ?? WEB_PORT,
       tasksApiUrl: tasks.url,
       chain,
-      controls: { antiPattern, indexer, auditEntries: () => audit.entries(12) },
+      controls: { antiPattern, indexer, auditEntries: () => audit.entries(200) },
+      chainAdmins: demo.users.filter((u) => u.admin).map((u) => u.username),
       demo: {
         users: demo.users,
         totpSecret: Object.values(demo.totpSecrets)[0],

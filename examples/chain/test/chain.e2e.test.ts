@@ -1,18 +1,18 @@
 /**
  * The demo chain end to end, in Chromium (playwright-core), as a newcomer would click through it:
  *
- * 1. alice signs in (password only) and creates a task;
+ * 1. alice signs in (password only), consents to Tasks Web the first time, and creates a task;
  * 2. she attaches a document: the Tasks API's On-Behalf-Of exchange for `Docs.Write` is refused by
  *    the MFA policy, the claims challenge comes back to Tasks Web, Baton asks for her TOTP code, and
  *    the attach is retried — through Tasks API → Docs API → Audit API;
  * 3. the chain view shows that request with three hops and `act` nested;
- * 4. bob signs in and cannot open alice's document through the Tasks API;
+ * 4. bob signs in and cannot open alice's document through the Tasks API, nor see her requests or
+ *    titles in the chain view; only the demo's administrator (olivia) sees every user's;
  * 5. the anti-pattern switch makes the Tasks API try its own identity: the SDK refuses (red hop);
  * 6. the indexer reads every document with its application permission (the legitimate app-only path).
  *
- * Everything runs in this process on a temp data dir and free ports, except Tasks Web, whose port
- * (7000) is fixed by its registered redirect URI. BATON_SCREENSHOTS=<dir> saves a screenshot per step
- * (how docs/img/ is made).
+ * Everything runs in this process on a temp data dir and free ports (Tasks Web's registered redirect
+ * URI follows its port). BATON_SCREENSHOTS=<dir> saves a screenshot per step (how docs/img/ is made).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -26,14 +26,17 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import * as OTPAuth from 'otpauth';
 import { auditLogOf, createLogger, readConfigFile, startServer, type RunningServer } from '@baton/server';
-import { startChain, type RunningChain } from '../src/index.ts';
+import { startChain, withWebPort, type RunningChain } from '../src/index.ts';
 import { silentWriter } from '../src/log.ts';
 import { actChain } from '../src/chain-log.ts';
 
 const CONFIG = fileURLToPath(new URL('../baton.json', import.meta.url));
-const WEB = 'http://127.0.0.1:7000';
+let webPort = 0;
+let WEB = '';
 const ALICE = { username: 'alice@contoso.test', password: 'alice-Demo-pass-1', totp: 'JBSWY3DPEHPK3PXP' };
 const BOB = { username: 'bob@contoso.test', password: 'bob-Demo-pass-1' };
+/** The demo's administrator (`roles: ["admin"]`): the only one who may see every user's requests. */
+const OLIVIA = { username: 'olivia@contoso.test', password: 'olivia-Demo-pass-1' };
 const SHOTS = process.env.BATON_SCREENSHOTS;
 
 let dataDir: string;
@@ -45,14 +48,15 @@ let page: Page;
 /** Script errors and CSP violations seen by the browser: the pages must have none. */
 const browserProblems: string[] = [];
 
-/** Tasks Web must get port 7000 (its redirect URI); say so plainly when it is taken. */
-function assertPortFree(port: number): Promise<void> {
+/** A port nobody listens on now (the OS picks it). */
+function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = createServer();
-    probe.once('error', (error: NodeJS.ErrnoException) =>
-      reject(new Error(error.code === 'EADDRINUSE' ? `port ${port} on 127.0.0.1 is in use (is \`npm start\` running?). The e2e test needs it: Tasks Web's registered redirect URI is http://127.0.0.1:${port}/callback.` : error.message)),
-    );
-    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve()));
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as import('node:net').AddressInfo;
+      probe.close(() => resolve(port));
+    });
   });
 }
 
@@ -76,14 +80,28 @@ function totpCode(): string {
   return new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(ALICE.totp), algorithm: 'SHA1', digits: 6, period: 30 }).generate();
 }
 
-async function signIn(user: { username: string; password: string }): Promise<void> {
+/**
+ * Signs in through Baton's pages. `consent`: this user has not consented to Tasks Web yet, so
+ * Baton must show its consent page (the demo grants no tenant-wide consent to Tasks Web); it is
+ * checked and accepted. Without it, no consent page may appear.
+ */
+async function signIn(user: { username: string; password: string }, expect: { consent: boolean }): Promise<void> {
   await page.goto(`${WEB}/`);
   await page.getByRole('link', { name: 'Sign in with Baton' }).click();
   await page.waitForURL(/^https:\/\/localhost:\d+\//);
   await page.locator('#username').fill(user.username);
   await page.locator('#password').fill(user.password);
-  if (user.username === ALICE.username) await shot('02-baton-sign-in');
+  if (user.username === ALICE.username && expect.consent) await shot('02-baton-sign-in');
   await page.getByRole('button', { name: 'Sign in' }).click();
+  if (expect.consent) {
+    await page.getByRole('heading', { name: 'Permissions requested' }).waitFor();
+    const text = (await page.locator('main').textContent()) ?? '';
+    assert.match(text, /Tasks Web/);
+    assert.match(text, /Read and change your tasks/);
+    assert.match(text, /api:\/\/tasks\/Tasks\.ReadWrite/);
+    if (user.username === ALICE.username) await shot('02b-baton-consent', { fullPage: true });
+    await page.getByRole('button', { name: 'Accept' }).click();
+  }
   await page.waitForURL(`${WEB}/`);
 }
 
@@ -100,16 +118,18 @@ async function openChainView(hash = ''): Promise<void> {
 }
 
 before(async () => {
-  await assertPortFree(7000);
+  webPort = await freePort();
+  WEB = `http://127.0.0.1:${webPort}`;
   dataDir = await mkdtemp(join(tmpdir(), 'baton-chain-e2e-'));
   if (SHOTS) await mkdir(SHOTS, { recursive: true });
-  server = await startServer({ config: await readConfigFile(CONFIG), dataDir, port: 0, tls: 'dev', dev: true, logger: createLogger('silent') });
+  // Tasks Web on a port of its own: the redirect URI it registers follows the port, as `baton dev --web-port` does.
+  server = await startServer({ config: withWebPort(await readConfigFile(CONFIG), webPort), dataDir, port: 0, tls: 'dev', dev: true, logger: createLogger('silent') });
   chain = await startChain({
     authority: `${server.url}/contoso/v2.0`,
     ca: server.ca,
     exchanges: auditLogOf(server.ctx),
     dataDir: join(dataDir, 'chain'),
-    ports: { api: 0 },
+    ports: { web: webPort, api: 0 },
     indexerIntervalMs: 0,
     indexerFirstRunMs: -1,
     log: silentWriter,
@@ -124,7 +144,7 @@ before(async () => {
 });
 
 let stopped = false;
-/** Stops the in-process chain (frees port 7000). */
+/** Stops the in-process chain. */
 async function stopInProcess(): Promise<void> {
   if (stopped) return;
   stopped = true;
@@ -144,7 +164,7 @@ test('alice signs in, creates a task, attaches a document after a step-up to MFA
   await page.goto(`${WEB}/`);
   await page.locator('code.totp', { hasText: /\d{3} \d{3}/ }).waitFor();
   await shot('01-landing');
-  await signIn(ALICE);
+  await signIn(ALICE, { consent: true });
   await page.getByRole('heading', { name: 'Your tasks' }).waitFor();
 
   await page.getByPlaceholder('What needs doing?').fill('Prepare the quarterly review');
@@ -163,6 +183,8 @@ test('alice signs in, creates a task, attaches a document after a step-up to MFA
   await form.getByRole('button', { name: 'Attach document' }).click();
   await page.waitForURL(/^https:\/\/localhost:\d+\/contoso\/oauth2\/v2\.0\/interaction\//);
   await page.getByRole('heading', { name: 'Verify your identity' }).waitFor();
+  // The page says why, in alice's words: which policy, protecting which API further down the chain.
+  assert.equal(await page.locator('#mfa-why').textContent(), 'Tasks API is asking Docs API for you, and Contoso\'s policy “MFA to change documents” requires a second factor there.');
   await page.locator('#code').fill(totpCode());
   await shot('05-step-up-mfa');
   await page.getByRole('button', { name: 'Verify' }).click();
@@ -223,7 +245,7 @@ test('bob signs in and cannot read alice’s document through the Tasks API', { 
   assert.ok(aliceDocId, 'needs the document of the first test');
   await page.goto(`${WEB}/`);
   await signOut();
-  await signIn(BOB);
+  await signIn(BOB, { consent: true });
   await page.getByRole('heading', { name: 'Your tasks' }).waitFor();
   assert.equal(await page.locator('li.task').count(), 0, 'bob sees none of alice’s tasks');
 
@@ -243,11 +265,64 @@ test('bob signs in and cannot read alice’s document through the Tasks API', { 
   await docsHop.waitFor();
   assert.match((await docsHop.getAttribute('class')) ?? '', /refused/);
   assert.match((await docsHop.locator('.status').textContent()) ?? '', /404/);
-  assert.match((await docsHop.locator('.reason').textContent()) ?? '', /Bob Brown may not read "Q3 figures" \(owner Alice Adams\): user: none/);
+  // The reason names neither the title nor the owner of a document bob may not read.
+  assert.match((await docsHop.locator('.reason').textContent()) ?? '', /^Bob Brown may not read document [0-9a-f]{8}…: user: none/);
   // The token the Docs API judged was bob's, obtained On-Behalf-Of by the Tasks API.
   assert.match((await docsHop.locator('table.claims').textContent()) ?? '', /bob@contoso\.test/);
   await scrollTo(card);
   await shot('10-chain-bob-refused');
+});
+
+test('the chain view is private: bob sees only his own requests (no title of alice’s), single hops hidden by default, newest first; only an admin sees every user’s', { timeout: 120_000 }, async () => {
+  // Still bob, on his own chain view.
+  await openChainView();
+  // What the chain view shows of requests and audit entries (the demo accounts box lists every demo user on purpose).
+  const body = async () => `${(await page.locator('#requests').textContent()) ?? ''} ${(await page.locator('#audit-entries').textContent()) ?? ''}`;
+  assert.match(await page.locator('#chain-scope').textContent() ?? '', /Requests made in the name of Bob Brown/);
+  assert.equal(await page.locator('article.request', { hasText: 'Q3 figures' }).count(), 0);
+  assert.equal(await page.locator('article.request', { hasText: 'Prepare the quarterly review' }).count(), 0);
+  assert.doesNotMatch(await body(), /Q3 figures|quarterly review|Alice Adams/, 'nothing of alice’s: no trace, no document title, no audit entry');
+  // Newest first, and single-hop requests (bob's page loads) hidden until asked for.
+  const first = page.locator('article.request').first();
+  assert.match((await first.textContent()) ?? '', /Open document/);
+  assert.equal(await page.locator('article.request', { hasText: 'List tasks' }).count(), 0, 'single-hop requests are hidden by default');
+  await page.locator('#show-single').check();
+  await page.locator('article.request', { hasText: 'List tasks' }).first().waitFor();
+  assert.doesNotMatch(await body(), /Q3 figures|quarterly review|Alice Adams/);
+  await page.locator('#show-single').uncheck();
+  // No way around it: the "all users" view is refused to bob, page and stream alike.
+  assert.equal(await page.getByRole('link', { name: /Show every user/ }).count(), 0);
+  const allPage = await page.goto(`${WEB}/chain?view=all`);
+  assert.equal(allPage?.status(), 403);
+  const stream = await page.request.get(`${WEB}/chain/events?view=all`);
+  assert.equal(stream.status(), 403);
+  assert.deepEqual(await stream.json(), { error: 'forbidden', error_description: 'Only an administrator may see every user’s requests.' });
+
+  // Signed out: nothing at all.
+  await page.goto(`${WEB}/`);
+  await signOut();
+  await openChainView();
+  assert.equal(await page.locator('article.request').count(), 0);
+  assert.match(await page.locator('#requests').textContent() ?? '', /Sign in to see the requests made in your name/);
+
+  // Alice again: no consent page the second time, and her own requests are there.
+  await signIn(ALICE, { consent: false });
+  await openChainView();
+  await page.locator('article.request', { hasText: 'retried after step-up' }).waitFor();
+  assert.doesNotMatch(await body(), /Bob Brown|bob@contoso\.test/, 'alice does not see bob’s requests either');
+  await page.goto(`${WEB}/`);
+  await signOut();
+
+  // Olivia, the demo's administrator: her own view by default, every user's on request.
+  await signIn(OLIVIA, { consent: true });
+  await openChainView();
+  assert.equal(await page.locator('article.request', { hasText: 'retried after step-up' }).count(), 0);
+  await page.getByRole('link', { name: /Show every user/ }).click();
+  await page.waitForURL(`${WEB}/chain?view=all`);
+  await page.locator('body[data-chain-ready="true"]').waitFor();
+  await page.locator('article.request', { hasText: 'retried after step-up' }).waitFor();
+  await page.locator('article.request', { hasText: 'Bob Brown' }).first().waitFor();
+  await page.getByText('Every user\'s requests (administrator view).').waitFor();
 });
 
 test('the anti-pattern switch: the Tasks API tries its own identity for a user, the SDK refuses', { timeout: 90_000 }, async () => {
@@ -257,7 +332,9 @@ test('the anti-pattern switch: the Tasks API tries its own identity for a user, 
   await page.locator('#anti-pattern-state', { hasText: 'ON' }).waitFor();
 
   await page.goto(`${WEB}/documents`);
-  await page.getByText(/The Tasks API tried to use its own application identity to call the Docs API for you, and the Baton SDK refused/).waitFor();
+  // End-user words on the page; the developer's explanation only in the chain view.
+  await page.getByText(/The Tasks API tried to reach your documents under its own name instead of yours, and refused to go on/).waitFor();
+  assert.doesNotMatch((await page.locator('main').textContent()) ?? '', /appToken|ConfusedDeputyError|SDK/);
 
   await openChainView();
   const card = page.locator('article.request', { hasText: 'List documents' }).first();
@@ -268,12 +345,38 @@ test('the anti-pattern switch: the Tasks API tries its own identity for a user, 
   assert.match(text, /confused-deputy/);
   assert.match(text, /appToken\(\) was called while serving a request/);
   assert.equal(await card.locator('section.hop.call[data-to="docs-api"]').count(), 0, 'no call reached the Docs API');
+  // A deliberate refusal (403, RFC 9457 problem details), not a 500.
+  const listed = chain.chain.snapshot().find((r) => r.label === 'List documents' && r.hops.some((h) => h.kind === 'exchange' && h.outcome === 'refused'));
+  assert.equal(listed?.hops.find((h) => h.kind === 'call' && h.to === 'tasks-api')?.status, 403);
   await scrollTo(page.locator('#anti-pattern-card'));
   await shot('11-chain-confused-deputy');
 
   await page.getByRole('button', { name: 'Turn off' }).click();
   await page.locator('#anti-pattern-state', { hasText: 'off' }).waitFor();
   assert.equal(chain.antiPattern.enabled, false);
+});
+
+test('no favicon 404: Tasks Web and the token service\'s pages both answer /favicon.ico and link their icon', { timeout: 30_000 }, async () => {
+  for (const origin of [WEB, server.url]) {
+    const icon = await page.request.get(`${origin}/favicon.ico`);
+    assert.equal(icon.status(), 200, origin);
+    assert.equal(icon.headers()['content-type'], 'image/svg+xml');
+    assert.match(await icon.text(), /^<svg /);
+  }
+  // Baton's sign-in page, in a browser with no session there yet.
+  const fresh = await browser.newContext({ ignoreHTTPSErrors: true });
+  try {
+    const signInPage = await fresh.newPage();
+    await signInPage.goto(`${WEB}/signin`);
+    await signInPage.waitForURL(/^https:\/\/localhost:\d+\//);
+    await signInPage.locator('#username').waitFor();
+    const href = await signInPage.locator('link[rel="icon"]').getAttribute('href');
+    assert.equal((await signInPage.request.get(new URL(href ?? '', signInPage.url()).href)).status(), 200);
+  } finally {
+    await fresh.close();
+  }
+  await page.goto(`${WEB}/`);
+  assert.equal((await page.request.get(new URL((await page.locator('link[rel="icon"]').getAttribute('href')) ?? '', page.url()).href)).status(), 200);
 });
 
 test('the indexer reads every document with its application permission, on its own route', { timeout: 60_000 }, async () => {
@@ -296,10 +399,25 @@ test('the indexer reads every document with its application permission, on its o
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 
 /** `baton dev` as `npm start` runs it, until it prints `ready`. */
-function startDev(data: string): Promise<{ child: ChildProcess; stdout: string; stderr: () => string; exited: Promise<number | null> }> {
+function devProcess(data: string, env: Record<string, string> = {}, args: string[] = []): { child: ChildProcess; stdout: () => string; stderr: () => string; exited: Promise<number | null> } {
+  const child = spawn(process.execPath, ['packages/cli/src/bin.ts', 'dev', '--data', data, '--port', '0', '--api-port', '0', '--indexer-interval', '0', ...args], {
+    cwd: REPO,
+    env: { ...process.env, NO_COLOR: '1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+}
+
+/** `baton dev` with Tasks Web on `webPort` (through BATON_WEB_PORT, as a user would set it), until it prints `ready`. */
+function startDev(data: string, webPort: number): Promise<{ child: ChildProcess; stdout: string; stderr: () => string; exited: Promise<number | null> }> {
   const child = spawn(process.execPath, ['packages/cli/src/bin.ts', 'dev', '--data', data, '--port', '0', '--api-port', '0', '--indexer-interval', '0'], {
     cwd: REPO,
-    env: { ...process.env, NO_COLOR: '1' },
+    env: { ...process.env, NO_COLOR: '1', BATON_WEB_PORT: String(webPort) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -313,7 +431,7 @@ function startDev(data: string): Promise<{ child: ChildProcess; stdout: string; 
     }, 30_000);
     child.stdout?.on('data', (chunk: Buffer) => {
       stdout += chunk.toString();
-      if (/^ready http:\/\/127\.0\.0\.1:7000$/m.test(stdout)) {
+      if (new RegExp(`^ready http://127\\.0\\.0\\.1:${webPort}$`, 'm').test(stdout)) {
         clearTimeout(timer);
         resolve({ child, stdout, stderr: () => stderr, exited });
       }
@@ -327,26 +445,51 @@ function startDev(data: string): Promise<{ child: ChildProcess; stdout: string; 
 
 test('`baton dev` (npm start) prints URLs, users and the CA, stops on Ctrl-C, and a second start reuses the data', { timeout: 120_000 }, async () => {
   await stopInProcess();
-  await assertPortFree(7000);
   const data = join(dataDir, 'dev');
+  const port = await freePort();
 
-  const first = await startDev(data);
-  assert.match(first.stdout, /Tasks Web \(Client App\)\s+http:\/\/127\.0\.0\.1:7000/);
-  assert.match(first.stdout, /Chain view\s+http:\/\/127\.0\.0\.1:7000\/chain/);
+  const first = await startDev(data, port);
+  assert.match(first.stdout, new RegExp(`Tasks Web \\(Client App\\)\\s+http://127\\.0\\.0\\.1:${port}`));
+  assert.match(first.stdout, new RegExp(`Chain view\\s+http://127\\.0\\.0\\.1:${port}/chain`));
   assert.match(first.stdout, /alice@contoso\.test\s+alice-Demo-pass-1\s+TOTP secret JBSWY3DPEHPK3PXP — current code \d{3} \d{3}/);
   assert.match(first.stdout, /bob@contoso\.test\s+bob-Demo-pass-1/);
   assert.match(first.stdout, /Trust the local CA[\s\S]*tls\/ca\.pem/);
   assert.doesNotMatch(first.stdout + first.stderr(), /eyJ[\w-]{10,}\./, 'no token printed');
   assert.doesNotMatch(first.stderr(), /client secret/i, 'the demo\'s own client secrets pass its own rule: no warning about them');
-  assert.equal((await fetch('http://127.0.0.1:7000/healthz')).status, 200);
+  assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
+  // The redirect URI registered at the token service followed the port: a sign-in starts and reaches Baton's page.
+  const signin = await fetch(`http://127.0.0.1:${port}/signin`, { redirect: 'manual' });
+  assert.equal(signin.status, 303);
+  assert.equal(new URL(signin.headers.get('location') ?? '').searchParams.get('redirect_uri'), `http://127.0.0.1:${port}/callback`);
   const ca = await readFile(join(data, 'tls', 'ca.pem'), 'utf8');
   first.child.kill('SIGINT');
   assert.equal(await first.exited, 0, first.stderr());
   assert.ok(existsSync(join(data, 'chain', 'tasks.sqlite')), 'the APIs keep their data under the data directory');
 
-  const second = await startDev(data);
+  const second = await startDev(data, port);
   assert.equal(await readFile(join(data, 'tls', 'ca.pem'), 'utf8'), ca, 'the same local CA: a browser that trusts it keeps trusting it');
   assert.match(second.stderr(), /using a DEVELOPMENT key-encryption key/, 'the same keys');
   second.child.kill('SIGINT');
   assert.equal(await second.exited, 0, second.stderr());
+});
+
+test('`baton dev` on a taken port says which flag moves it', { timeout: 60_000 }, async () => {
+  await stopInProcess();
+  const blocker = createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  const taken = (blocker.address() as import('node:net').AddressInfo).port;
+  const env = { BATON_WEB_PORT: String(await freePort()) };
+  try {
+    const web = devProcess(join(dataDir, 'dev-taken'), {}, ['--web-port', String(taken)]);
+    assert.equal(await web.exited, 1, web.stderr());
+    assert.match(web.stderr(), new RegExp(`Tasks Web: port ${taken} on 127\\.0\\.0\\.1 is already in use.*--web-port N.{0,2} \\(or BATON_WEB_PORT=N\\)`));
+    const api = devProcess(join(dataDir, 'dev-taken'), env, ['--api-port', String(taken)]);
+    assert.equal(await api.exited, 1, api.stderr());
+    assert.match(api.stderr(), /already in use.*--api-port N.{0,2} \(or BATON_API_PORT=N\)/);
+    const tokenService = devProcess(join(dataDir, 'dev-taken'), env, ['--port', String(taken)]);
+    assert.equal(await tokenService.exited, 1, tokenService.stderr());
+    assert.match(tokenService.stderr(), /already in use.*--port N \(or BATON_PORT=N\)/);
+  } finally {
+    await new Promise<void>((resolve) => blocker.close(() => resolve()));
+  }
 });

@@ -3,8 +3,8 @@
  *
  * - the token service over HTTPS with the local dev CA (`--tls-dev`), SQLite in `.baton/`, loaded
  *   from examples/chain/baton.json (applied idempotently: a second start reuses keys and data);
- * - the example apps (examples/chain): Tasks Web on http://127.0.0.1:7000 (fixed by its registered
- *   redirect URI), Tasks API, Docs API and Audit API on three ports from `--api-port`, the indexer;
+ * - the example apps (examples/chain): Tasks Web on http://127.0.0.1:7000 (`--web-port`; the redirect
+ *   URI it registers follows), Tasks API, Docs API and Audit API on three ports from `--api-port`, the indexer;
  * - the chain view, which reads the token service's audit stream in-process.
  *
  * One process keeps Ctrl-C simple: everything closes in reverse order, then the command returns.
@@ -15,10 +15,12 @@ import type { Command } from './command.ts';
 
 const str = (v: string | boolean | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
 
-function portNumber(value: string | undefined, flag: string, fallback: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`--${flag} must be a number from 0 to 65535, not '${value}'`);
+/** A port from its flag, else from its environment variable, else the default (flags win, as for every option). */
+function portNumber(value: string | undefined, flag: string, env: string, fallback: number, min = 0): number {
+  const given = value ?? process.env[env];
+  if (given === undefined || given === '') return fallback;
+  const n = Number(given);
+  if (!Number.isInteger(n) || n < min || n > 65535) throw new Error(`--${flag} (or ${env}) must be a number from ${min} to 65535, not '${given}'`);
   return n;
 }
 
@@ -41,6 +43,8 @@ export interface DemoChain<Demo extends { tenant: string } = { tenant: string }>
     indexerIntervalMs?: number | undefined;
     log?: ((line: string) => void) | undefined;
   }): Promise<{ urls: { web: string; chain: string; tasksApi: string; docsApi: string; auditApi: string }; antiPattern: { enabled: boolean }; close(): Promise<void> }>;
+  /** The configuration with Tasks Web's registered redirect URI moved to its port. */
+  withWebPort<T extends { tenants: ReadonlyArray<{ applications: ReadonlyArray<{ clientId: string; redirectUris: readonly string[] }> }> }>(config: T, port: number): T;
   banner(input: {
     tokenServiceUrl: string;
     tenant: string;
@@ -73,22 +77,32 @@ export async function loadDemoChain(specifier: string = DEMO_CHAIN): Promise<Dem
   }
 }
 
+/** `EADDRINUSE` says which flag moves the port. */
+function portTaken(error: unknown, what: string, port: number, flag: string, env: string): Error {
+  const e = error as NodeJS.ErrnoException;
+  if (e?.code !== 'EADDRINUSE') return error as Error;
+  return new Error(`${what}: port ${port} on 127.0.0.1 is already in use (another \`npm start\`?). Stop what uses it, or move it with --${flag} N (or ${env}=N).`);
+}
+
 export const dev: Command = {
   name: 'dev',
   summary: 'Run the demo chain: the token service over HTTPS (data in .baton/), Tasks Web, the Tasks, Docs and Audit APIs, the indexer and the chain view (what `npm start` runs).',
   options: {
     data: { type: 'string', valueName: 'DIR', description: 'data directory', default: '.baton' },
     config: { type: 'string', valueName: 'FILE', description: 'configuration', default: 'examples/chain/baton.json' },
-    port: { type: 'string', valueName: 'N', description: 'token service port', default: '8443' },
-    'api-port': { type: 'string', valueName: 'N', description: 'first of three ports for the Tasks, Docs and Audit APIs (0 = any free ports); Tasks Web stays on 7000, its registered redirect URI', default: '7001' },
+    port: { type: 'string', valueName: 'N', description: 'token service port (or BATON_PORT; default 8443)' },
+    'web-port': { type: 'string', valueName: 'N', description: 'Tasks Web port (or BATON_WEB_PORT; default 7000); the redirect URI it registers follows' },
+    'api-port': { type: 'string', valueName: 'N', description: 'first of three ports for the Tasks, Docs and Audit APIs (or BATON_API_PORT; default 7001; 0 = any free ports)' },
     'anti-pattern': { type: 'boolean', description: 'start with the confused-deputy switch on (the Tasks API tries to act as itself; the SDK refuses); also BATON_DEMO_ANTI_PATTERN=1' },
     'indexer-interval': { type: 'string', valueName: 'SECONDS', description: 'seconds between indexer runs (0 = only from the chain view)', default: '60' },
   },
   async run(v) {
     const configPath = resolve(str(v.config) ?? 'examples/chain/baton.json');
     const dataDir = resolve(str(v.data) ?? '.baton');
-    const port = portNumber(str(v.port), 'port', 8443);
-    const apiPort = portNumber(str(v['api-port']), 'api-port', 7001);
+    const port = portNumber(str(v.port), 'port', 'BATON_PORT', 8443);
+    // Tasks Web needs a real port: its redirect URI is registered before it listens.
+    const webPort = portNumber(str(v['web-port']), 'web-port', 'BATON_WEB_PORT', 7000, 1);
+    const apiPort = portNumber(str(v['api-port']), 'api-port', 'BATON_API_PORT', 7001);
     const interval = Number(str(v['indexer-interval']) ?? '60');
     if (!Number.isFinite(interval) || interval < 0) throw new Error(`--indexer-interval must be a number of seconds, not '${str(v['indexer-interval'])}'`);
 
@@ -99,7 +113,9 @@ export const dev: Command = {
     const demo = example.readDemoConfig(configPath);
 
     const color = process.stdout.isTTY === true;
-    const server = await startServer({ config, dataDir, port, tls: 'dev', dev: true, logger: createLogger(undefined, true) });
+    const server = await startServer({ config: example.withWebPort(config, webPort), dataDir, port, tls: 'dev', dev: true, logger: createLogger(undefined, true) }).catch((error: unknown) => {
+      throw portTaken(error, 'Token service', port, 'port', 'BATON_PORT');
+    });
     let chain: Awaited<ReturnType<DemoChain['startChain']>>;
     try {
       chain = await example.startChain({
@@ -107,7 +123,7 @@ export const dev: Command = {
         ca: server.ca,
         exchanges: auditLogOf(server.ctx),
         dataDir: join(dataDir, 'chain'),
-        ports: { api: apiPort },
+        ports: { web: webPort, api: apiPort },
         demo,
         antiPattern: Boolean(v['anti-pattern']) || process.env.BATON_DEMO_ANTI_PATTERN === '1',
         indexerIntervalMs: interval * 1000,

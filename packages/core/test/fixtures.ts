@@ -65,9 +65,18 @@ export interface ChainConfig {
 
 const CONFIG_URL = new URL('../../../examples/chain/baton.json', import.meta.url);
 
-/** A fresh copy of the demo configuration, to change in a test before building. */
+/**
+ * A fresh copy of the demo configuration, to change in a test before building — plus the
+ * tenant-wide consent of `tasks-web` to `Tasks.ReadWrite` these tests were written against (the demo
+ * itself asks each user for it, so that its first sign-in shows a real consent page).
+ */
 export function chainConfig(): ChainConfig {
-  return JSON.parse(readFileSync(CONFIG_URL, 'utf8')) as ChainConfig;
+  const config = JSON.parse(readFileSync(CONFIG_URL, 'utf8')) as ChainConfig;
+  const contoso = config.tenants[0]!;
+  if (!contoso.consents.some((c) => c.client === 'tasks-web' && c.for === 'all')) {
+    contoso.consents.unshift({ client: 'tasks-web', resource: 'api://tasks', scopes: ['Tasks.ReadWrite'], for: 'all' });
+  }
+  return config;
 }
 
 /** A stable GUID derived from a name (tests only). */

@@ -13,3 +13,5 @@ export type { RoutePlugin } from './http/app.ts';
 export type { ServerContext } from './context.ts';
 export { auditLogOf, AuditLog, AUDIT_BUFFER_SIZE, type ExchangeAuditEvent, type AuditListener } from './audit.ts';
 export { recordIssuerBase, recordedIssuerBase } from './issuer-record.ts';
+/** The escaping HTML template of the sign-in pages, for other server-rendered pages (the demo's Tasks Web uses it). */
+export { html, raw, escapeHtml, SafeHtml, type HtmlValue } from './pages/html.ts';

@@ -73,10 +73,10 @@ test('dangling references are refused with their path', () => {
   raw.tenants[0].applications[1].knownClientApplications.push('ghost-web');
   const problems = problemsOf(raw);
   for (const expected of [
-    "tenants[0].consents[3].client: no application 'ghost-app'",
-    "tenants[0].consents[4].resource: no API 'api://nowhere'",
-    "tenants[0].consents[5].scopes[0]: 'Docs.Delete' is not a scope of api://docs",
-    "tenants[0].consents[5].for: no user 'nobody@contoso.test' (use \"all\" for admin consent)",
+    "tenants[0].consents[2].client: no application 'ghost-app'",
+    "tenants[0].consents[3].resource: no API 'api://nowhere'",
+    "tenants[0].consents[4].scopes[0]: 'Docs.Delete' is not a scope of api://docs",
+    "tenants[0].consents[4].for: no user 'nobody@contoso.test' (use \"all\" for admin consent)",
     "tenants[0].appRoleAssignments[1].roles[0]: 'Docs.Nothing' is not a role of api://docs",
     "tenants[0].policies[1].resources[0]: no API 'api://ghost'",
     "tenants[0].applications[1].knownClientApplications[1]: no application 'ghost-web'",
@@ -92,7 +92,7 @@ test('duplicates are refused', () => {
   const problems = problemsOf(raw);
   assert.ok(problems.some((p) => p.includes("'tasks-api' is defined twice")), problems.join('\n'));
   assert.ok(problems.some((p) => p.includes("is used by two applications")), problems.join('\n'));
-  assert.ok(problems.some((p) => p.startsWith('tenants[0].users[3].username:')), problems.join('\n'));
+  assert.ok(problems.some((p) => p.startsWith(`tenants[0].users[${raw.tenants[0].users.length - 1}].username:`)), problems.join('\n'));
 });
 
 test('not JSON is a clear error that names the line and column', () => {

@@ -17,10 +17,24 @@ import type { BatonConfig } from '../src/config/schema.ts';
 
 export const CHAIN_CONFIG_PATH = new URL('../../../examples/chain/baton.json', import.meta.url).pathname;
 
+/**
+ * The demo chain's configuration plus the tenant-wide consent of `tasks-web` to `Tasks.ReadWrite`
+ * these tests were written against (the demo itself asks each user, so its first sign-in shows a
+ * real consent page); `mutate` sees and may change both.
+ */
 export function chainConfig(mutate?: (raw: any) => void): BatonConfig {
+  return parseConfig(JSON.stringify(chainConfigRaw(mutate)), 'test config');
+}
+
+/** `chainConfig` as JSON, before parsing (to write to a file for the CLI). */
+export function chainConfigRaw(mutate?: (raw: any) => void): any {
   const raw = JSON.parse(readFileSync(CHAIN_CONFIG_PATH, 'utf8'));
+  const contoso = raw.tenants[0];
+  if (!contoso.consents.some((c: any) => c.client === 'tasks-web' && c.for === 'all')) {
+    contoso.consents.unshift({ client: 'tasks-web', resource: 'api://tasks', scopes: ['Tasks.ReadWrite'], for: 'all' });
+  }
   mutate?.(raw);
-  return parseConfig(JSON.stringify(raw), 'test config');
+  return raw;
 }
 
 export const PG_URL = process.env.BATON_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/postgres';

@@ -8,21 +8,27 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
-import { startTestServer, CHAIN_CONFIG_PATH, type TestServer } from './harness.ts';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startTestServer, chainConfigRaw, type TestServer } from './harness.ts';
 
 const run = promisify(execFile);
 const BIN = new URL('../../cli/src/bin.ts', import.meta.url).pathname;
 let server: TestServer;
+/** The configuration the service runs with, as a file for the CLI. */
+let configPath: string;
 
 before(async () => {
   server = await startTestServer({ tls: 'dev' });
+  configPath = join(server.dataDir, 'baton.json');
+  writeFileSync(configPath, JSON.stringify(chainConfigRaw()));
 });
 after(() => server.close());
 
 function issue(...extra: string[]) {
   const env = { ...process.env };
   delete env.BATON_KEK;
-  return run(process.execPath, [BIN, 'token', 'issue', '--config', CHAIN_CONFIG_PATH, '--data', server.dataDir, '--tenant', 'contoso', '--issuer-base', server.url, ...extra], { env });
+  return run(process.execPath, [BIN, 'token', 'issue', '--config', configPath, '--data', server.dataDir, '--tenant', 'contoso', '--issuer-base', server.url, ...extra], { env });
 }
 
 test('baton token issue prints a delegated token (amr pwd) that verifies against the running service', async () => {

@@ -211,7 +211,8 @@ export async function startDocsApi(options: DocsApiOptions): Promise<RunningApi 
     if (doc === undefined) return refuse(request, reply, 404, 'not_found', 'No such document, or it is not shared with you.', 'no such document');
     const effective = effectiveAccess(doc, caller);
     // Not found rather than forbidden: a document you may not read is one you cannot know exists.
-    if (!effective.read) return refuse(request, reply, 404, 'not_found', 'No such document, or it is not shared with you.', `${nameOf(principal)} may not read "${doc.title}" (owner ${doc.ownerName}): ${explain(effective)}`);
+    // The reason (shown in the caller's own chain view) names neither its title nor its owner, for the same reason.
+    if (!effective.read) return refuse(request, reply, 404, 'not_found', 'No such document, or it is not shared with you.', `${nameOf(principal)} may not read document ${doc.id.slice(0, 8)}…: ${explain(effective)}`);
     hopOf(request.raw).reason = explain(effective);
     return publicView(doc, effective, true, caller.oid);
   });

@@ -104,6 +104,18 @@ function title(value: unknown): string | undefined {
   return t === '' || t.length > MAX_TITLE ? undefined : t;
 }
 
+/**
+ * The answer to a request the Tasks API refused to serve with its own application identity
+ * (RFC 9457 problem details). `error` repeats the code the demo's other answers carry.
+ */
+export const CONFUSED_DEPUTY_PROBLEM = {
+  type: 'tag:baton.dev,2026:problems/confused-deputy',
+  title: 'Refused to act without you',
+  status: 403,
+  detail: 'The Tasks API tried to reach your documents under its own name instead of yours, and refused to go on: the Docs API could no longer tell that it is you asking. Nothing was read or changed.',
+  error: 'confused_deputy',
+} as const;
+
 /** Sends the Docs API's answer on, as JSON. */
 async function relay(res: ExpressResponse, upstream: Response): Promise<void> {
   const body = await upstream.text();
@@ -151,7 +163,11 @@ export async function startTasksApi(options: TasksApiOptions): Promise<RunningAp
       if (error instanceof ConfusedDeputyError) {
         hop.refusals.push({ to: 'docs-api', by: 'sdk', rule: 'confused-deputy (ConfusedDeputyError)', description: error.message, as: 'app' });
         hop.reason = 'the Tasks API tried to act as itself for a user; the SDK refused';
-        res.status(500).json(errorBody('confused_deputy', `The Tasks API tried to use its own application identity to call the Docs API for you, and the Baton SDK refused: ${error.message}`));
+        // A deliberate refusal, not a failure: RFC 9457 problem details for the caller, in words for
+        // the person using the app. The developer's explanation (error.message) goes to the log and
+        // the chain view only.
+        log.warn('refused to call the Docs API with the Tasks API\'s own identity inside a user\'s request (confused deputy)', { cause: error.message });
+        res.status(403).type('application/problem+json').json(CONFUSED_DEPUTY_PROBLEM);
         return undefined;
       }
       if (error instanceof ClaimsChallengeError) {

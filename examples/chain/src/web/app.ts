@@ -17,7 +17,7 @@ import { getCookie, setCookie, deleteCookie } from 'hono/cookie';
 import { streamSSE } from 'hono/streaming';
 import { getRequestListener, type HttpBindings } from '@hono/node-server';
 import { bearerChallengeOf, decodeClaimsChallenge } from '@baton/resource';
-import type { ChainLog, RequestView } from '../chain-log.ts';
+import { canSee, type ChainLog, type ChainViewer, type RequestView } from '../chain-log.ts';
 import { closeServer, listen } from '../common.ts';
 import { exampleLogger, type LineWriter } from '../log.ts';
 import { newTrace } from '../trace.ts';
@@ -34,7 +34,7 @@ const SCOPE = 'openid profile offline_access api://tasks/Tasks.ReadWrite';
 export interface TasksWebOptions {
   authority: string;
   ca?: string | undefined;
-  /** Fixed by the registered redirect URI (http://127.0.0.1:7000/callback). */
+  /** Where Tasks Web listens; the token service must have `http://127.0.0.1:<port>/callback` registered (`withWebPort`). */
   port: number;
   tasksApiUrl: string;
   /** The chain view (omit to run Tasks Web alone). */
@@ -45,6 +45,11 @@ export interface TasksWebOptions {
     indexer?: { runNow(): Promise<IndexStatus>; status(): IndexStatus } | undefined;
     auditEntries?: (() => AuditEntry[]) | undefined;
   };
+  /**
+   * Usernames that may ask the chain view for every user's requests (`?view=all`). Everyone else
+   * sees only the requests made in their own name (and app-only ones).
+   */
+  chainAdmins?: readonly string[] | undefined;
   /** Demo accounts to show, and a TOTP generator for alice's current code (local development only). */
   demo?: { users: readonly DemoUser[]; totpSecret?: string | undefined; totp?: ((username: string) => { code: string; remaining: number } | undefined) | undefined } | undefined;
   /** Renew the access token this long before it expires (default 60 000 ms). */
@@ -160,7 +165,7 @@ export async function startTasksWeb(options: TasksWebOptions): Promise<RunningWe
   async function callTasks(session: Session, label: string, method: string, path: string, body?: Record<string, unknown>): Promise<ApiResult> {
     const trace = newTrace();
     const user = session.signedIn?.user;
-    chain?.begin(trace.traceId, { label, actor: user?.name ?? 'signed-out visitor' });
+    chain?.begin(trace.traceId, { label, actor: user?.name ?? 'signed-out visitor', owner: user?.oid });
     try {
       for (let attempt = 0; attempt < 2; attempt++) {
         const tokens = await freshTokens(session, attempt > 0);
@@ -195,8 +200,9 @@ export async function startTasksWeb(options: TasksWebOptions): Promise<RunningWe
           json = undefined;
         }
         if (!res.ok) {
-          const e = (json ?? {}) as { error?: unknown; error_description?: unknown };
-          const description = typeof e.error_description === 'string' ? e.error_description : `The Tasks API answered ${res.status}.`;
+          // OAuth-style errors (`error_description`) or RFC 9457 problem details (`detail`).
+          const e = (json ?? {}) as { error?: unknown; error_description?: unknown; detail?: unknown };
+          const description = typeof e.error_description === 'string' ? e.error_description : typeof e.detail === 'string' ? e.detail : `The Tasks API answered ${res.status}.`;
           chain?.note(trace.traceId, `Tasks Web showed: ${description}`, res.status >= 500 ? 'error' : 'warn');
           return { kind: 'error', status: res.status, error: typeof e.error === 'string' ? e.error : 'error', description, traceId: trace.traceId };
         }
@@ -495,19 +501,50 @@ export async function startTasksWeb(options: TasksWebOptions): Promise<RunningWe
 
   // Chain view ------------------------------------------------------------------------------------
 
-  const state = () => ({
+  const isChainAdmin = (session: Session | undefined): boolean => {
+    const username = session?.signedIn?.user.username?.toLowerCase();
+    return username !== undefined && (options.chainAdmins ?? []).some((admin) => admin.toLowerCase() === username);
+  };
+  /**
+   * Who is looking, judged again at every event (the session may have signed out or switched user
+   * since the stream opened): the signed-in user, with every user's requests only for an admin who asked.
+   */
+  const chainViewerOf = (sessionId: string | undefined, allUsers: boolean): ChainViewer | undefined => {
+    const session = sessions.peek(sessionId);
+    const oid = session?.signedIn?.user.oid;
+    return oid === undefined ? undefined : { oid, allUsers: allUsers && isChainAdmin(session) };
+  };
+  const state = (viewer: ChainViewer | undefined) => ({
     antiPattern: antiPattern?.enabled ?? false,
     indexer: indexer?.status(),
-    audit: options.controls?.auditEntries?.().slice(0, 12) ?? [],
+    // What the Audit API recorded names documents: only the viewer's own entries (every user's for an admin's "all users" view).
+    audit: viewer === undefined ? [] : (options.controls?.auditEntries?.() ?? []).filter((e) => viewer.allUsers || e.oid === viewer.oid).slice(0, 12),
   });
 
   app.get('/chain', (c) => {
     const session = sessionOf(c);
-    return c.html(chainPage({ viewer: session ? viewerOf(session) : undefined, csrf: chainCsrf, antiPattern: antiPattern?.enabled ?? false, users: options.demo?.users ?? [], totpSecret: options.demo?.totpSecret }));
+    const admin = isChainAdmin(session);
+    const allUsers = c.req.query('view') === 'all';
+    if (allUsers && !admin) return c.html(errorPage({ viewer: session ? viewerOf(session) : undefined, title: 'Only for administrators', message: 'Every user’s requests are shown to an administrator of the demo only. You see the requests made in your name.' }), 403);
+    return c.html(
+      chainPage({
+        viewer: session ? viewerOf(session) : undefined,
+        csrf: chainCsrf,
+        antiPattern: antiPattern?.enabled ?? false,
+        users: options.demo?.users ?? [],
+        totpSecret: options.demo?.totpSecret,
+        view: allUsers ? 'all' : 'mine',
+        admin,
+      }),
+    );
   });
 
   app.get('/chain/events', (c) => {
     if (chain === undefined) return c.json({ error: 'not_found' }, 404);
+    const sessionId = getCookie(c, SESSION_COOKIE);
+    const allUsers = c.req.query('view') === 'all';
+    if (allUsers && !isChainAdmin(sessions.get(sessionId))) return c.json({ error: 'forbidden', error_description: 'Only an administrator may see every user’s requests.' }, 403);
+    const viewer = () => chainViewerOf(sessionId, allUsers);
     c.header('cache-control', 'no-store');
     return streamSSE(c, async (stream) => {
       let ended = false;
@@ -521,12 +558,15 @@ export async function startTasksWeb(options: TasksWebOptions): Promise<RunningWe
         ended = true;
         wake?.();
       };
-      push('snapshot', { requests: chain.snapshot().slice(0, 40), names: chain.names(), state: state() });
+      const first = viewer();
+      push('snapshot', { requests: chain.snapshot().filter((r) => canSee(r, first)).slice(0, 40), names: chain.names(), state: state(first), signedIn: first !== undefined });
       const unsubscribe = chain.subscribe((request: RequestView) => {
+        const now = viewer();
+        if (!canSee(request, now)) return;
         push('request', request);
-        if (request.hops.some((h) => h.to === 'audit-api')) push('state', state());
+        if (request.hops.some((h) => h.to === 'audit-api')) push('state', state(now));
       });
-      const onState = () => push('state', state());
+      const onState = () => push('state', state(viewer()));
       stateListeners.add(onState);
       closers.add(end);
       stream.onAbort(end);
@@ -576,7 +616,7 @@ export async function startTasksWeb(options: TasksWebOptions): Promise<RunningWe
   });
 
   const server = createServer(getRequestListener(app.fetch, { overrideGlobalObjects: false }));
-  await listen(server, options.port, '127.0.0.1', 'Tasks Web', `Tasks Web must have this port: its registered redirect URI is ${redirectUri}. Stop what is using it.`);
+  await listen(server, options.port, '127.0.0.1', 'Tasks Web', 'Stop what uses it, or move Tasks Web with `baton dev --web-port N` (or BATON_WEB_PORT=N); its registered redirect URI follows.');
   return {
     url: origin,
     async close() {

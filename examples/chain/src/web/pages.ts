@@ -1,8 +1,8 @@
 /**
- * Tasks Web's pages. Server-rendered, escaped by `html`, no inline script or style: the CSP allows
+ * Tasks Web's pages. Server-rendered, escaped by `html` (the token service's own template, from @baton/server), no inline script or style: the CSP allows
  * only same-origin files (`/assets/app.css`, `/assets/app.js`, `/assets/chain.js`).
  */
-import { html, type SafeHtml } from './html.ts';
+import { html, type SafeHtml } from '@baton/server';
 import type { Flash } from './sessions.ts';
 import type { Task } from '../tasks/api.ts';
 
@@ -13,6 +13,8 @@ export interface DemoUser {
   /** Has a second factor (TOTP). */
   mfa: boolean;
   enabled: boolean;
+  /** A tenant administrator (`roles: ["admin"]` in baton.json): may see every user's requests in the chain view. */
+  admin: boolean;
 }
 
 export interface Viewer {
@@ -270,7 +272,29 @@ export function errorPage(input: { viewer?: Viewer | undefined; title: string; m
   });
 }
 
-export function chainPage(input: { viewer?: Viewer | undefined; csrf: string; antiPattern: boolean; users: readonly DemoUser[]; totpSecret: string | undefined }): string {
+export interface ChainPageInput {
+  viewer?: Viewer | undefined;
+  csrf: string;
+  antiPattern: boolean;
+  users: readonly DemoUser[];
+  totpSecret: string | undefined;
+  /** `mine`: the viewer's own requests (and app-only ones); `all`: every user's (administrators only). */
+  view: 'mine' | 'all';
+  /** The viewer may switch to every user's requests. */
+  admin: boolean;
+}
+
+/** Whose requests the chain view lists, and the switch between the two views for an administrator. */
+function chainScope(input: ChainPageInput): SafeHtml {
+  if (input.viewer === undefined) return html`<p class="muted small scope-note" id="chain-scope">Sign in to see the requests made in your name.</p>`;
+  const mine = html`Requests made in the name of <strong>${input.viewer.name}</strong>, and the app-only ones.`;
+  if (!input.admin) return html`<p class="muted small scope-note" id="chain-scope">${mine}</p>`;
+  return input.view === 'all'
+    ? html`<p class="muted small scope-note" id="chain-scope">Every user's requests (administrator view). <a href="/chain">Show only mine</a></p>`
+    : html`<p class="muted small scope-note" id="chain-scope">${mine} <a href="/chain?view=all">Show every user's (administrator)</a></p>`;
+}
+
+export function chainPage(input: ChainPageInput): string {
   return layout({
     title: 'Chain view',
     viewer: input.viewer,
@@ -301,8 +325,9 @@ export function chainPage(input: { viewer?: Viewer | undefined; csrf: string; an
 </div>
 </section>
 <div class="legend"><span class="pill ok">allowed</span><span class="pill bad">refused</span><span class="muted small">Hop = one HTTP call, shown with the token that crossed it. <code>act</code> nests one level per API that exchanged the token.</span>
-<label class="small filter"><input type="checkbox" id="hide-reads"> Hide single-hop requests</label></div>
-<div id="requests" class="requests" aria-live="polite"><p class="muted empty-note">No requests yet. Sign in and add a task in another tab.</p></div>
+<label class="small filter"><input type="checkbox" id="show-single"> Show single-hop requests</label></div>
+${chainScope(input)}
+<div id="requests" class="requests" aria-live="polite" data-view="${input.view}" data-signed-in="${input.viewer ? 'true' : 'false'}"><p class="muted empty-note">${input.viewer ? 'No requests yet. Add a task, then attach a document to it.' : 'Sign in to see the requests made in your name.'}</p></div>
 <section class="card audit-panel"><h2>Audit API — latest entries</h2><p class="muted small">What the Audit API recorded, and on whose behalf (read from its store for this developer view).</p><div id="audit-entries"><p class="muted">—</p></div></section>
 ${demoUsersBox(input.users, input.totpSecret)}`,
   });

@@ -55,6 +55,13 @@ export class Sessions {
     return session;
   }
 
+  /** The live session with this id, without counting it as activity (a chain view left open does not keep a session alive). */
+  peek(id: string | undefined): Session | undefined {
+    if (id === undefined) return undefined;
+    const session = this.#sessions.get(id);
+    return session === undefined || Date.now() - session.lastSeen > IDLE_MS ? undefined : session;
+  }
+
   create(): Session {
     this.#sweep();
     const session: Session = {

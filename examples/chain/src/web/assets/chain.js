@@ -7,10 +7,14 @@
   if (!list) return;
   const liveDot = document.getElementById('live-dot');
   const liveText = document.getElementById('live-text');
-  const hideReads = document.getElementById('hide-reads');
+  // Single-hop requests (a page load: Tasks Web → Tasks API and back) are hidden unless asked for:
+  // the requests worth looking at are the ones that travel.
+  const showSingle = document.getElementById('show-single');
+  const signedIn = list.dataset.signedIn === 'true';
   const requests = new Map();
   let names = {};
   let focus = location.hash.startsWith('#r-') ? location.hash.slice(3) : undefined;
+  const linked = focus;
 
   function el(tag, props, ...children) {
     const node = document.createElement(tag);
@@ -148,15 +152,16 @@
   }
 
   function render() {
+    // Newest first; a request linked to (#r-…) is shown even when it is a single hop.
     const sorted = [...requests.values()].sort((a, b) => b.startedAt - a.startedAt).slice(0, 40);
-    const hide = hideReads && hideReads.checked;
-    const nodes = sorted.filter((r) => !(hide && isQuiet(r))).map((r) => {
+    const hide = !(showSingle && showSingle.checked);
+    const nodes = sorted.filter((r) => !(hide && isQuiet(r) && r.id !== linked)).map((r) => {
       const node = requestNode(r);
       if (r.fresh) node.classList.add('fresh');
       r.fresh = false;
       return node;
     });
-    if (nodes.length === 0) nodes.push(el('p', { class: 'muted empty-note', text: hide ? 'Only single-hop requests so far (hidden).' : 'No requests yet. Sign in and add a task in another tab.' }));
+    if (nodes.length === 0) nodes.push(el('p', { class: 'muted empty-note', text: !signedIn ? 'Sign in to see the requests made in your name.' : hide && sorted.length > 0 ? 'Only single-hop requests so far (hidden: tick “Show single-hop requests”).' : 'No requests yet. Add a task, then attach a document to it.' }));
     list.replaceChildren(...nodes);
     if (focus && requests.has(focus)) {
       const target = document.getElementById(`r-${focus}`);
@@ -220,7 +225,7 @@
   }
 
   function connect() {
-    const source = new EventSource('/chain/events');
+    const source = new EventSource(list.dataset.view === 'all' ? '/chain/events?view=all' : '/chain/events');
     source.addEventListener('open', () => {
       liveDot && liveDot.classList.add('on');
       if (liveText) liveText.textContent = 'live';
@@ -247,10 +252,10 @@
     source.addEventListener('state', (event) => renderState(JSON.parse(event.data)));
   }
 
-  if (hideReads) {
-    hideReads.checked = localStorage.getItem('chain.hideReads') === '1';
-    hideReads.addEventListener('change', () => {
-      localStorage.setItem('chain.hideReads', hideReads.checked ? '1' : '0');
+  if (showSingle) {
+    showSingle.checked = localStorage.getItem('chain.showSingleHop') === '1';
+    showSingle.addEventListener('change', () => {
+      localStorage.setItem('chain.showSingleHop', showSingle.checked ? '1' : '0');
       render();
     });
   }
