@@ -473,7 +473,7 @@ test('`baton dev` (npm start) prints URLs, users and the CA, stops on Ctrl-C, an
   assert.equal(await second.exited, 0, second.stderr());
 });
 
-test('`baton dev` on a taken port says which flag moves it', { timeout: 60_000 }, async () => {
+test('`baton dev` on a taken port says which flag moves it', { timeout: 180_000 }, async () => {
   await stopInProcess();
   const blocker = createServer();
   await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
