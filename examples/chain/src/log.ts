@@ -24,3 +24,6 @@ export function exampleLogger(name: string, write: LineWriter = stderrWriter): L
     error: (message, fields) => line('error', message, fields),
   };
 }
+
+/** What `exampleLogger` returns. */
+export type ExampleLogger = ReturnType<typeof exampleLogger>;
