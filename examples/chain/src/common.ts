@@ -35,12 +35,20 @@ export function urlOf(server: Server): string {
   return `http://127.0.0.1:${port}`;
 }
 
+/** What to do about a taken API port. */
+export const API_PORT_HINT = 'Stop what uses it, or move the APIs with `baton dev --api-port N` (or BATON_API_PORT=N).';
+
+/** `EADDRINUSE` as a readable error that says which flag moves the port; any other error as it is. */
+export function listenError(error: NodeJS.ErrnoException, what: string, port: number | undefined, host: string, hint = API_PORT_HINT): Error {
+  return error.code === 'EADDRINUSE' ? new Error(`${what}: port ${port} on ${host} is already in use (another \`npm start\`?). ${hint}`) : error;
+}
+
 /** Listens, rejecting with a readable message (`hint`: what to do about it) when the port is taken. */
-export function listen(server: Server, port: number, host: string, what: string, hint = 'Stop what uses it, or move the APIs with `baton dev --api-port N` (or BATON_API_PORT=N).'): Promise<void> {
+export function listen(server: Server, port: number, host: string, what: string, hint = API_PORT_HINT): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException) => {
       server.off('listening', onListening);
-      reject(error.code === 'EADDRINUSE' ? new Error(`${what}: port ${port} on ${host} is already in use (another \`npm start\`?). ${hint}`) : error);
+      reject(listenError(error, what, port, host, hint));
     };
     const onListening = () => {
       server.off('error', onError);

@@ -16,7 +16,8 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { existsSync } from 'node:fs';
 import { mkdtemp, mkdir, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -31,6 +32,7 @@ import { silentWriter } from '../src/log.ts';
 import { actChain } from '../src/chain-log.ts';
 
 const CONFIG = fileURLToPath(new URL('../baton.json', import.meta.url));
+const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 let webPort = 0;
 let WEB = '';
 const ALICE = { username: 'alice@contoso.test', password: 'alice-Demo-pass-1', totp: 'JBSWY3DPEHPK3PXP' };
@@ -345,7 +347,21 @@ test('the anti-pattern switch: the Tasks API tries its own identity for a user, 
   assert.match(text, /confused-deputy/);
   assert.match(text, /appToken\(\) was called while serving a request/);
   assert.equal(await card.locator('section.hop.call[data-to="docs-api"]').count(), 0, 'no call reached the Docs API');
-  // A deliberate refusal (403, RFC 9457 problem details), not a 500.
+  // A deliberate refusal (403, RFC 9457 problem details), not a 500 — asked directly, with alice's token.
+  const { stdout: token } = await promisify(execFile)(process.execPath, [
+    join(REPO, 'packages/cli/src/bin.ts'), 'token', 'issue', '--config', CONFIG, '--data', dataDir, '--tenant', 'contoso',
+    '--user', ALICE.username, '--client', 'tasks-web', '--scope', 'api://tasks/Tasks.ReadWrite', '--issuer-base', server.url,
+  ], { env: { ...process.env, BATON_KEK: '' } });
+  const direct = await fetch(`${chain.urls.tasksApi}/documents`, { headers: { authorization: `Bearer ${token.trim()}` } });
+  assert.equal(direct.status, 403);
+  assert.equal(direct.headers.get('content-type'), 'application/problem+json; charset=utf-8');
+  assert.deepEqual(await direct.json(), {
+    type: 'tag:baton.dev,2026:problems/confused-deputy',
+    title: 'Refused to act without you',
+    status: 403,
+    detail: 'The Tasks API tried to reach your documents under its own name instead of yours, and refused to go on: the Docs API could no longer tell that it is you asking. Nothing was read or changed.',
+    error: 'confused_deputy',
+  });
   const listed = chain.chain.snapshot().find((r) => r.label === 'List documents' && r.hops.some((h) => h.kind === 'exchange' && h.outcome === 'refused'));
   assert.equal(listed?.hops.find((h) => h.kind === 'call' && h.to === 'tasks-api')?.status, 403);
   await scrollTo(page.locator('#anti-pattern-card'));
@@ -356,7 +372,7 @@ test('the anti-pattern switch: the Tasks API tries its own identity for a user, 
   assert.equal(chain.antiPattern.enabled, false);
 });
 
-test('no favicon 404: Tasks Web and the token service\'s pages both answer /favicon.ico and link their icon', { timeout: 30_000 }, async () => {
+test('no favicon 404: Tasks Web and the token service\'s pages both answer /favicon.ico and link their icon', { timeout: 90_000 }, async () => {
   for (const origin of [WEB, server.url]) {
     const icon = await page.request.get(`${origin}/favicon.ico`);
     assert.equal(icon.status(), 200, origin);
@@ -396,7 +412,6 @@ test('the indexer reads every document with its application permission, on its o
   assert.deepEqual(browserProblems, [], 'no script error and no CSP violation on any page');
 });
 
-const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 
 /** `baton dev` as `npm start` runs it, until it prints `ready`. */
 function devProcess(data: string, env: Record<string, string> = {}, args: string[] = []): { child: ChildProcess; stdout: () => string; stderr: () => string; exited: Promise<number | null> } {
@@ -427,8 +442,8 @@ function startDev(data: string, webPort: number): Promise<{ child: ChildProcess;
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`baton dev did not print ready in 30 s: ${stderr}`));
-    }, 30_000);
+      reject(new Error(`baton dev did not print ready in 90 s: ${stderr}`));
+    }, 90_000);
     child.stdout?.on('data', (chunk: Buffer) => {
       stdout += chunk.toString();
       if (new RegExp(`^ready http://127\\.0\\.0\\.1:${webPort}$`, 'm').test(stdout)) {

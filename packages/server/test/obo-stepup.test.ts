@@ -35,7 +35,10 @@ async function authorize(page: Page, extra: Record<string, string>, steps: (page
   const delivered = new Promise<URL>((resolve) => {
     // Nothing listens on the client's loopback redirect URI: the page's request is answered here.
     void page.route(`${new URL(WEB.redirectUri).origin}/**`, async (route) => {
-      resolve(new URL(route.request().url()));
+      const url = new URL(route.request().url());
+      // Only the redirect itself: a late /favicon.ico for the previous page must not pass for it.
+      if (url.pathname !== new URL(WEB.redirectUri).pathname) return route.fulfill({ status: 404 });
+      resolve(url);
       await route.fulfill({ status: 200, contentType: 'text/html', body: '<p>tasks-web received the code</p>' });
     });
   });

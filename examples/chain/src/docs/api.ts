@@ -15,7 +15,7 @@ import { createDownstream, createGuard, createOboClient, ClaimsChallengeError, O
 import { batonAuth, requireAuth } from '@baton/resource/fastify';
 import type { DatabaseSync } from 'node:sqlite';
 import { openDatabase } from '../db.ts';
-import { errorBody, type ApiOptions, type RunningApi } from '../common.ts';
+import { errorBody, listenError, type ApiOptions, type RunningApi } from '../common.ts';
 import { exampleLogger } from '../log.ts';
 import { hopOf, trackHop } from '../observe.ts';
 import { effectiveAccess, explain, type Access, type Share } from './permissions.ts';
@@ -274,7 +274,7 @@ export async function startDocsApi(options: DocsApiOptions): Promise<RunningApi 
   });
 
   await app.listen({ port: options.port ?? 0, host: options.host ?? '127.0.0.1' }).catch((error: NodeJS.ErrnoException) => {
-    throw error.code === 'EADDRINUSE' ? new Error(`Docs API: port ${options.port} is already in use (another \`npm start\`?). Stop it, or pass another --api-port.`) : error;
+    throw listenError(error, 'Docs API', options.port, options.host ?? '127.0.0.1');
   });
   const address = app.server.address();
   const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
