@@ -19,7 +19,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import { existsSync } from 'node:fs';
-import { mkdtemp, mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -348,8 +348,11 @@ test('the anti-pattern switch: the Tasks API tries its own identity for a user, 
   assert.match(text, /appToken\(\) was called while serving a request/);
   assert.equal(await card.locator('section.hop.call[data-to="docs-api"]').count(), 0, 'no call reached the Docs API');
   // A deliberate refusal (403, RFC 9457 problem details), not a 500 — asked directly, with alice's token.
+  // `token issue` applies its configuration to the store: the one this service runs with (Tasks Web's redirect URI on its port).
+  const configFile = join(dataDir, 'baton-web-port.json');
+  await writeFile(configFile, JSON.stringify(withWebPort(JSON.parse(await readFile(CONFIG, 'utf8')), webPort)));
   const { stdout: token } = await promisify(execFile)(process.execPath, [
-    join(REPO, 'packages/cli/src/bin.ts'), 'token', 'issue', '--config', CONFIG, '--data', dataDir, '--tenant', 'contoso',
+    join(REPO, 'packages/cli/src/bin.ts'), 'token', 'issue', '--config', configFile, '--data', dataDir, '--tenant', 'contoso',
     '--user', ALICE.username, '--client', 'tasks-web', '--scope', 'api://tasks/Tasks.ReadWrite', '--issuer-base', server.url,
   ], { env: { ...process.env, BATON_KEK: '' } });
   const direct = await fetch(`${chain.urls.tasksApi}/documents`, { headers: { authorization: `Bearer ${token.trim()}` } });
