@@ -182,8 +182,9 @@ test('token issue mints for the issuer the running service answers as, and says 
   const data = join(dir, 'issuer');
   const server = serve(['--config', CONFIG, '--data', data, '--port', '0'], kek);
   const url = await server.ready;
+  // tasks-api holds the demo's tenant-wide consent to the Docs API (Tasks Web's consent is per user, given on its consent page).
   const issue = (...extra: string[]) =>
-    baton(['token', 'issue', '--data', data, '--tenant', 'contoso', '--user', 'alice@contoso.test', '--client', 'tasks-web', '--scope', 'api://tasks/Tasks.ReadWrite', ...extra], kek);
+    baton(['token', 'issue', '--data', data, '--tenant', 'contoso', '--user', 'alice@contoso.test', '--client', 'tasks-api', '--scope', 'api://docs/Docs.Read', ...extra], kek);
   try {
     const recorded = await issue();
     assert.equal(recorded.code, 0, recorded.stderr);
@@ -202,7 +203,7 @@ test('token issue mints for the issuer the running service answers as, and says 
     assert.equal(await server.exited, 0);
   }
   // A store no service has run on: the command says what to do instead of guessing an issuer.
-  const fresh = await baton(['token', 'issue', '--config', CONFIG, '--data', join(dir, 'never-served'), '--tenant', 'contoso', '--user', 'alice@contoso.test', '--client', 'tasks-web', '--scope', 'api://tasks/Tasks.ReadWrite'], kek);
+  const fresh = await baton(['token', 'issue', '--config', CONFIG, '--data', join(dir, 'never-served'), '--tenant', 'contoso', '--user', 'alice@contoso.test', '--client', 'tasks-api', '--scope', 'api://docs/Docs.Read'], kek);
   assert.equal(fresh.code, 1);
   assert.match(fresh.stderr, /no issuer recorded for tenant 'contoso' in this store: start 'baton serve' on it once \(it records the base URL it answers as\), or pass --issuer-base URL/);
 });
