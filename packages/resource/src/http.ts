@@ -128,9 +128,3 @@ export async function readJsonObject(res: Response, maxBytes: number): Promise<R
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new Error('response is not a JSON object');
   return value as Record<string, unknown>;
 }
-
-/** `AbortSignal.timeout` combined with the caller's signal. */
-export function timeoutSignal(ms: number, signal?: AbortSignal | null): AbortSignal {
-  const timeout = AbortSignal.timeout(ms);
-  return signal ? AbortSignal.any([timeout, signal]) : timeout;
-}
