@@ -72,13 +72,16 @@ function assertTimedOut(conn: Conn): void {
   assert.deepEqual(body, { error: 'invalid_request', error_description: 'AADSTS900144: The request did not arrive in time.', error_codes: [900144] });
 }
 
-test('slowloris headers: trickling connections get 408 and are closed; others are answered meanwhile', async () => {
-  const slow = await Promise.all(Array.from({ length: 50 }, open));
-  for (const conn of slow) conn.socket.write('POST /contoso/oauth2/v2.0/token HTTP/1.1\r\nHost: localhost\r\n');
+/**
+ * Keeps `drip` trickling into every slow connection that has had no answer yet (every 100 ms), and
+ * meanwhile asks for discovery on a fresh connection, until the server has closed every slow one.
+ * Returns the statuses the other requests got during the attack.
+ */
+async function trickleUntilCutOff(slow: Conn[], drip: string): Promise<number[]> {
   let ticking = true;
   const trickle = (async () => {
     while (ticking) {
-      for (const conn of slow) if (!conn.socket.destroyed && conn.received === '') conn.socket.write('X-Slow: a\r\n');
+      for (const conn of slow) if (!conn.socket.destroyed && conn.received === '') conn.socket.write(drip);
       await new Promise((r) => setTimeout(r, 100));
     }
   })();
@@ -87,6 +90,13 @@ test('slowloris headers: trickling connections get 408 and are closed; others ar
   ticking = false;
   await trickle;
   await Promise.all(slow.map((c) => c.closed));
+  return answered;
+}
+
+test('slowloris headers: trickling connections get 408 and are closed; others are answered meanwhile', async () => {
+  const slow = await Promise.all(Array.from({ length: 50 }, open));
+  for (const conn of slow) conn.socket.write('POST /contoso/oauth2/v2.0/token HTTP/1.1\r\nHost: localhost\r\n');
+  const answered = await trickleUntilCutOff(slow, 'X-Slow: a\r\n');
   assertAllCutOff(slow);
   assert.ok(answered.length > 0 && answered.every((s) => s === 200), `others answered during the attack: ${answered.length}`);
 });
@@ -96,18 +106,7 @@ test('a trickled body: 408 once the whole request is overdue; others are answere
   for (const conn of slow) {
     conn.socket.write('POST /contoso/oauth2/v2.0/token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 4096\r\n\r\ngrant_type=');
   }
-  let ticking = true;
-  const trickle = (async () => {
-    while (ticking) {
-      for (const conn of slow) if (!conn.socket.destroyed && conn.received === '') conn.socket.write('a');
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  })();
-  const answered: number[] = [];
-  while (slow.some((c) => !c.socket.destroyed)) answered.push(await discovery());
-  ticking = false;
-  await trickle;
-  await Promise.all(slow.map((c) => c.closed));
+  const answered = await trickleUntilCutOff(slow, 'a');
   assertAllCutOff(slow);
   assert.ok(answered.length > 0 && answered.every((s) => s === 200));
 });
