@@ -2,7 +2,7 @@
  * The admin-consent interaction's steps (sign in as an administrator, see the permissions, accept
  * or decline), shared by the interaction endpoint; the rules are core's `admin-consent.ts`.
  */
-import { OAuthError, Entra, adminConsentPermissions, decideAdminConsent, predatesRevocation, qualifiedScope, type AdminConsentPermissions, type TenantDirectory } from '@baton/core';
+import { OAuthError, Entra, adminConsentPermissions, decideAdminConsent, predatesRevocation, qualifiedScope, type AdminConsentPermissions, type TenantDirectory, type User } from '@baton/core';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { issuerOf, type ServerContext } from './context.ts';
 import type { FormParams } from './http/form.ts';
@@ -29,6 +29,19 @@ function views(directory: TenantDirectory, permissions: AdminConsentPermissions)
   return out;
 }
 
+/**
+ * The user this interaction may act for, or undefined when they must sign in (again): the session
+ * cookie names a live session (the one this interaction signed in, once it asked for another
+ * account), of a user who still exists, is enabled, and whose sessions were not revoked since.
+ * The GET (show the permissions) and the POST (grant them) both ask this.
+ */
+async function signedInUser(ctx: ServerContext, request: FastifyRequest, directory: TenantDirectory, interaction: Interaction): Promise<User | undefined> {
+  const session = await sessionFromCookie(ctx, request, directory.tenant.id);
+  if (session === undefined || (interaction.payload.forceLogin && interaction.payload.sid !== session.sid)) return undefined;
+  const user = await ctx.store.getUserById(directory.tenant.id, session.oid);
+  return user === undefined || !user.enabled || predatesRevocation(user, session.authTime) ? undefined : user;
+}
+
 /** GET of an admin-consent interaction: sign in, check the role, show the permissions. */
 export async function advanceAdminConsent(ctx: ServerContext, request: FastifyRequest, reply: FastifyReply, directory: TenantDirectory, interaction: Interaction): Promise<FastifyReply> {
   const request_ = interaction.payload.adminConsent!;
@@ -36,10 +49,8 @@ export async function advanceAdminConsent(ctx: ServerContext, request: FastifyRe
   if (client === undefined) throw new OAuthError('invalid_request', { description: 'The application no longer exists.', entraCodes: [Entra.flowExpired] });
   const path = interactionPath(directory.tenant.id, interaction.id);
   const targets = formTargets(request_.redirectUri);
-  const session = await sessionFromCookie(ctx, request, directory.tenant.id);
-  const fresh = session !== undefined && interaction.payload.sid === session.sid;
-  const user = session === undefined || (interaction.payload.forceLogin && !fresh) ? undefined : await ctx.store.getUserById(directory.tenant.id, session.oid);
-  if (session === undefined || user === undefined || !user.enabled || predatesRevocation(user, session.authTime)) {
+  const user = await signedInUser(ctx, request, directory, interaction);
+  if (user === undefined) {
     return sendPage(reply, signInPage({ brand: directory.tenant.name, appName: `${client.name} (admin consent)`, action: `${path}/login`, csrf: interaction.payload.csrf, username: interaction.payload.username, formTargets: targets }));
   }
   if (user.directoryRoles?.includes('admin') !== true) {
@@ -83,10 +94,9 @@ export async function answerAdminConsent(
 ): Promise<FastifyReply> {
   const request_ = interaction.payload.adminConsent!;
   const client = directory.application(request_.clientId);
-  const session = await sessionFromCookie(ctx, request, directory.tenant.id);
-  const user = session === undefined ? undefined : await ctx.store.getUserById(directory.tenant.id, session.oid);
+  const user = await signedInUser(ctx, request, directory, interaction);
   const back = () => reply.code(303).header('location', interactionPath(directory.tenant.id, interaction.id)).send();
-  if (client === undefined || user === undefined || !user.enabled || user.directoryRoles?.includes('admin') !== true) return back();
+  if (client === undefined || user === undefined || user.directoryRoles?.includes('admin') !== true) return back();
   const target = request_.redirectUri === undefined ? undefined : { redirectUri: request_.redirectUri, responseMode: 'query' as const, state: request_.state };
   const issuer = issuerOf(ctx, directory.tenant.id);
   if (params.decision !== 'accept') {

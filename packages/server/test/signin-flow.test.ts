@@ -14,6 +14,7 @@ import { ALICE, BOB, Browser, WEB, advance, authorizeUrl, formOf, pageKind, pkce
 const DANA = { username: 'dana@contoso.test', password: 'dana-Demo-pass-1', totp: 'JBSWY3DPEHPK3PXP' };
 const ERIN = { username: 'erin@contoso.test', password: 'erin-Demo-pass-1' };
 const PORTAL = { clientId: 'portal', secret: 'portal-Demo-secret-0123456789', redirectUri: 'https://portal.example/cb' };
+const KIOSK = { clientId: 'kiosk', secret: 'kiosk-Demo-secret-0123456789', redirectUri: 'https://kiosk.example/cb' };
 
 let server: TestServer;
 let jwks: ReturnType<typeof createRemoteJWKSet>;
@@ -38,6 +39,7 @@ before(async () => {
           { resource: 'api://reports', scopes: ['Reports.Read'] },
         ],
       });
+      t.applications.push({ name: 'Contoso Kiosk', clientId: KIOSK.clientId, secrets: [KIOSK.secret], redirectUris: [KIOSK.redirectUri], requiredAccess: [{ resource: 'api://docs', scopes: ['Docs.Read'], roles: ['Docs.ReadAll'] }] });
       t.consents.push({ client: 'portal', resource: 'api://reports', scopes: ['Reports.Read'], for: 'all' });
       t.consents.push({ client: 'portal', resource: 'api://audit', scopes: ['Audit.Write'], for: 'all' });
       t.policies.push({ name: 'MFA for reports', resources: ['api://reports'], require: { mfa: true } });
@@ -240,6 +242,29 @@ describe('consent', () => {
     assert.equal(bad.status, 400);
     assert.equal(bad.location, undefined);
     assert.match(bad.body, /AADSTS50011/);
+  });
+
+  test("/{tenant}/adminconsent: accepting after the administrator's sessions were revoked grants nothing and asks for a new sign-in", async () => {
+    const url = `${server.url}/contoso/adminconsent?client_id=kiosk&redirect_uri=${encodeURIComponent(KIOSK.redirectUri)}&state=ac2`;
+    const browser = new Browser();
+    const page = await runFlow(browser, server, url, { user: DANA, stopAt: 'consent' });
+    assert.deepEqual(page.seen, ['login', 'consent']);
+    const { action, fields } = formOf(page.hop);
+    const dana = (await server.ctx.store.getUserByName('contoso', DANA.username))!;
+    // The administrator's sessions are revoked (Entra's revokeSignInSessions) while the consent page is open.
+    await server.ctx.store.putUser({ ...dana, revokedBefore: server.ctx.now() + 1 });
+    try {
+      const accepted = await browser.post(action, { ...fields, decision: 'accept' });
+      assert.equal(accepted.status, 303);
+      assert.equal(new URL(accepted.location!, server.url).pathname, new URL(action, server.url).pathname.replace(/\/consent$/, ''), 'back to the interaction, not to the client');
+      const directory = (await server.ctx.directories.get('contoso'))!;
+      assert.deepEqual([...directory.tenantConsent('kiosk', 'docs-api')], [], 'no consent written');
+      assert.deepEqual([...directory.applicationRoles('kiosk', 'docs-api')], [], 'no role assigned');
+      const again = await browser.get(accepted.location!);
+      assert.equal(pageKind(again), 'login', 'the interaction asks for a sign-in, as its GET does');
+    } finally {
+      await server.ctx.store.putUser(dana);
+    }
   });
 
   test('Cancel on the consent page: access_denied 65004 to the client, nothing granted', async () => {
