@@ -24,16 +24,11 @@ import {
 } from '@baton/core';
 import type { FormParams } from './http/form.ts';
 import { verifyClientSecret } from './crypto/secrets.ts';
-import { issuerOf, tokenEndpointOf, type ServerContext } from './context.ts';
+import { issuerOf, tokenEndpointOf, type AuthenticatedClient, type ServerContext } from './context.ts';
+
+export type { AuthenticatedClient } from './context.ts';
 
 export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
-
-export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'none';
-
-export interface AuthenticatedClient {
-  app: Application;
-  method: ClientAuthMethod;
-}
 
 /** Client assertions may live at most this long (RFC 7523 §3 item 4: "reasonable"; Entra: 10 min). */
 const MAX_ASSERTION_LIFETIME = 600;

@@ -3,14 +3,14 @@
  * memory (DESIGN principle 4: no store round-trip where a cache with correct invalidation will do);
  * the cache drops a tenant's copy when the store reports a change, from this instance or another.
  */
-import { buildDirectory, type TenantDirectory } from '@baton/core';
+import { buildDirectory, type Application, type TenantDirectory } from '@baton/core';
 import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Store } from './store/types.ts';
 import type { Keyring } from './keys/keyring.ts';
 import type { Kek } from './crypto/kek.ts';
 import type { TokenEndpointLimits } from './limits.ts';
-import type { GrantRegistry } from './grants/registry.ts';
+import type { FormParams } from './http/form.ts';
 
 export interface ServerContext {
   readonly store: Store;
@@ -22,14 +22,60 @@ export interface ServerContext {
   readonly pairwiseKey: KeyObject;
   readonly log: Logger;
   readonly directories: DirectoryCache;
-  /** The grants this server's token endpoint answers (built-in ones plus `startServer({ grants })`). */
-  readonly grants: GrantRegistry;
+  /** The grants this server's token endpoint answers (built-in ones plus `startServer({ grants })`: grants/registry.ts). */
+  readonly grants: GrantLookup;
   /** Epoch seconds; injected so tests can move time. */
   now(): number;
   /** `https://localhost:8443`; set once the server listens. */
   baseUrl: string;
   /** Token endpoint abuse limits (config `limits.tokenEndpoint`; limits.ts's defaults when absent). */
   readonly tokenEndpointLimits?: TokenEndpointLimits | undefined;
+}
+
+/** The server's grants as endpoints read them (grants/registry.ts's `GrantRegistry` is the one kept). */
+export interface GrantLookup {
+  /** The grant for a `grant_type` parameter, if this server offers it. */
+  get(grantType: string): Grant | undefined;
+  /** The grant types offered, in registration order (discovery's `grant_types_supported`). */
+  types(): string[];
+}
+
+/**
+ * A grant type at the token endpoint: a plug-in (STYLE: oidc-provider's grant modules) that declares
+ * its `grant_type`, the parameters it reads (everything else is stripped before the handler sees it)
+ * and whether it needs a confidential client. Declared here, with `ServerContext`, because the two
+ * refer to each other (a grant's request carries the context; the context holds the grants).
+ */
+export interface Grant {
+  grantType: string;
+  /** Parameters this grant reads, besides client authentication parameters. */
+  parameters: ReadonlySet<string>;
+  /** Public clients are refused before the handler runs (`unauthorized_client`). */
+  confidentialOnly: boolean;
+  handler(request: TokenRequest): Promise<TokenResponse>;
+}
+
+export interface TokenRequest {
+  ctx: ServerContext;
+  directory: TenantDirectory;
+  client: AuthenticatedClient;
+  /** Only the parameters the grant declared. */
+  params: FormParams;
+  /** Remote address (for conditional access), W3C traceparent (for audit). */
+  ip: string;
+  traceparent: string | undefined;
+  correlationId: string;
+}
+
+/** The JSON body of a successful token response (RFC 6749 §5.1 plus Entra's and RFC 8693's members). */
+export type TokenResponse = Record<string, string | number>;
+
+export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'none';
+
+/** A client that proved who it is at the token endpoint (client-auth.ts), or a public one that named itself. */
+export interface AuthenticatedClient {
+  app: Application;
+  method: ClientAuthMethod;
 }
 
 export const issuerOf = (ctx: Pick<ServerContext, 'baseUrl'>, tenantId: string) => `${ctx.baseUrl}/${tenantId}/v2.0`;

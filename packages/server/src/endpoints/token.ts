@@ -6,20 +6,20 @@
  */
 import { errors } from '@baton/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { ServerContext } from '../context.ts';
+import type { GrantLookup, ServerContext } from '../context.ts';
 import { resolveTenant } from '../tenants.ts';
 import { formBody, requireParam, type FormParams } from '../http/form.ts';
 import { correlationId } from '../http/errors.ts';
 import { authenticateClient, type AuthenticatedClient } from '../client-auth.ts';
 import { TokenEndpointLimiter, type Admission } from '../limits.ts';
-import { CLIENT_AUTH_PARAMETERS, isIgnoredParameter, type Grant, type GrantRegistry } from '../grants/registry.ts';
+import { CLIENT_AUTH_PARAMETERS, isIgnoredParameter, type Grant } from '../grants/registry.ts';
 
 function noCache(reply: FastifyReply): void {
   // RFC 6749 §5.1: token responses must not be cached.
   reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
 }
 
-function supportedGrantType(grants: GrantRegistry, params: FormParams): Grant {
+function supportedGrantType(grants: GrantLookup, params: FormParams): Grant {
   const grantType = requireParam(params, 'grant_type');
   const grant = grants.get(grantType);
   if (!grant) throw errors.unsupportedGrantType(grantType);

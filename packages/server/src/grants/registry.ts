@@ -4,34 +4,11 @@
  * needs a confidential client. The token endpoint knows nothing of any particular grant: it asks
  * the server's {@link GrantRegistry}.
  */
-import type { TenantDirectory } from '@baton/core';
-import type { FormParams } from '../http/form.ts';
-import type { AuthenticatedClient } from '../client-auth.ts';
-import type { ServerContext } from '../context.ts';
+import type { Grant, GrantLookup } from '../context.ts';
 
-export interface TokenRequest {
-  ctx: ServerContext;
-  directory: TenantDirectory;
-  client: AuthenticatedClient;
-  /** Only the parameters the grant declared. */
-  params: FormParams;
-  /** Remote address (for conditional access), W3C traceparent (for audit). */
-  ip: string;
-  traceparent: string | undefined;
-  correlationId: string;
-}
-
-/** The JSON body of a successful token response (RFC 6749 §5.1 plus Entra's and RFC 8693's members). */
-export type TokenResponse = Record<string, string | number>;
-
-export interface Grant {
-  grantType: string;
-  /** Parameters this grant reads, besides client authentication parameters. */
-  parameters: ReadonlySet<string>;
-  /** Public clients are refused before the handler runs (`unauthorized_client`). */
-  confidentialOnly: boolean;
-  handler(request: TokenRequest): Promise<TokenResponse>;
-}
+// What a grant is (`Grant`, the `TokenRequest` it handles, the `TokenResponse` it returns) is declared
+// in context.ts beside `ServerContext`, which holds the server's grants: the two refer to each other.
+export type { Grant, TokenRequest, TokenResponse } from '../context.ts';
 
 /**
  * The grants one token service answers, kept per server instance (as node-oidc-provider keeps
@@ -43,7 +20,7 @@ export interface Grant {
  * // A third party's grant, next to the built-in ones:
  * await startServer({ dataDir, config, grants: [deviceCodeGrant] });
  */
-export class GrantRegistry {
+export class GrantRegistry implements GrantLookup {
   readonly #grants = new Map<string, Grant>();
 
   constructor(grants: Iterable<Grant> = []) {
