@@ -55,10 +55,13 @@ async function load(ctx: ServerContext, request: InteractionRequest, reply: Fast
   return { directory, interaction, flow: { ctx, request, reply, directory, client, authorize, demands: demandsOf(authorize), interaction } };
 }
 
-function bodyOf(request: FastifyRequest): FormParams {
-  const body = formBody(request);
-  if (Object.keys(body).length === 0) throw errors.invalidRequest('The form was empty.');
-  return body;
+/** A form POST of the interaction: the interaction loaded, its non-empty form read, its CSRF token checked. */
+async function loadForm(ctx: ServerContext, request: InteractionRequest, reply: FastifyReply): Promise<Loaded & { params: FormParams }> {
+  const loaded = await load(ctx, request, reply);
+  const params = formBody(request);
+  if (Object.keys(params).length === 0) throw errors.invalidRequest('The form was empty.');
+  checkCsrf(loaded.interaction, params);
+  return { ...loaded, params };
 }
 
 function backToPage(reply: FastifyReply, interaction: Interaction): FastifyReply {
@@ -97,10 +100,8 @@ function loginError(loaded: Loaded, reply: FastifyReply, username: string, error
 /** POST login: username + password. */
 function login(ctx: ServerContext) {
   return htmlRoute(ctx, async (request: InteractionRequest, reply) => {
-    const loaded = await load(ctx, request, reply);
-    const { directory, interaction } = loaded;
-    const params = bodyOf(request);
-    checkCsrf(interaction, params);
+    const loaded = await loadForm(ctx, request, reply);
+    const { directory, interaction, params } = loaded;
     const typed = (params.username ?? '').trim();
     const username = typed.toLowerCase();
     const password = params.password ?? '';
@@ -142,10 +143,7 @@ function login(ctx: ServerContext) {
 /** POST mfa: a TOTP code for the signed-in user. */
 function mfa(ctx: ServerContext) {
   return htmlRoute(ctx, async (request: InteractionRequest, reply) => {
-    const loaded = await load(ctx, request, reply);
-    const { directory, interaction, flow } = loaded;
-    const params = bodyOf(request);
-    checkCsrf(interaction, params);
+    const { directory, interaction, flow, params } = await loadForm(ctx, request, reply);
     const session = await sessionFromCookie(ctx, request, directory.tenant.id);
     if (flow === undefined || session === undefined || (interaction.payload.sid !== undefined && interaction.payload.sid !== session.sid)) {
       return backToPage(reply, interaction);
@@ -176,9 +174,7 @@ function mfa(ctx: ServerContext) {
 /** POST select: the account picker's answer. */
 function select(ctx: ServerContext) {
   return htmlRoute(ctx, async (request: InteractionRequest, reply) => {
-    const { interaction } = await load(ctx, request, reply);
-    const params = bodyOf(request);
-    checkCsrf(interaction, params);
+    const { interaction, params } = await loadForm(ctx, request, reply);
     interaction.payload.accountSelected = true;
     if (params.account === 'other') interaction.payload.forceLogin = true;
     await saveInteraction(ctx, interaction);
@@ -189,10 +185,7 @@ function select(ctx: ServerContext) {
 /** POST consent: Accept or Cancel. */
 function consent(ctx: ServerContext) {
   return htmlRoute(ctx, async (request: InteractionRequest, reply) => {
-    const loaded = await load(ctx, request, reply);
-    const { directory, interaction, flow } = loaded;
-    const params = bodyOf(request);
-    checkCsrf(interaction, params);
+    const { directory, interaction, flow, params } = await loadForm(ctx, request, reply);
     if (flow === undefined) return answerAdminConsent(ctx, request, reply, directory, interaction, params);
 
     const evaluation = await evaluate(flow);
