@@ -1,6 +1,6 @@
 /** The consent page, the "needs admin approval" page and the admin-consent result page. */
 import { html, type SafeHtml } from './html.ts';
-import { csrfField, initialOf, page, type Page } from './layout.ts';
+import { csrfField, initialOf, page, type FormPageInput, type Page } from './layout.ts';
 
 export interface PermissionView {
   description: string;
@@ -9,8 +9,7 @@ export interface PermissionView {
   adminOnly?: boolean;
 }
 
-export interface ConsentPageInput {
-  brand: string;
+export interface ConsentPageInput extends FormPageInput {
   app: { name: string; clientId: string };
   /** The API the request is for; undefined for an OIDC-only request with prompt=consent. */
   api?: { name: string; identifier: string } | undefined;
@@ -18,15 +17,12 @@ export interface ConsentPageInput {
   /** Combined consent: what the API itself receives for the user. */
   combined: Array<{ apiName: string; permissions: PermissionView[] }>;
   username: string;
-  action: string;
-  csrf: string;
   /** Show "Consent on behalf of your organization" (an administrator, admin-only scopes requested). */
   asAdmin: boolean;
   /** The admin checkbox must be ticked to accept (some scopes need admin consent). */
   adminRequired: boolean;
   /** Admin-consent flow: the consent is for every user of the tenant. */
   organization?: boolean;
-  formTargets?: readonly string[];
 }
 
 function permissionList(permissions: readonly PermissionView[]): SafeHtml {
@@ -64,14 +60,10 @@ ${input.asAdmin
   });
 }
 
-export interface AdminRequiredPageInput {
-  brand: string;
+export interface AdminRequiredPageInput extends FormPageInput {
   appName: string;
   permissions: PermissionView[];
   adminConsentUrl: string;
-  action: string;
-  csrf: string;
-  formTargets?: readonly string[];
 }
 
 export function adminRequiredPage(input: AdminRequiredPageInput): Page {

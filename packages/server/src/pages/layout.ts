@@ -27,6 +27,17 @@ export interface PageOptions {
   status?: number | undefined;
 }
 
+/** What every page with an interaction form is given: the brand, where the form posts, its CSRF token, where the browser may be sent next. */
+export interface FormPageInput {
+  /** The tenant's display name. */
+  brand: string;
+  /** The form's POST path. */
+  action: string;
+  csrf: string;
+  /** Extra `form-action` sources (the client's redirect URI origin). */
+  formTargets?: readonly string[];
+}
+
 export interface Page {
   status: number;
   body: string;

@@ -1,18 +1,14 @@
 /** The second-factor page: a TOTP code (RFC 6238) from the user's authenticator app. */
 import { html } from './html.ts';
-import { csrfField, page, type Page } from './layout.ts';
+import { csrfField, page, type FormPageInput, type Page } from './layout.ts';
 import { alert, type PageError } from './signin.ts';
 
-export interface MfaPageInput {
-  brand: string;
+export interface MfaPageInput extends FormPageInput {
   appName: string;
   username: string;
   /** Why a second factor is asked for, in the user's words (the policy and the API it protects). */
   why: string;
-  action: string;
-  csrf: string;
   error?: PageError | undefined;
-  formTargets?: readonly string[];
   status?: number;
 }
 

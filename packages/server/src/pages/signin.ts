@@ -1,6 +1,6 @@
 /** Sign-in (username + password) and account picker pages. */
 import { html } from './html.ts';
-import { csrfField, initialOf, page, type Page } from './layout.ts';
+import { csrfField, initialOf, page, type FormPageInput, type Page } from './layout.ts';
 
 export interface PageError {
   message: string;
@@ -8,14 +8,10 @@ export interface PageError {
   code?: number | undefined;
 }
 
-export interface SignInPageInput {
-  brand: string;
+export interface SignInPageInput extends FormPageInput {
   appName: string;
-  action: string;
-  csrf: string;
   username?: string | undefined;
   error?: PageError | undefined;
-  formTargets?: readonly string[];
   status?: number;
 }
 
@@ -52,13 +48,9 @@ ${csrfField(input.csrf)}
   });
 }
 
-export interface SelectAccountPageInput {
-  brand: string;
+export interface SelectAccountPageInput extends FormPageInput {
   appName: string;
-  action: string;
-  csrf: string;
   account: { displayName: string; username: string };
-  formTargets?: readonly string[];
 }
 
 export function selectAccountPage(input: SelectAccountPageInput): Page {
