@@ -123,20 +123,34 @@ export interface AppOnlyClaimsInput {
  * signer.sign(claims, 'at+jwt');
  */
 export function buildAppOnlyClaims(input: AppOnlyClaimsInput): AppOnlyAccessClaims {
-  const { client, api } = input;
+  const { client } = input;
   if (input.roles.length === 0) throw new TypeError('an app-only token needs at least one role; refuse the request instead');
+  return {
+    ...commonClaims(input, client.clientId),
+    sub: client.servicePrincipalId,
+    oid: client.servicePrincipalId,
+    idtyp: 'app',
+    roles: [...input.roles],
+  };
+}
+
+/**
+ * What every access token carries, app-only or delegated: issuer, audience (the API), tenant, the
+ * client it was issued to, its times (never past `notAfter`), and its ids.
+ */
+function commonClaims(
+  input: { issuer: string; tenant: Tenant; api: Application; now: number; newId?: IdGenerator | undefined },
+  clientId: string,
+  notAfter?: number,
+): { iss: string; aud: string; tid: string; azp: string; client_id: string; iat: number; nbf: number; exp: number; jti: string; uti: string; ver: '2.0' } {
   const jti = (input.newId ?? randomUUID)();
   return {
     iss: input.issuer,
-    aud: api.clientId,
-    sub: client.servicePrincipalId,
-    oid: client.servicePrincipalId,
+    aud: input.api.clientId,
     tid: input.tenant.tid,
-    azp: client.clientId,
-    client_id: client.clientId,
-    idtyp: 'app',
-    roles: [...input.roles],
-    ...tokenTimes(api, input.now),
+    azp: clientId,
+    client_id: clientId,
+    ...tokenTimes(input.api, input.now, notAfter),
     jti,
     uti: utiFromJti(jti),
     ver: '2.0',
@@ -184,21 +198,12 @@ export interface DelegatedClaimsInput {
 export function buildDelegatedClaims(input: DelegatedClaimsInput): DelegatedAccessClaims {
   const { api, auth } = input;
   if (input.scopes.length === 0) throw new TypeError('a delegated token needs at least one scope; refuse the request instead');
-  const jti = (input.newId ?? randomUUID)();
   const claims: DelegatedAccessClaims = {
-    iss: input.issuer,
-    aud: api.clientId,
+    ...commonClaims(input, input.clientId, input.sessionExpiresAt),
     sub: pairwiseSubject(input.pairwiseSecret, input.tenant.tid, input.user.oid, api.clientId),
     oid: input.user.oid,
-    tid: input.tenant.tid,
-    azp: input.clientId,
-    client_id: input.clientId,
     scp: input.scopes.join(' '),
     amr: [...auth.amr],
-    ...tokenTimes(api, input.now, input.sessionExpiresAt),
-    jti,
-    uti: utiFromJti(jti),
-    ver: '2.0',
   };
   if (input.roles !== undefined && input.roles.length > 0) claims.roles = [...input.roles];
   if (auth.acr !== undefined) claims.acr = auth.acr;
