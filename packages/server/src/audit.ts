@@ -13,6 +13,7 @@
  * (Baton's `uti` is derived from it), which the token service and the API logs share.
  */
 import type { Logger } from 'pino';
+import { isSpanContextValid, type Span } from '@opentelemetry/api';
 import type { ServerContext } from './context.ts';
 
 /** How many recent events the in-process feed keeps. */
@@ -63,6 +64,13 @@ export interface ExchangeAuditEvent {
   issuedTokenId?: string | undefined;
   /** W3C Trace Context `traceparent` of the request, when well-formed. */
   traceparent?: string | undefined;
+  /**
+   * The trace this exchange belongs to (`trace_id` in the log line): the active span's trace when an
+   * OpenTelemetry SDK is installed, else the inbound `traceparent`'s.
+   */
+  traceId?: string | undefined;
+  /** The exchange's own span (`baton.exchange`), when an SDK records it. */
+  spanId?: string | undefined;
   /** MSAL's `client-request-id` / the correlation id answered to the client. */
   correlationId: string;
   /** Remote address of the request (the middle tier's). */
@@ -82,6 +90,14 @@ const TRACEPARENT = /^[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0
 /** The `traceparent` header if it is well-formed (anything else is dropped, not logged). */
 export function validTraceparent(value: string | undefined): string | undefined {
   return value !== undefined && value.length === 55 && TRACEPARENT.test(value) && !value.startsWith('ff') ? value : undefined;
+}
+
+/** `traceId`/`spanId` of an audit event: the recording span's, else the trace id of a well-formed `traceparent`. */
+export function traceIdsOf(span: Span | undefined, traceparent: string | undefined): { traceId?: string; spanId?: string } {
+  const ids = span?.spanContext();
+  if (ids !== undefined && isSpanContextValid(ids)) return { traceId: ids.traceId, spanId: ids.spanId };
+  const valid = validTraceparent(traceparent);
+  return valid === undefined ? {} : { traceId: valid.slice(3, 35) };
 }
 
 /**

@@ -8,7 +8,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { createSecretKey } from 'node:crypto';
-import pino, { type Logger } from 'pino';
+import pino, { type DestinationStream, type Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import type { SigningAlg } from '@baton/core';
 import { openStore } from './store/index.ts';
@@ -26,6 +26,7 @@ import { BUILT_IN_ROUTES } from './endpoints/index.ts';
 import { recordIssuerBase } from './issuer-record.ts';
 import { resolveTokenEndpointLimits } from './limits.ts';
 import { resolveTransportLimits } from './http/transport.ts';
+import { activeTraceIds, traceStore } from './observe/tracing.ts';
 
 export interface ServeOptions {
   /** A configuration file, or an already parsed configuration. */
@@ -86,18 +87,21 @@ export interface RunningServer {
 
 /**
  * The logger: JSON lines on stderr, with every field that could hold a secret redacted.
- * `pretty` prints `level: message key=value` lines for a person at a terminal instead.
+ * `pretty` prints `level: message key=value` lines for a person at a terminal instead; `destination`
+ * replaces stderr (tests). A line written while a traced request is served carries `trace_id` and
+ * `span_id`.
  */
-export function createLogger(level = process.env.BATON_LOG_LEVEL ?? 'info', pretty = false): Logger {
+export function createLogger(level = process.env.BATON_LOG_LEVEL ?? 'info', pretty = false, destination?: DestinationStream): Logger {
   const options = {
     level,
     base: { service: 'baton' },
+    mixin: activeTraceIds,
     redact: {
       paths: ['*.password', '*.client_secret', '*.assertion', '*.access_token', '*.refresh_token', '*.code', '*.authorization', 'req.headers.authorization', 'req.headers.cookie'],
       censor: '[redacted]',
     },
   };
-  if (!pretty) return pino(options, pino.destination(2));
+  if (!pretty) return pino(options, destination ?? pino.destination(2));
   const names: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warning', 50: 'error', 60: 'fatal' };
   return pino(options, {
     write(line: string) {
@@ -127,7 +131,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
 
   // 2. Store, KEK, keys.
   await mkdir(dataDir, { recursive: true });
-  const store: Store = await openStore({ url: options.storeUrl, dataDir, schema: options.storeSchema });
+  // Each store call made while serving a traced request is a span (observe/tracing.ts).
+  const store: Store = traceStore(await openStore({ url: options.storeUrl, dataDir, schema: options.storeSchema }));
   let closed = false;
   try {
     const kek: Kek = await loadKek({

@@ -9,7 +9,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { GrantLookup, ServerContext } from '../context.ts';
 import { resolveTenant } from '../tenants.ts';
 import { formBody, requireParam, type FormParams } from '../http/form.ts';
-import { correlationId } from '../http/errors.ts';
+import { correlationId, toOAuthError } from '../http/errors.ts';
+import { SpanKind, failSpan, inSpan, inboundContext, tracer, withContext, type Span } from '../observe/tracing.ts';
 import { authenticateClient, type AuthenticatedClient } from '../client-auth.ts';
 import { TokenEndpointLimiter, type Admission } from '../limits.ts';
 import { CLIENT_AUTH_PARAMETERS, isIgnoredParameter, type Grant } from '../grants/registry.ts';
@@ -41,8 +42,11 @@ function stripGrantIrrelevantParams(params: FormParams, grant: Grant): FormParam
   return kept;
 }
 
+/** The token endpoint's span name (OTel HTTP conventions: method and route template). */
+const SPAN_NAME = 'POST /{tenant}/oauth2/v2.0/token';
+
 function tokenEndpoint(ctx: ServerContext, limiter: TokenEndpointLimiter) {
-  return async function token(request: FastifyRequest<{ Params: { tenant: string } }>, reply: FastifyReply) {
+  async function token(request: FastifyRequest<{ Params: { tenant: string } }>, reply: FastifyReply, span: Span) {
     noCache(reply);
     // Abuse limits (limits.ts): per IP before any work, per client once it is authenticated.
     const perIp = limiter.admitIp(request.ip);
@@ -51,7 +55,13 @@ function tokenEndpoint(ctx: ServerContext, limiter: TokenEndpointLimiter) {
       const params = formBody(request);
       const directory = await resolveTenant(ctx, request.params.tenant);
       const grant = supportedGrantType(ctx.grants, params);
-      const client = await authenticateClient(ctx, directory, params, request.headers.authorization);
+      if (span.isRecording()) span.setAttributes({ 'baton.tenant': directory.tenant.id, 'baton.grant_type': grant.grantType });
+      const client = await inSpan('baton.client_auth', {}, async (authSpan) => {
+        const authenticated = await authenticateClient(ctx, directory, params, request.headers.authorization);
+        if (authSpan.isRecording()) authSpan.setAttributes({ 'baton.client_id': authenticated.app.clientId, 'baton.client_auth.method': authenticated.method });
+        return authenticated;
+      });
+      if (span.isRecording()) span.setAttribute('baton.client_id', client.app.clientId);
       perClient = limiter.admitClient(directory.tenant.id, client.app.clientId);
       confidentialCheck(grant, client);
       const correlation = correlationId(request);
@@ -70,6 +80,30 @@ function tokenEndpoint(ctx: ServerContext, limiter: TokenEndpointLimiter) {
       perClient?.release();
       perIp.release();
     }
+  }
+
+  // A SERVER span per request, child of the caller's span named by `traceparent` (observe/tracing.ts).
+  return function tracedToken(request: FastifyRequest<{ Params: { tenant: string } }>, reply: FastifyReply) {
+    return withContext(inboundContext(request.headers), () =>
+      tracer.startActiveSpan(SPAN_NAME, { kind: SpanKind.SERVER, attributes: { 'http.request.method': 'POST', 'http.route': '/{tenant}/oauth2/v2.0/token' } }, async (span) => {
+        try {
+          const sent = await token(request, reply, span);
+          if (span.isRecording()) span.setAttributes({ 'http.response.status_code': reply.statusCode, 'baton.result': 'issued' });
+          return sent;
+        } catch (error) {
+          if (span.isRecording()) {
+            // The answer the error handler will give (http/errors.ts); OTel marks a SERVER span
+            // failed for 5xx only: a refusal is the endpoint working.
+            const oauth = toOAuthError(error);
+            span.setAttributes({ 'http.response.status_code': oauth.status, 'baton.result': oauth.error, 'error.type': oauth.error });
+            if (oauth.status >= 500) failSpan(span, error);
+          }
+          throw error;
+        } finally {
+          span.end();
+        }
+      }),
+    );
   };
 }
 

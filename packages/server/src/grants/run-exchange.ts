@@ -34,7 +34,8 @@ import {
   type User,
 } from '@baton/core';
 import { issuerOf, type ServerContext } from '../context.ts';
-import { auditLogOf, validTraceparent, type AuditEventInput } from '../audit.ts';
+import { auditLogOf, traceIdsOf, validTraceparent, type AuditEventInput } from '../audit.ts';
+import { SpanStatusCode, tracer, type Span } from '../observe/tracing.ts';
 import { signAccessToken } from '../tokens/issue.ts';
 import { exchangeSession } from '../session.ts';
 import { checkOwnSignature, isOwnTokenFailure, readOwnToken, type OwnTokenFailure } from '../tokens/verify.ts';
@@ -144,7 +145,12 @@ export interface ExchangeOutcome<P extends ExchangeParameters = ExchangeParamete
  * Runs one exchange end to end and records its audit event, allowed or refused. Returns the signed
  * token; throws the `OAuthError` to answer otherwise (the shell renders it).
  */
-export async function runExchange<P extends ExchangeParameters>(request: TokenRequest, dialect: ExchangeGrantDialect<P>): Promise<ExchangeOutcome<P>> {
+export function runExchange<P extends ExchangeParameters>(request: TokenRequest, dialect: ExchangeGrantDialect<P>): Promise<ExchangeOutcome<P>> {
+  // The decision's span: its rule, decision and API as attributes; a refusal is an ERROR naming the rule.
+  return tracer.startActiveSpan('baton.exchange', { attributes: { 'baton.exchange.form': dialect.form } }, (span) => exchange(request, dialect, span).finally(() => span.end()));
+}
+
+async function exchange<P extends ExchangeParameters>(request: TokenRequest, dialect: ExchangeGrantDialect<P>, span: Span): Promise<ExchangeOutcome<P>> {
   const { ctx, directory, client } = request;
   const started = performance.now();
   const caller = client.app;
@@ -162,11 +168,13 @@ export async function runExchange<P extends ExchangeParameters>(request: TokenRe
     rule: 'caller-confidential',
     correlationId: request.correlationId,
     traceparent: validTraceparent(request.traceparent),
+    ...traceIdsOf(span, request.traceparent),
     ip: request.ip,
   };
   const audit = auditLogOf(ctx);
   const finish = () => {
     event.durationMs = Math.round((performance.now() - started) * 1000) / 1000;
+    recordDecision(span, event);
     audit.record(event);
   };
 
@@ -250,6 +258,25 @@ export async function runExchange<P extends ExchangeParameters>(request: TokenRe
     finish();
     throw error;
   }
+}
+
+/** The decision on the exchange's span: attributes from the audit event (no token, only ids and names). */
+function recordDecision(span: Span, event: AuditEventInput): void {
+  if (!span.isRecording()) return;
+  span.setAttributes({
+    'baton.tenant': event.tenant,
+    'baton.client_id': event.caller,
+    'baton.exchange.decision': event.decision,
+    'baton.exchange.rule': event.rule,
+    'baton.exchange.scopes_granted': event.scopesGranted,
+    'baton.exchange.chain': event.chain,
+  });
+  if (event.api !== undefined) span.setAttribute('baton.exchange.api', event.api);
+  if (event.decision === 'allow') return;
+  const code = event.error ?? 'server_error';
+  span.setAttribute('error.type', code);
+  if (event.suberror !== undefined) span.setAttribute('baton.oauth.suberror', event.suberror);
+  span.setStatus({ code: SpanStatusCode.ERROR, message: `${code}: ${event.decision === 'error' ? 'failed' : 'refused'} by rule ${event.rule}` });
 }
 
 /** The `scope` items for the audit event; a malformed parameter is refused later by the rules. */

@@ -22,6 +22,7 @@ import { createPrivateKey, createPublicKey, generateKeyPair, type JsonWebKey, ty
 import { createSigner, jwkThumbprint, keyFitsAlg, type Signer, type SigningAlg, type SigningKeyRecord } from '@baton/core';
 import type { Kek } from '../crypto/kek.ts';
 import type { Store } from '../store/types.ts';
+import { traceSigner } from '../observe/tracing.ts';
 
 export interface KeyringOptions {
   /** How long a retired key stays in the JWKS (seconds). Default 7 days; keep it above the longest token lifetime. */
@@ -244,7 +245,7 @@ export class Keyring {
     let signer = state.signers.get(alg);
     if (signer === undefined) {
       const id = `${tenantId}|${current.record.kid}`;
-      signer = this.#signers.get(id) ?? createSigner(current.privateKey, current.record.kid, alg);
+      signer = this.#signers.get(id) ?? traceSigner(createSigner(current.privateKey, current.record.kid, alg));
       this.#signers.set(id, signer);
       if (state.current.get(alg) === current) state.signers.set(alg, signer);
     }

@@ -1,0 +1,144 @@
+/**
+ * OpenTelemetry traces of the token service, through `@opentelemetry/api` only: the application
+ * (or `node --import` of a setup file, docs/operations.md "Tracing") installs the SDK. With no SDK
+ * registered every call below is the API's no-op: a non-recording span, no context switch, no
+ * attribute kept.
+ *
+ * Spans (names and attributes in docs/operations.md): the token endpoint (SERVER, with the remote
+ * parent taken from the request's W3C `traceparent`/`tracestate`), client authentication, the
+ * exchange decision (`baton.exchange.rule`), every store call, every signature.
+ *
+ * Never recorded: a token, an assertion, a secret, a code, a password: attributes are client ids,
+ * tenant ids, grant types, OAuth error codes, rule names, key ids and algorithms.
+ */
+import {
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  context,
+  isSpanContextValid,
+  propagation,
+  trace,
+  type Attributes,
+  type Context,
+  type Span,
+} from '@opentelemetry/api';
+import type { Signer } from '@baton/core';
+import type { Store } from '../store/types.ts';
+
+/** The instrumentation scope's version: this package's. */
+export const TRACER_VERSION = '0.1.0';
+
+/**
+ * The server's tracer. `trace.getTracer` hands out a proxy until an SDK registers a provider, so
+ * taking it at load time is right even when the SDK is set up later.
+ */
+export const tracer = trace.getTracer('@baton/server', TRACER_VERSION);
+
+export { SpanKind, SpanStatusCode, type Span };
+
+/** The remote parent a request names in its `traceparent`/`tracestate` (the registered propagator's reading). */
+export function inboundContext(headers: Record<string, string | string[] | undefined>): Context {
+  return propagation.extract(ROOT_CONTEXT, headers);
+}
+
+/** Runs `fn` with `parent` as the active context. */
+export function withContext<T>(parent: Context, fn: () => T): T {
+  return context.with(parent, fn);
+}
+
+/** The error code a span records for a thrown error: the OAuth `error`, else the error's class. */
+function errorType(error: unknown): string {
+  if (error !== null && typeof error === 'object') {
+    const code = (error as { error?: unknown }).error;
+    if (typeof code === 'string') return code;
+    const name = (error as { name?: unknown }).name;
+    if (typeof name === 'string') return name;
+  }
+  return 'Error';
+}
+
+/**
+ * Marks `span` failed by `error`: ERROR status with the OAuth error code (never the description,
+ * which may quote the request), `error.type` likewise. `extra` is added to the message.
+ */
+export function failSpan(span: Span, error: unknown, extra?: string): void {
+  if (!span.isRecording()) return;
+  const type = errorType(error);
+  span.setAttribute('error.type', type);
+  span.setStatus({ code: SpanStatusCode.ERROR, message: extra === undefined ? type : `${type} (${extra})` });
+}
+
+/**
+ * Runs `fn` in a new active child span `name`, ended when `fn` settles; a rejection marks it failed
+ * (`failSpan`) and is rethrown unchanged.
+ */
+export function inSpan<T>(name: string, attributes: Attributes, fn: (span: Span) => Promise<T>, kind: SpanKind = SpanKind.INTERNAL): Promise<T> {
+  return tracer.startActiveSpan(name, { kind, attributes }, async (span) => {
+    try {
+      return await fn(span);
+    } catch (error) {
+      failSpan(span, error);
+      throw error;
+    } finally {
+      span.end();
+    }
+  });
+}
+
+/** `trace_id`/`span_id` of the active span, for log lines (pino's `mixin`); nothing without one. */
+export function activeTraceIds(): { trace_id: string; span_id: string } | Record<string, never> {
+  const span = trace.getActiveSpan();
+  if (span === undefined) return {};
+  const ids = span.spanContext();
+  return isSpanContextValid(ids) ? { trace_id: ids.traceId, span_id: ids.spanId } : {};
+}
+
+/** The store methods that are not calls to the database (no span). */
+const UNTRACED = new Set<PropertyKey>(['onInvalidate', 'engine', 'constructor']);
+
+/**
+ * The store, each call made inside a traced request a CLIENT span `baton.store <method>` (OTel database conventions:
+ * `db.system.name`, `db.operation.name`). One wrapper for every engine; arguments are not recorded
+ * (they hold ids, hashes and sealed values, not for traces).
+ */
+export function traceStore<S extends Store>(store: S): S {
+  const system = store.engine === 'postgres' ? 'postgresql' : 'sqlite';
+  const wrapped = new Map<PropertyKey, unknown>();
+  return new Proxy(store, {
+    get(target, property) {
+      const value: unknown = Reflect.get(target, property, target);
+      if (typeof value !== 'function') return value;
+      let wrapper = wrapped.get(property);
+      if (wrapper === undefined) {
+        const method = value as (...args: unknown[]) => unknown;
+        if (UNTRACED.has(property) || typeof property !== 'string') {
+          // Called on the engine itself: its methods use private fields, which a proxy does not have.
+          wrapper = method.bind(target);
+          wrapped.set(property, wrapper);
+          return wrapper;
+        }
+        const name = `baton.store ${property}`;
+        const attributes = { 'db.system.name': system, 'db.operation.name': property };
+        wrapper = function tracedStoreCall(...args: unknown[]) {
+          // Only calls made for a traced request: start-up, sweeps and listeners make no root spans.
+          if (trace.getActiveSpan() === undefined) return method.apply(target, args);
+          return inSpan(name, attributes, async () => method.apply(target, args), SpanKind.CLIENT);
+        };
+        wrapped.set(property, wrapper);
+      }
+      return wrapper;
+    },
+  });
+}
+
+/** The signer with each `signAsync` a span `baton.sign` (`baton.sign.alg`, `baton.sign.kid`, the JWT `typ`). */
+export function traceSigner(signer: Signer): Signer {
+  const attributes = { 'baton.sign.alg': signer.alg, 'baton.sign.kid': signer.kid };
+  return {
+    kid: signer.kid,
+    alg: signer.alg,
+    sign: (payload, typ) => signer.sign(payload, typ),
+    signAsync: (payload, typ) => inSpan('baton.sign', { ...attributes, 'baton.sign.typ': typ ?? 'JWT' }, () => signer.signAsync(payload, typ)),
+  };
+}
