@@ -15,6 +15,7 @@
 import type { Logger } from 'pino';
 import { isSpanContextValid, type Span } from '@opentelemetry/api';
 import type { ServerContext } from './context.ts';
+import { EventFeed } from './event-feed.ts';
 
 /** How many recent events the in-process feed keeps. */
 export const AUDIT_BUFFER_SIZE = 200;
@@ -81,6 +82,7 @@ export interface ExchangeAuditEvent {
 
 export type AuditListener = (event: ExchangeAuditEvent) => void;
 
+
 /** The fields a caller provides; `seq` and `time` are stamped by {@link AuditLog.record}. */
 export type AuditEventInput = Omit<ExchangeAuditEvent, 'seq' | 'time'> & { time?: string };
 
@@ -109,59 +111,21 @@ export function traceIdsOf(span: Span | undefined, traceparent: string | undefin
  * for (const event of audit.recent()) render(event);
  * stop();
  */
-export class AuditLog {
+export class AuditLog extends EventFeed<ExchangeAuditEvent> {
   readonly #log: Logger;
-  readonly #capacity: number;
-  readonly #buffer: ExchangeAuditEvent[] = [];
-  /** Index of the oldest event once the buffer is full. */
-  #start = 0;
-  #seq = 0;
-  readonly #listeners = new Set<AuditListener>();
 
   constructor(log: Logger, capacity = AUDIT_BUFFER_SIZE) {
-    if (!Number.isSafeInteger(capacity) || capacity <= 0) throw new TypeError('capacity must be a positive integer');
+    super(capacity, (error) => log.warn({ err: error.message }, 'audit subscriber failed'));
     this.#log = log;
-    this.#capacity = capacity;
   }
 
   /** Logs the event, keeps it in the ring buffer and hands it to every subscriber. */
   record(input: AuditEventInput): ExchangeAuditEvent {
-    const event: ExchangeAuditEvent = { seq: ++this.#seq, ...input, time: input.time ?? new Date().toISOString() };
+    const event: ExchangeAuditEvent = { seq: this.nextSeq(), ...input, time: input.time ?? new Date().toISOString() };
     Object.freeze(event);
     this.#log.info({ audit: 'token_exchange', event }, event.decision === 'allow' ? 'token exchange allowed' : `token exchange ${event.decision === 'error' ? 'failed' : 'refused'} (${event.rule})`);
-    if (this.#buffer.length < this.#capacity) this.#buffer.push(event);
-    else {
-      this.#buffer[this.#start] = event;
-      this.#start = (this.#start + 1) % this.#capacity;
-    }
-    for (const listener of this.#listeners) {
-      // A broken subscriber (a closed page) must never fail a token request.
-      try {
-        listener(event);
-      } catch (error) {
-        this.#log.warn({ err: (error as Error).message }, 'audit subscriber failed');
-      }
-    }
+    this.publish(event);
     return event;
-  }
-
-  /** The buffered events, oldest first; with `afterSeq`, only those newer than it. */
-  recent(afterSeq = 0): ExchangeAuditEvent[] {
-    const ordered = this.#buffer.length < this.#capacity ? this.#buffer.slice() : [...this.#buffer.slice(this.#start), ...this.#buffer.slice(0, this.#start)];
-    return afterSeq > 0 ? ordered.filter((e) => e.seq > afterSeq) : ordered;
-  }
-
-  /** Calls `listener` for every new event until the returned function is called. */
-  subscribe(listener: AuditListener): () => void {
-    this.#listeners.add(listener);
-    return () => {
-      this.#listeners.delete(listener);
-    };
-  }
-
-  /** Number of live subscribers (for the page's health, and tests). */
-  get subscribers(): number {
-    return this.#listeners.size;
   }
 }
 

@@ -15,3 +15,6 @@ export { auditLogOf, AuditLog, AUDIT_BUFFER_SIZE, type ExchangeAuditEvent, type 
 export { recordIssuerBase, recordedIssuerBase } from './issuer-record.ts';
 /** The escaping HTML template of the sign-in pages, for other server-rendered pages (the demo's Tasks Web uses it). */
 export { html, raw, escapeHtml, SafeHtml, type HtmlValue } from './pages/html.ts';
+/** The admin API (docs/operations.md, "Admin API"): its change log and the built-in admin application. */
+export { adminLogOf, AdminLog, type AdminChangeEvent, type AdminActor, type AdminEntity } from './admin/audit.ts';
+export { ADMIN_CLIENT_ID, ADMIN_IDENTIFIER_URI, ADMIN_ROLE } from './admin/application.ts';

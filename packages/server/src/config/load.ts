@@ -6,7 +6,6 @@
  * when the stored one still verifies; every id is derived from names, never random).
  */
 import { readFile } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
 import { ConfigurationError } from '@baton/core';
 import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import type {
@@ -22,15 +21,10 @@ import type { Store } from '../store/types.ts';
 import { hashPassword, verifyPassword } from '../crypto/passwords.ts';
 import { hashClientSecret, secretHint, secretStrengthWarning } from '../crypto/secrets.ts';
 import type { Kek } from '../crypto/kek.ts';
+import { stableGuid } from './ids.ts';
+import { ADMIN_CLIENT_ID, adminApplication, isAdminApiReference } from '../admin/application.ts';
 
-/** A GUID derived from a name (SHA-256, RFC 9562 v8 layout): stable across loads and instances. */
-export function stableGuid(...parts: string[]): string {
-  const h = createHash('sha256').update(`baton:${parts.join('\u0000')}`).digest();
-  h[6] = (h[6]! & 0x0f) | 0x80;
-  h[8] = (h[8]! & 0x3f) | 0x80;
-  const x = h.subarray(0, 16).toString('hex');
-  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20, 32)}`;
-}
+export { stableGuid } from './ids.ts';
 
 export async function readConfigFile(path: string): Promise<BatonConfig> {
   let text: string;
@@ -113,8 +107,15 @@ export function checkReferences(config: BatonConfig): string[] {
 
     const apps = new Map<string, TenantConfig['applications'][number]>();
     const apis = new Map<string, TenantConfig['applications'][number]>();
+    // The built-in admin API (admin/application.ts) is an API of every tenant: assignable, never definable.
+    const admin = ADMIN_API_CONFIG;
+    apps.set(admin.clientId, admin);
+    apis.set(admin.identifierUri!, admin);
     tenant.applications.forEach((app, a) => {
       const here = `${at}.applications[${a}]`;
+      if (isAdminApiReference(app.clientId)) problems.push(`${here}.clientId: '${app.clientId}' is reserved for Baton's admin API`);
+      if (app.identifierUri !== undefined && isAdminApiReference(app.identifierUri)) problems.push(`${here}.identifierUri: '${app.identifierUri}' is reserved for Baton's admin API`);
+      if (isAdminApiReference(app.clientId) || (app.identifierUri !== undefined && isAdminApiReference(app.identifierUri))) return;
       if (apps.has(app.clientId)) problems.push(`${here}.clientId: '${app.clientId}' is defined twice`);
       apps.set(app.clientId, app);
       if (app.identifierUri !== undefined) {
@@ -199,6 +200,26 @@ export function checkReferences(config: BatonConfig): string[] {
   return problems;
 }
 
+/** The built-in admin API as the reference checks see an application of the file. */
+const ADMIN_API_CONFIG: TenantConfig['applications'][number] = (() => {
+  const app = adminApplication('-');
+  return {
+    clientId: app.clientId,
+    name: app.name,
+    public: false,
+    redirectUris: [],
+    secrets: [],
+    jwks: [],
+    identifierUri: app.identifierUri,
+    scopes: [],
+    appRoles: app.appRoles.map((r) => ({ value: r.value, description: r.description, allowedMemberTypes: r.allowedMemberTypes })),
+    knownClientApplications: [],
+    requiredAccess: [],
+    accessTokenLifetimeSeconds: app.accessTokenLifetimeSeconds,
+    signingAlg: app.signingAlg,
+  };
+})();
+
 /** Warnings that do not stop a load (short client secrets, ...). Never includes a secret. */
 export function configWarnings(config: BatonConfig): string[] {
   const warnings: string[] = [];
@@ -271,7 +292,7 @@ export async function compileConfig(config: BatonConfig, deps: CompileDeps): Pro
       });
     }
 
-    const byRef = new Map<string, string>();
+    const byRef = new Map<string, string>([[ADMIN_CLIENT_ID, ADMIN_CLIENT_ID], [adminApplication(t.id).identifierUri!, ADMIN_CLIENT_ID]]);
     for (const a of t.applications) {
       if (a.identifierUri !== undefined) {
         byRef.set(a.identifierUri, a.clientId);
@@ -280,7 +301,7 @@ export async function compileConfig(config: BatonConfig, deps: CompileDeps): Pro
     }
     const resolve = (ref: string) => byRef.get(ref) ?? ref;
 
-    const applications: Application[] = [];
+    const applications: Application[] = [adminApplication(t.id)];
     for (const a of t.applications) {
       const existing = await deps.store.getApplication(t.id, a.clientId);
       applications.push({

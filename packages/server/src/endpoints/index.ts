@@ -15,6 +15,7 @@ import { logoutRoutes } from './logout.ts';
 import { revokeRoutes } from './revoke.ts';
 import { introspectRoutes } from './introspect.ts';
 import { readinessRoute } from './readiness.ts';
+import { adminRoutes } from '../admin/routes.ts';
 
 /** `/healthz`: the process answers (a load balancer's liveness probe). */
 const healthRoutes: RoutePlugin = (app) => {
@@ -36,4 +37,6 @@ export const BUILT_IN_ROUTES: readonly RoutePlugin[] = Object.freeze([
   logoutRoutes,
   revokeRoutes,
   introspectRoutes,
+  // The admin API (issue 13): JSON, problem+json, Baton.Admin tokens.
+  adminRoutes,
 ]);

@@ -1,0 +1,97 @@
+/**
+ * The one way the admin API changes anything (and the seam issue 17's security events hang on):
+ * `commitChange` reads the current record, checks `If-Match` against it, computes the new record,
+ * writes it with ONE store call (so a refused or failed change writes nothing), and records one
+ * change event (admin/audit.ts) with the record before and after, as the admin API shows it.
+ *
+ * Every store write notifies the other instances (PostgreSQL NOTIFY, the SQLite change poller) and
+ * this one, so their directory caches drop the tenant: a change is in force everywhere as soon as
+ * that notification lands. Users are not cached: the next token request reads the stored user.
+ *
+ * Changes to one tenant are serialised within an instance, so two admin requests to one instance
+ * cannot both pass `If-Match` against the same version. Across instances the check and the write
+ * are two statements: two instances changing one record in the same instant can both pass
+ * (documented in docs/operations.md).
+ */
+import { adminLogOf, type AdminChangeEvent, type AdminEntity } from './audit.ts';
+import { checkIfMatch, etagOf, sameRecord, type AdminRequest } from './http.ts';
+import { problems } from './problem.ts';
+
+export interface ChangeSpec<R> {
+  /** `<entity>.<verb>`, e.g. `user.disable`. */
+  action: string;
+  entity: AdminEntity;
+  /** The record's id in the admin API (for the log and the 404 message). */
+  target: string;
+  /** What the 404 says when the record does not exist (`User 'alice@…'`). */
+  describe: string;
+  /**
+   * `update`: the record must exist; `If-Match` required (428 without) when `ifMatch` is 'required',
+   * checked when sent otherwise. `create`: it must not exist (409).
+   */
+  kind: 'create' | 'update';
+  ifMatch?: 'required' | 'optional';
+  load(): Promise<R | undefined>;
+  /** The new record (undefined: delete it). May throw a problem (bad reference…): nothing is written. */
+  next(current: R | undefined): R | undefined | Promise<R | undefined>;
+  /** One store call. */
+  write(next: R | undefined, current: R | undefined): Promise<void>;
+  /** The record as the admin API shows it: never a secret, a hash or a seed. */
+  present(record: R): unknown;
+}
+
+export interface ChangeResult<R> {
+  record: R | undefined;
+  /** The ETag of `record`. */
+  etag: string | undefined;
+  /** Undefined when nothing changed (disabling a disabled user): no write, no event. */
+  event: AdminChangeEvent | undefined;
+}
+
+const queues = new WeakMap<object, Map<string, Promise<unknown>>>();
+
+/** Runs `work` after every earlier change of this tenant on this instance has finished. */
+function serialised<T>(req: AdminRequest, work: () => Promise<T>): Promise<T> {
+  let perTenant = queues.get(req.ctx);
+  if (perTenant === undefined) {
+    perTenant = new Map();
+    queues.set(req.ctx, perTenant);
+  }
+  const previous = perTenant.get(req.tenantId) ?? Promise.resolve();
+  const run = previous.then(work, work);
+  const settled = run.then(() => undefined, () => undefined);
+  perTenant.set(req.tenantId, settled);
+  settled.then(() => {
+    if (perTenant.get(req.tenantId) === settled) perTenant.delete(req.tenantId);
+  });
+  return run;
+}
+
+export function commitChange<R>(req: AdminRequest, spec: ChangeSpec<R>): Promise<ChangeResult<R>> {
+  return serialised(req, async () => {
+    const current = await spec.load();
+    if (spec.kind === 'create') {
+      if (current !== undefined) throw problems.conflict(`${spec.describe} already exists.`);
+    } else {
+      if (current === undefined) throw problems.notFound(spec.describe);
+      checkIfMatch(req.ifMatch, current, spec.ifMatch === 'required');
+    }
+    const next = await spec.next(current);
+    if (next !== undefined && current !== undefined && sameRecord(next, current)) {
+      return { record: current, etag: etagOf(current), event: undefined };
+    }
+    await spec.write(next, current);
+    const event = adminLogOf(req.ctx).record({
+      tenant: req.tenantId,
+      actor: req.actor,
+      action: spec.action,
+      entity: spec.entity,
+      target: spec.target,
+      ...(current !== undefined ? { before: spec.present(current) } : {}),
+      ...(next !== undefined ? { after: spec.present(next) } : {}),
+      requestId: req.requestId,
+      ip: req.ip,
+    });
+    return { record: next, etag: next === undefined ? undefined : etagOf(next), event };
+  });
+}
