@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 /** The public packages, in dependency order. */
-export const PUBLIC_PACKAGES = ['core', 'server', 'resource', 'cli'] as const;
+export const PUBLIC_PACKAGES = ['core', 'resource', 'server', 'cli'] as const;
 
 function tsc(...args: string[]): void {
   execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), ...args], { stdio: 'inherit', cwd: ROOT });

@@ -8,16 +8,34 @@ import { ConfigurationError } from '@baton/core';
 import { commands } from './commands.ts';
 import type { Command } from './command.ts';
 
+const isAdmin = (c: Command) => c.name.startsWith('admin ');
+
 const USAGE = `baton — zero-trust API-to-API calls on behalf of a user
 
 Usage: baton <command> [options]
 
 Commands:
 ${Object.values(commands)
+  .filter((c) => !isAdmin(c))
   .map((c) => `  ${c.name.padEnd(14)} ${c.summary}`)
   .join('\n')}
+  ${'admin …'.padEnd(14)} Change users, applications, consents, roles and policies of a running service (baton admin --help).
 
 Run 'baton <command> --help' for a command's options.`;
+
+const ADMIN_USAGE = `Usage: baton admin <command> [arguments] [options]
+
+Calls the admin API of a running token service (docs/operations.md, "Admin API") as an application
+holding Baton.Admin: --url, --tenant, --client-id and --client-secret (or BATON_URL, BATON_TENANT,
+BATON_ADMIN_CLIENT_ID, BATON_ADMIN_CLIENT_SECRET); --json prints the API's JSON.
+
+Commands:
+${Object.values(commands)
+  .filter(isAdmin)
+  .map((c) => `  ${`${c.name.slice('admin '.length)} ${(c.positionals ?? []).join(' ')}`.trimEnd().padEnd(36)} ${c.summary}`)
+  .join('\n')}`;
+
+const usageLine = (command: Command) => `baton ${command.name}${(command.positionals ?? []).map((p) => ` ${p}`).join('')} [options]`;
 
 function helpFor(command: Command): string {
   const lines = Object.entries(command.options).map(([name, option]) => {
@@ -25,7 +43,7 @@ function helpFor(command: Command): string {
     const notes = [option.env !== undefined ? `env ${option.env}` : '', option.default !== undefined ? `default: ${String(option.default)}` : ''].filter(Boolean);
     return `  ${flag.padEnd(28)} ${option.description}${notes.length > 0 ? ` (${notes.join('; ')})` : ''}`;
   });
-  return `Usage: baton ${command.name} [options]\n\n${command.summary}\n\nOptions:\n${lines.join('\n')}\n  ${'--help'.padEnd(28)} show this help`;
+  return `Usage: ${usageLine(command)}\n\n${command.summary}\n\nOptions:\n${lines.join('\n')}\n  ${'--help'.padEnd(28)} show this help`;
 }
 
 /** Flags win; an option without its flag comes from its environment variable, else its default. */
@@ -52,12 +70,26 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return name === undefined ? 1 : 0;
   }
-  // Two-word commands: `keys rotate`, `token issue`, `secret new`, `config check`.
-  let command = commands[name];
+  // Commands of several words (`keys rotate`, `admin users disable`): the longest that matches.
+  let command: Command | undefined;
   let args = rest;
-  if (command === undefined && rest[0] !== undefined && !rest[0].startsWith('-')) {
-    command = commands[`${name} ${rest[0]}`];
-    args = rest.slice(1);
+  const words = [name];
+  for (const word of rest) {
+    if (word.startsWith('-') || words.length >= 4) break;
+    words.push(word);
+  }
+  for (let n = words.length; n >= 1 && command === undefined; n--) {
+    command = commands[words.slice(0, n).join(' ')];
+    if (command !== undefined) args = rest.slice(n - 1);
+  }
+  if (command === undefined && name === 'admin') {
+    const help = rest.length === 0 || rest.includes('--help') || rest.includes('-h');
+    if (help) {
+      process.stdout.write(`${ADMIN_USAGE}\n`);
+      return rest.length === 0 ? 1 : 0;
+    }
+    process.stderr.write(`baton: unknown command '${words.join(' ')}'\n\n${ADMIN_USAGE}\n`);
+    return 2;
   }
   if (command === undefined) {
     process.stderr.write(`baton: unknown command '${[name, rest[0]].filter(Boolean).join(' ')}'\n\n${USAGE}\n`);
@@ -70,14 +102,20 @@ async function main(argv: string[]): Promise<number> {
   const options: ParseArgsConfig['options'] = {};
   for (const [key, option] of Object.entries(command.options)) options[key] = { type: option.type } as never;
   let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
   try {
-    ({ values } = parseArgs({ args, options, strict: true, allowPositionals: false }) as { values: Record<string, string | boolean | undefined> });
+    const expected = command.positionals ?? [];
+    ({ values, positionals } = parseArgs({ args, options, strict: true, allowPositionals: expected.length > 0 }) as { values: Record<string, string | boolean | undefined>; positionals: string[] });
+    const variadic = expected.at(-1)?.endsWith('...') ?? false;
+    if (positionals.length < expected.length || (!variadic && positionals.length > expected.length)) {
+      throw new Error(`expects ${expected.join(' ')}${positionals.length > expected.length ? `, not ${positionals.length} arguments` : ''}`);
+    }
     values = withEnvironment(command, values, process.env);
   } catch (error) {
     process.stderr.write(`baton ${command.name}: ${(error as Error).message}\n\n${helpFor(command)}\n`);
     return 2;
   }
-  return command.run(values);
+  return command.run(values, positionals);
 }
 
 main(process.argv.slice(2)).then(

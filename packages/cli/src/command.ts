@@ -20,6 +20,11 @@ export interface Command {
   name: string;
   summary: string;
   options: Record<string, OptionSpec>;
+  /**
+   * Names of the arguments after the command's words (`USER`, `CLIENT_ID`); the last may end in
+   * `...` to take one or more. Absent: the command takes no arguments.
+   */
+  positionals?: readonly string[];
   /** The exit code. */
-  run(values: Record<string, string | boolean | undefined>): Promise<number>;
+  run(values: Record<string, string | boolean | undefined>, args?: string[]): Promise<number>;
 }

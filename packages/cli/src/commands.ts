@@ -297,4 +297,5 @@ export const commands: Record<string, Command> = {
   'config check': configCheck,
   'secret new': secretNew,
   'token issue': (await import('./token-issue.ts')).tokenIssue,
+  ...Object.fromEntries((await import('./admin.ts')).adminCommands.map((c) => [c.name, c])),
 };

@@ -6,7 +6,7 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { startTestServer, pgSchema, PG_URL, type TestServer } from './harness.ts';
+import { startTestServer, pgSchema, PG_URL, basic, type TestServer } from './harness.ts';
 import { obo, userToken } from './obo-fixtures.ts';
 import { admin, adminConfigure, adminToken, eventually } from './admin-kit.ts';
 
@@ -41,6 +41,21 @@ function suite(name: string, start: () => Promise<{ a: TestServer; b: TestServer
       assert.equal((await admin(a, 'POST', '/users/bob@contoso.test/revoke-sessions', { token: await adminToken(a) })).status, 200);
       assert.equal((await admin(a, 'POST', '/users/alice@contoso.test/revoke-sessions', { token: await adminToken(a) })).status, 200);
       await eventually(async () => (await obo(b, 'tasks-api', earlier, 'api://docs/Docs.Read')).status === 400, 'B to refuse a revoked session', BOUND_MS);
+    });
+
+    test('a secret revoked and a role removed on A stop working on B (its directory cache hears the change)', async () => {
+      const token = await adminToken(a);
+      const added = await admin(a, 'POST', '/applications/indexer/secrets', { token });
+      assert.equal(added.status, 201, JSON.stringify(added.body));
+      const atB = async (secret: string) =>
+        (await b.post('/contoso/oauth2/v2.0/token', { grant_type: 'client_credentials', scope: 'api://docs/.default' }, { authorization: basic('indexer', secret) })).status;
+      await eventually(async () => (await atB(added.body.secret)) === 200, 'B to accept the new secret', BOUND_MS);
+      const read = await admin(a, 'GET', '/applications/indexer', { token });
+      assert.equal((await admin(a, 'DELETE', `/applications/indexer/secrets/${added.body.id}`, { token, headers: { 'if-match': read.headers.get('etag')! } })).status, 204);
+      await eventually(async () => (await atB(added.body.secret)) === 401, 'B to refuse the revoked secret', BOUND_MS);
+      const assignment = (await admin(a, 'GET', '/role-assignments?client=indexer', { token })).body.items[0];
+      assert.equal((await admin(a, 'DELETE', `/role-assignments/${assignment.id}`, { token, headers: { 'if-match': '*' } })).status, 204);
+      await eventually(async () => (await atB('indexer-demo-secret-for-local-use-only')) === 400, 'B to refuse the unassigned role (invalid_scope)', BOUND_MS);
     });
 
     test("B's admin API sees A's change with the same ETag", async () => {

@@ -374,6 +374,18 @@ export function storeContract(name: string, open: () => Promise<Store>, openSeco
       assert.deepEqual(await store.listRoleAssignments(tenantId, 'application', 'other'), []);
     });
 
+    it('role assignments: deleteRoleAssignment removes one assignment and says whether it did', async () => {
+      const tenantId = await newTenant();
+      const base: AppRoleAssignment = { tenantId, principalType: 'application', principalId: 'indexer', resource: 'docs', roles: ['Docs.Read.All'] };
+      await store.putRoleAssignment(base);
+      await store.putRoleAssignment({ ...base, resource: 'alpha' });
+      await store.putRoleAssignment({ ...base, principalType: 'user' });
+      assert.equal(await store.deleteRoleAssignment(tenantId, 'application', 'indexer', 'docs'), true);
+      assert.equal(await store.deleteRoleAssignment(tenantId, 'application', 'indexer', 'docs'), false);
+      assert.deepEqual(await store.listRoleAssignments(tenantId, 'application', 'indexer'), [{ ...base, resource: 'alpha' }]);
+      assert.deepEqual(await store.listRoleAssignments(tenantId, 'user', 'indexer'), [{ ...base, principalType: 'user' }]);
+    });
+
     // — conditional access —
 
     it('policies: replacePolicies replaces the whole set, in order', async () => {
@@ -725,6 +737,9 @@ export function storeContract(name: string, open: () => Promise<Store>, openSeco
       expectLast('consent');
       await store.putRoleAssignment({ tenantId, principalType: 'user', principalId: 'u', resource: 'r', roles: ['R'] });
       expectLast('roleAssignment');
+      changes.length = 0;
+      await store.deleteRoleAssignment(tenantId, 'user', 'u', 'r');
+      expectLast('roleAssignment');
       await store.replacePolicies(tenantId, []);
       expectLast('policy');
       await store.putSigningKey(key(tenantId, 'k1', 'next'));
@@ -739,6 +754,7 @@ export function storeContract(name: string, open: () => Promise<Store>, openSeco
       // Writes that change nothing cached report nothing.
       changes.length = 0;
       await store.deleteConsent(tenantId, 'c', 'r', 'all');
+      await store.deleteRoleAssignment(tenantId, 'user', 'u', 'r');
       await store.rotateSigningKey({ tenantId, alg: 'ES256', expectCurrentKid: 'stale', promoteKid: 'k3', next: key(tenantId, 'k4', 'next'), now: 3, retireGraceSeconds: 0 });
       await store.putEphemeral(ephemeral(tenantId));
       await store.useOnce(`ns-${uid()}`, 'x', 10, 1);

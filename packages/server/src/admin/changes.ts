@@ -27,9 +27,10 @@ export interface ChangeSpec<R> {
   describe: string;
   /**
    * `update`: the record must exist; `If-Match` required (428 without) when `ifMatch` is 'required',
-   * checked when sent otherwise. `create`: it must not exist (409).
+   * checked when sent otherwise. `create`: it must not exist (409). `upsert`: either; `If-Match`
+   * applies (as for `update`) only when the record exists.
    */
-  kind: 'create' | 'update';
+  kind: 'create' | 'update' | 'upsert';
   ifMatch?: 'required' | 'optional';
   load(): Promise<R | undefined>;
   /** The new record (undefined: delete it). May throw a problem (bad reference…): nothing is written. */
@@ -72,9 +73,10 @@ export function commitChange<R>(req: AdminRequest, spec: ChangeSpec<R>): Promise
     const current = await spec.load();
     if (spec.kind === 'create') {
       if (current !== undefined) throw problems.conflict(`${spec.describe} already exists.`);
-    } else {
-      if (current === undefined) throw problems.notFound(spec.describe);
+    } else if (current !== undefined) {
       checkIfMatch(req.ifMatch, current, spec.ifMatch === 'required');
+    } else if (spec.kind === 'update') {
+      throw problems.notFound(spec.describe);
     }
     const next = await spec.next(current);
     if (next !== undefined && current !== undefined && sameRecord(next, current)) {

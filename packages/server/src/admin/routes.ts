@@ -6,10 +6,14 @@ import type { RoutePlugin } from '../http/app.ts';
 import { AdminGuards } from './guard.ts';
 import { registerAdminScope } from './http.ts';
 import { userRoutes } from './users.ts';
+import { applicationRoutes } from './applications.ts';
+import { accessRoutes } from './access.ts';
 
 export const adminRoutes: RoutePlugin = (app, ctx) => {
   const guards = new AdminGuards(app, ctx);
   registerAdminScope(app, ctx, guards, (scope) => {
     userRoutes(scope);
+    applicationRoutes(scope);
+    accessRoutes(scope);
   });
 };

@@ -16,10 +16,10 @@ import type {
   Tenant,
   User,
 } from '@baton/core';
-import { BatonConfig, formatPath, type TenantConfig } from './schema.ts';
+import { BatonConfig, formatPath, type ApplicationConfig, type TenantConfig } from './schema.ts';
 import type { Store } from '../store/types.ts';
 import { hashPassword, verifyPassword } from '../crypto/passwords.ts';
-import { hashClientSecret, secretHint, secretStrengthWarning } from '../crypto/secrets.ts';
+import { hashClientSecret, secretHint, secretStrengthWarning, type Pepper } from '../crypto/secrets.ts';
 import type { Kek } from '../crypto/kek.ts';
 import { stableGuid } from './ids.ts';
 import { ADMIN_CLIENT_ID, adminApplication, isAdminApiReference } from '../admin/application.ts';
@@ -303,42 +303,7 @@ export async function compileConfig(config: BatonConfig, deps: CompileDeps): Pro
 
     const applications: Application[] = [adminApplication(t.id)];
     for (const a of t.applications) {
-      const existing = await deps.store.getApplication(t.id, a.clientId);
-      applications.push({
-        tenantId: t.id,
-        clientId: a.clientId,
-        servicePrincipalId: stableGuid('sp', t.id, a.clientId),
-        name: a.name,
-        public: a.public,
-        redirectUris: a.redirectUris,
-        secrets: a.secrets.map((secret) => {
-          const hash = hashClientSecret(secret, deps.pepper);
-          const before = existing?.secrets.find((s) => s.hash === hash);
-          return { hash, hint: secretHint(secret), createdAt: before?.createdAt ?? deps.now };
-        }),
-        jwks: a.jwks as Application['jwks'],
-        identifierUri: a.identifierUri,
-        scopes: a.scopes.map((s) => ({
-          id: stableGuid('scope', t.id, a.clientId, s.value),
-          value: s.value,
-          description: s.description,
-          adminConsentRequired: s.adminConsentRequired,
-        })),
-        appRoles: a.appRoles.map((r) => ({
-          id: stableGuid('role', t.id, a.clientId, r.value),
-          value: r.value,
-          description: r.description,
-          allowedMemberTypes: r.allowedMemberTypes,
-        })),
-        knownClientApplications: a.knownClientApplications,
-        requiredAccess: a.requiredAccess.map((ra) => ({
-          resource: resolve(ra.resource),
-          ...(ra.scopes ? { scopes: ra.scopes } : {}),
-          ...(ra.roles ? { roles: ra.roles } : {}),
-        })),
-        accessTokenLifetimeSeconds: a.accessTokenLifetimeSeconds,
-        signingAlg: a.signingAlg,
-      });
+      applications.push(compileApplication(t.id, a, resolve, await deps.store.getApplication(t.id, a.clientId), deps.pepper, deps.now));
     }
 
     const consents: ConsentGrant[] = [];
@@ -370,6 +335,56 @@ export async function compileConfig(config: BatonConfig, deps: CompileDeps): Pro
     out.push({ tenant, users, applications, consents, roleAssignments, policies });
   }
   return out;
+}
+
+/**
+ * One application of a configuration (or of an admin API request, which takes the same fields) as
+ * the store keeps it: ids derived from names, secrets as keyed hashes (a secret that was stored
+ * before keeps its `createdAt`), API references resolved to client ids by `resolve`.
+ */
+export function compileApplication(
+  tenantId: string,
+  a: ApplicationConfig,
+  resolve: (ref: string) => string,
+  existing: Application | undefined,
+  pepper: Pepper,
+  now: number,
+): Application {
+  return {
+    tenantId,
+    clientId: a.clientId,
+    servicePrincipalId: stableGuid('sp', tenantId, a.clientId),
+    name: a.name,
+    public: a.public,
+    redirectUris: a.redirectUris,
+    secrets: a.secrets.map((secret) => {
+      const hash = hashClientSecret(secret, pepper);
+      const before = existing?.secrets.find((s) => s.hash === hash);
+      return { hash, hint: secretHint(secret), createdAt: before?.createdAt ?? now };
+    }),
+    jwks: a.jwks as Application['jwks'],
+    identifierUri: a.identifierUri,
+    scopes: a.scopes.map((s) => ({
+      id: stableGuid('scope', tenantId, a.clientId, s.value),
+      value: s.value,
+      description: s.description,
+      adminConsentRequired: s.adminConsentRequired,
+    })),
+    appRoles: a.appRoles.map((r) => ({
+      id: stableGuid('role', tenantId, a.clientId, r.value),
+      value: r.value,
+      description: r.description,
+      allowedMemberTypes: r.allowedMemberTypes,
+    })),
+    knownClientApplications: a.knownClientApplications,
+    requiredAccess: a.requiredAccess.map((ra) => ({
+      resource: resolve(ra.resource),
+      ...(ra.scopes ? { scopes: ra.scopes } : {}),
+      ...(ra.roles ? { roles: ra.roles } : {}),
+    })),
+    accessTokenLifetimeSeconds: a.accessTokenLifetimeSeconds,
+    signingAlg: a.signingAlg,
+  };
 }
 
 function safeDecrypt(kek: Kek, value: string, aad: string): string | undefined {

@@ -19,7 +19,7 @@ export type DirectoryPart = Pick<
 /** Who may do what: consents, app role assignments, conditional-access policies. */
 export type AccessPart = Pick<
   Store,
-  'putConsent' | 'listConsents' | 'deleteConsent' | 'putRoleAssignment' | 'listRoleAssignments' | 'replacePolicies' | 'listPolicies'
+  'putConsent' | 'listConsents' | 'deleteConsent' | 'putRoleAssignment' | 'listRoleAssignments' | 'deleteRoleAssignment' | 'replacePolicies' | 'listPolicies'
 >;
 
 /** Signing keys and their rotation. */
@@ -108,6 +108,10 @@ export abstract class PartitionedStore implements Store {
 
   async listRoleAssignments(tenantId: string, principalType: AppRoleAssignment['principalType'], principalId: string): Promise<AppRoleAssignment[]> {
     return this.parts.access.listRoleAssignments(tenantId, principalType, principalId);
+  }
+
+  async deleteRoleAssignment(tenantId: string, principalType: AppRoleAssignment['principalType'], principalId: string, resource: string): Promise<boolean> {
+    return this.parts.access.deleteRoleAssignment(tenantId, principalType, principalId, resource);
   }
 
   async replacePolicies(tenantId: string, policies: Policy[]): Promise<void> {

@@ -111,6 +111,8 @@ export interface Store {
   /** Upsert by (tenant, principalType, principalId, resource). */
   putRoleAssignment(assignment: AppRoleAssignment): Promise<void>;
   listRoleAssignments(tenantId: string, principalType: AppRoleAssignment['principalType'], principalId: string): Promise<AppRoleAssignment[]>;
+  /** Removes the assignment of (tenant, principalType, principalId, resource); says whether there was one. */
+  deleteRoleAssignment(tenantId: string, principalType: AppRoleAssignment['principalType'], principalId: string, resource: string): Promise<boolean>;
 
   // — conditional access —
   /** Replaces the tenant's policies as a set (policies are declarative). */

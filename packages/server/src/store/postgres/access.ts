@@ -72,6 +72,16 @@ export class PostgresAccess implements AccessPart {
     return rows.map((row) => roleFromRow(row, asParsed));
   }
 
+  async deleteRoleAssignment(tenantId: string, principalType: AppRoleAssignment['principalType'], principalId: string, resource: string): Promise<boolean> {
+    const { rowCount } = await this.#db.notifyingQuery(
+      'baton_delete_role_assignment',
+      'DELETE FROM role_assignments WHERE tenant_id = $1 AND principal_type = $2 AND principal_id = $3 AND resource = $4',
+      [tenantId, principalType, principalId, resource],
+      { tenantId, entity: 'roleAssignment' },
+    );
+    return rowCount > 0;
+  }
+
   async replacePolicies(tenantId: string, policies: Policy[]): Promise<void> {
     checkPolicies(tenantId, policies);
     await this.#db.notifyingTransaction({ tenantId, entity: 'policy' }, async (client) => {

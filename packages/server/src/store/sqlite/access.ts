@@ -32,6 +32,7 @@ export class SqliteAccess implements AccessPart {
   readonly #deleteConsent: StatementSync;
   readonly #putRoleAssignment: StatementSync;
   readonly #listRoleAssignments: StatementSync;
+  readonly #deleteRoleAssignment: StatementSync;
   readonly #deletePolicies: StatementSync;
   readonly #insertPolicy: StatementSync;
   readonly #listPolicies: StatementSync;
@@ -51,6 +52,7 @@ export class SqliteAccess implements AccessPart {
     this.#listRoleAssignments = db.db.prepare(
       'SELECT * FROM role_assignments WHERE tenant_id = ? AND principal_type = ? AND principal_id = ? ORDER BY resource',
     );
+    this.#deleteRoleAssignment = db.db.prepare('DELETE FROM role_assignments WHERE tenant_id = ? AND principal_type = ? AND principal_id = ? AND resource = ?');
     this.#deletePolicies = db.db.prepare('DELETE FROM policies WHERE tenant_id = ?');
     this.#insertPolicy = db.db.prepare('INSERT INTO policies (tenant_id, position, name, data) VALUES (?, ?, ?, ?)');
     this.#listPolicies = db.db.prepare('SELECT data FROM policies WHERE tenant_id = ? ORDER BY position');
@@ -91,6 +93,15 @@ export class SqliteAccess implements AccessPart {
     principalId: string,
   ): Promise<AppRoleAssignment[]> {
     return allRows(this.#listRoleAssignments, tenantId, principalType, principalId).map((row) => roleFromRow(row as RoleRow<string>, parseJson));
+  }
+
+  async deleteRoleAssignment(tenantId: string, principalType: AppRoleAssignment['principalType'], principalId: string, resource: string): Promise<boolean> {
+    return this.#db.write((changed) => {
+      const { changes } = this.#deleteRoleAssignment.run(tenantId, principalType, principalId, resource);
+      if (Number(changes) === 0) return false;
+      changed(tenantId, 'roleAssignment');
+      return true;
+    });
   }
 
   async replacePolicies(tenantId: string, policies: Policy[]): Promise<void> {
