@@ -7,7 +7,8 @@
  *   the token service (OBO with those claims, then one retry); if the user must step up, it becomes
  *   a `ClaimsChallengeError`, which the adapters turn into the 401 the Client App acts on.
  * - `interaction_required` from the token service becomes the same `ClaimsChallengeError`.
- * - The inbound W3C `traceparent`/`tracestate` are passed on.
+ * - Each call is an OpenTelemetry CLIENT span whose W3C trace context the request carries; without
+ *   an OpenTelemetry SDK, the inbound `traceparent`/`tracestate` are passed on unchanged.
  * - A downstream API that does not answer is a `DownstreamUnavailableError`, which the adapters
  *   answer with 502 problem+json.
  *
@@ -19,7 +20,8 @@
  * });
  */
 import { bearerChallengeOf, decodeClaimsChallenge } from './challenge.ts';
-import { currentContext } from './context.ts';
+import { currentContext, outgoingTraceHeaders } from './context.ts';
+import { SpanKind, httpClientAttributes, inSpan, recordHttpStatus } from './tracing.ts';
 import { ClaimsChallengeError, DownstreamUnavailableError, InteractionRequiredError } from './errors.ts';
 import { resolveFetch, type CaOption, type FetchLike } from './http.ts';
 import { normaliseScopes, type OboClient } from './obo.ts';
@@ -79,10 +81,10 @@ export function createDownstream(options: DownstreamOptions): Downstream {
         if (base && url.origin !== base.origin) throw new TypeError(`downstream fetch: ${url.origin} is not the origin of this downstream API`);
         const headers = new Headers(init.headers);
         if (headers.has('authorization')) throw new TypeError('downstream fetch: do not set Authorization; the On-Behalf-Of token is added');
-        if (trace?.traceparent && !headers.has('traceparent')) {
-          headers.set('traceparent', trace.traceparent);
-          if (trace.tracestate && !headers.has('tracestate')) headers.set('tracestate', trace.tracestate);
-        }
+        // The caller's own trace headers stand; otherwise each call carries its span's (tracing.ts).
+        const ownTrace = headers.has('traceparent');
+        const method = (init.method ?? 'GET').toUpperCase();
+        const attributes = httpClientAttributes(method, url);
 
         const obtain = async (claims?: string) => {
           try {
@@ -95,16 +97,21 @@ export function createDownstream(options: DownstreamOptions): Downstream {
             throw error;
           }
         };
-        const call = async (token: string) => {
-          headers.set('authorization', `Bearer ${token}`);
-          try {
-            return await fetchFn(url, { ...init, headers });
-          } catch (error) {
-            // The caller's own abort stays an abort; a network failure is the downstream API's.
-            if (init.signal?.aborted) throw error;
-            throw new DownstreamUnavailableError(url.origin, { cause: error });
-          }
-        };
+        // One CLIENT span per HTTP request (OTel HTTP client conventions); the next API continues it.
+        const call = (token: string) =>
+          inSpan(method, { kind: SpanKind.CLIENT, attributes }, async (span) => {
+            headers.set('authorization', `Bearer ${token}`);
+            if (!ownTrace) for (const [name, value] of Object.entries(outgoingTraceHeaders(trace))) headers.set(name, value);
+            try {
+              const res = await fetchFn(url, { ...init, headers });
+              recordHttpStatus(span, res.status);
+              return res;
+            } catch (error) {
+              // The caller's own abort stays an abort; a network failure is the downstream API's.
+              if (init.signal?.aborted) throw error;
+              throw new DownstreamUnavailableError(url.origin, { cause: error });
+            }
+          });
 
         const first = await call((await obtain()).accessToken);
         const claims = claimsChallengeOf(first);

@@ -20,7 +20,7 @@
 import type { ErrorRequestHandler, Request, RequestHandler } from 'express';
 import { checkRequirement, type Guard, type Requirement } from './guard.ts';
 import type { Principal } from './principal.ts';
-import { runWithPrincipal } from './context.ts';
+import { inServingContext, runWithPrincipal } from './context.ts';
 import { authorizationOf, errorResponse, traceOf } from './respond.ts';
 
 export type AuthRequest = Request & { auth: Principal };
@@ -30,18 +30,20 @@ export function requireAuth(guard: Guard, requirement: Requirement = {}): Reques
   if (!guard || typeof guard.check !== 'function') throw new TypeError('requireAuth: a guard from createGuard() is required');
   checkRequirement(requirement, 'requireAuth');
   return function batonRequireAuth(req, res, next) {
-    guard.check(authorizationOf(req), requirement).then(
-      (principal) => {
-        (req as AuthRequest).auth = principal;
-        runWithPrincipal(principal, () => next(), traceOf(req));
-      },
-      (error: unknown) => {
-        const r = errorResponse(error);
-        if (r === undefined) return next(error);
-        res.status(r.status).set(r.headers);
-        if (r.body === undefined) res.end();
-        else res.send(r.body);
-      },
+    inServingContext(req, res, () =>
+      guard.check(authorizationOf(req), requirement).then(
+        (principal) => {
+          (req as AuthRequest).auth = principal;
+          runWithPrincipal(principal, () => next(), traceOf(req));
+        },
+        (error: unknown) => {
+          const r = errorResponse(error);
+          if (r === undefined) return next(error);
+          res.status(r.status).set(r.headers);
+          if (r.body === undefined) res.end();
+          else res.send(r.body);
+        },
+      ),
     );
   };
 }

@@ -13,7 +13,7 @@
  */
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest, onRequestHookHandler, preHandlerHookHandler } from 'fastify';
 import { DownstreamUnavailableError } from './errors.ts';
-import { runWithPrincipal } from './context.ts';
+import { inServingContext, runWithPrincipal } from './context.ts';
 import { checkRequirement, type Guard, type Requirement } from './guard.ts';
 import type { Principal } from './principal.ts';
 import { authorizationOf, errorResponse, traceOf } from './respond.ts';
@@ -38,18 +38,20 @@ export function requireAuth(guard: Guard, requirement: Requirement = {}): onRequ
   if (!guard || typeof guard.check !== 'function') throw new TypeError('requireAuth: a guard from createGuard() is required');
   checkRequirement(requirement, 'requireAuth');
   return function batonRequireAuth(request, reply, done) {
-    guard.check(authorizationOf(request.raw), requirement).then(
-      (principal) => {
-        request.auth = principal;
-        runWithPrincipal(principal, () => done(), traceOf(request.raw));
-      },
-      (error: unknown) => {
-        const r = errorResponse(error);
-        if (r === undefined) return done(error as Error);
-        reply.code(r.status).headers(r.headers);
-        if (r.body === undefined) reply.send();
-        else reply.send(r.body);
-      },
+    inServingContext(request.raw, reply.raw, () =>
+      guard.check(authorizationOf(request.raw), requirement).then(
+        (principal) => {
+          request.auth = principal;
+          runWithPrincipal(principal, () => done(), traceOf(request.raw));
+        },
+        (error: unknown) => {
+          const r = errorResponse(error);
+          if (r === undefined) return done(error as Error);
+          reply.code(r.status).headers(r.headers);
+          if (r.body === undefined) reply.send();
+          else reply.send(r.body);
+        },
+      ),
     );
   };
 }
@@ -59,8 +61,9 @@ export function requireAuth(guard: Guard, requirement: Requirement = {}): onRequ
  * events; Node 24 (AsyncContextFrame) carries the context set in `onRequest` across them, Node 22's
  * async_hooks-based AsyncLocalStorage may not.
  */
-const enterContext: preHandlerHookHandler = function batonContext(request: FastifyRequest, _reply, done) {
-  if (request.auth) runWithPrincipal(request.auth, () => done(), traceOf(request.raw));
+const enterContext: preHandlerHookHandler = function batonContext(request: FastifyRequest, reply, done) {
+  const auth = request.auth;
+  if (auth) inServingContext(request.raw, reply.raw, () => runWithPrincipal(auth, () => done(), traceOf(request.raw)));
   else done();
 };
 

@@ -34,6 +34,7 @@ import { JwksUnavailableError, RemoteJwks } from './jwks.ts';
 import { LoadOnce } from './load-once.ts';
 import { Lru } from './lru.ts';
 import { principalFrom, type Principal } from './principal.ts';
+import { failSpan, inSpan, type Span } from './tracing.ts';
 import { checkRequirement, describe, nonEmptyStrings, satisfies, type AnyAll, type Requirement } from './requirement.ts';
 
 export { checkRequirement, type AnyAll, type Requirement } from './requirement.ts';
@@ -252,10 +253,18 @@ class TokenGuard {
     this.#checkAuthentication(principal, requirement);
   }
 
-  async check(authorization: AuthorizationInput, requirement?: Requirement): Promise<Principal> {
-    const principal = await this.verify(authorization);
-    this.authorize(principal, requirement);
-    return principal;
+  check(authorization: AuthorizationInput, requirement?: Requirement): Promise<Principal> {
+    // One span per check (tracing.ts): the result, and for a refusal its error code and reason.
+    return inSpan('baton.guard', { attributes: { 'baton.guard.audience': this.audiences[0] as string } }, async (span) => {
+      const principal = await this.verify(authorization);
+      this.authorize(principal, requirement);
+      if (span.isRecording()) {
+        span.setAttributes({ 'baton.guard.result': 'allow', 'baton.guard.app_only': principal.appOnly });
+        if (principal.tenantId !== undefined) span.setAttribute('baton.tenant', principal.tenantId);
+        if (principal.clientId !== undefined) span.setAttribute('baton.client_id', principal.clientId);
+      }
+      return principal;
+    }, refusedCheck);
   }
 
   async ready(): Promise<void> {
@@ -442,6 +451,16 @@ class TokenGuard {
 }
 
 /** Validates the options and returns a guard. Nothing is fetched until the first `verify` or `ready()`. */
+/** A refused check is the guard working (a 4xx answer): result and reason, not an ERROR; a 503 or a bug is one. */
+function refusedCheck(span: Span, error: unknown): void {
+  if (!span.isRecording()) return;
+  if (error instanceof GuardError && error.status < 500) {
+    span.setAttributes({ 'baton.guard.result': 'refuse', 'baton.guard.reason': error.reason, 'error.type': error.error ?? 'no_credentials', 'http.response.status_code': error.status });
+    return;
+  }
+  failSpan(span, error);
+}
+
 export function createGuard(options: GuardOptions): Guard {
   const guard = new TokenGuard(options);
   // Methods that need no `this`, as before: `const { check } = guard` keeps working.

@@ -7,8 +7,8 @@
  * app.get('/tasks', requireAuth(guard, { scopes: { any: ['Tasks.Read'] } }), (c) => c.json({ user: c.get('auth').userId }));
  */
 import type { MiddlewareHandler } from 'hono';
-import type { IncomingMessage } from 'node:http';
-import { runWithPrincipal } from './context.ts';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { inInboundContext, inServingContext, runWithPrincipal } from './context.ts';
 import { checkRequirement, type Guard, type Requirement } from './guard.ts';
 import type { Principal } from './principal.ts';
 import { errorFetchResponse } from './respond.ts';
@@ -32,19 +32,20 @@ export function requireAuth(guard: Guard, requirement: Requirement = {}): Middle
     // Always a list, so a header value is never mistaken for a bare token: the scheme is required.
     const joined = c.req.raw.headers.get('authorization');
     const authorization = incoming?.headersDistinct?.authorization ?? (joined === null ? undefined : [joined]);
+    const trace = { traceparent: incoming?.headersDistinct?.traceparent ?? c.req.raw.headers.get('traceparent'), tracestate: c.req.raw.headers.get('tracestate') };
+    // The OpenTelemetry context of the request (on Node: with Baton's SERVER span when nothing made one).
+    const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+    const serve = <T>(fn: () => T): T => (incoming !== undefined && outgoing !== undefined ? inServingContext(incoming, outgoing, fn) : inInboundContext(trace, fn));
     let principal: Principal;
     try {
-      principal = await guard.check(authorization, requirement);
+      principal = await serve(() => guard.check(authorization, requirement));
     } catch (error) {
       const response = errorFetchResponse(error);
       if (response === undefined) throw error;
       return response;
     }
     c.set('auth', principal);
-    await runWithPrincipal(principal, () => next(), {
-      traceparent: incoming?.headersDistinct?.traceparent ?? c.req.raw.headers.get('traceparent'),
-      tracestate: c.req.raw.headers.get('tracestate'),
-    });
+    await serve(() => runWithPrincipal(principal, () => next(), trace));
     if (c.error !== undefined) {
       const response = errorFetchResponse(c.error);
       if (response !== undefined) {

@@ -8,7 +8,7 @@
  * }));
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { runWithPrincipal } from './context.ts';
+import { inServingContext, runWithPrincipal } from './context.ts';
 import { checkRequirement, type Guard, type Requirement } from './guard.ts';
 import type { Principal } from './principal.ts';
 import { authorizationOf, traceOf, writeErrorResponse } from './respond.ts';
@@ -22,7 +22,7 @@ import { authorizationOf, traceOf, writeErrorResponse } from './respond.ts';
  */
 export async function authenticate(req: IncomingMessage, res: ServerResponse, guard: Guard, requirement: Requirement = {}): Promise<Principal | undefined> {
   try {
-    return await guard.check(authorizationOf(req), requirement);
+    return await inServingContext(req, res, () => guard.check(authorizationOf(req), requirement));
   } catch (error) {
     if (writeErrorResponse(res, error)) return undefined;
     throw error;
@@ -44,7 +44,7 @@ export function protect(guard: Guard, requirement: Requirement, handler: Protect
     try {
       const principal = await authenticate(req, res, guard, requirement);
       if (principal === undefined) return;
-      await runWithPrincipal(principal, () => handler(req, res, principal), traceOf(req));
+      await inServingContext(req, res, () => runWithPrincipal(principal, () => handler(req, res, principal), traceOf(req)));
     } catch (error) {
       if (writeErrorResponse(res, error)) return;
       if (!res.headersSent) res.writeHead(500, { 'content-length': 0 }).end();

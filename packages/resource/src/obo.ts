@@ -31,6 +31,7 @@ import { checkUrl, resolveFetch, type CaOption, type FetchLike } from './http.ts
 import { LoadOnce } from './load-once.ts';
 import { consoleLogger, type Logger } from './logger.ts';
 import type { Principal } from './principal.ts';
+import { inSpan } from './tracing.ts';
 import { TokenRequester, type TokenResponse } from './token-request.ts';
 import type { ClientCredential } from './client-auth.ts';
 
@@ -215,7 +216,7 @@ class TokenClient {
     const { clientId } = this;
     const key = tokenCacheKey({ kind: 'obo', tokenEndpoint: url, clientId, scopes, assertion: request.assertion, claims: request.claims, audience: request.audience, resource: request.resource });
     const grant = this.#form === 'microsoft' ? 'on_behalf_of' : 'token_exchange';
-    return this.#cached(key, request.forceRefresh, () => this.#requester.post(url, this.#exchangeParams(request, scopes), grant));
+    return this.#cached(key, request.forceRefresh, grant, scopes, () => this.#requester.post(url, this.#exchangeParams(request, scopes), grant));
   }
 
   async onBehalfOf(principal: Principal, scopes: readonly string[], options: { claims?: string; forceRefresh?: boolean } = {}): Promise<AcquiredToken> {
@@ -237,7 +238,7 @@ class TokenClient {
     this.#refuseConfusedDeputy(normalised, options);
     const url = await this.#tokenEndpoint.get();
     const key = tokenCacheKey({ kind: 'app', tokenEndpoint: url, clientId: this.clientId, scopes: normalised });
-    return this.#cached(key, options.forceRefresh, () => this.#requester.post(url, { grant_type: 'client_credentials', scope: normalised.join(' ') }, 'client_credentials'));
+    return this.#cached(key, options.forceRefresh, 'client_credentials', normalised, () => this.#requester.post(url, { grant_type: 'client_credentials', scope: normalised.join(' ') }, 'client_credentials'));
   }
 
   async close(): Promise<void> {
@@ -294,18 +295,29 @@ class TokenClient {
     });
   }
 
-  /** A cached token, or the one `fetchToken` gets (shared by every concurrent caller of `key`), cached. */
-  async #cached(key: string, forceRefresh: boolean | undefined, fetchToken: () => Promise<TokenResponse>): Promise<AcquiredToken> {
-    if (!forceRefresh) {
-      const hit = await this.#cache.get(key);
-      if (hit !== undefined && hit.expiresAt * 1000 > this.#clock()) return { ...hit, fromCache: true };
-    }
-    let pending = this.#inflight.get(key);
-    if (pending === undefined) {
-      pending = this.#fetchAndCache(key, fetchToken).finally(() => this.#inflight.delete(key));
-      this.#inflight.set(key, pending);
-    }
-    return pending;
+  /**
+   * A cached token, or the one `fetchToken` gets (shared by every concurrent caller of `key`), cached.
+   * One `baton.obo` span (tracing.ts): grant, scopes, and whether the cache answered (`hit`), the
+   * token service was asked (`miss`) or an identical request in flight was joined (`join`).
+   */
+  #cached(key: string, forceRefresh: boolean | undefined, grant: string, scopes: readonly string[], fetchToken: () => Promise<TokenResponse>): Promise<AcquiredToken> {
+    const attributes = { 'baton.obo.grant': grant, 'baton.client_id': this.clientId, 'baton.obo.scopes': [...scopes], 'baton.obo.force_refresh': forceRefresh === true };
+    return inSpan('baton.obo', { attributes }, async (span) => {
+      if (!forceRefresh) {
+        const hit = await this.#cache.get(key);
+        if (hit !== undefined && hit.expiresAt * 1000 > this.#clock()) {
+          span.setAttribute('baton.obo.cache', 'hit');
+          return { ...hit, fromCache: true };
+        }
+      }
+      let pending = this.#inflight.get(key);
+      span.setAttribute('baton.obo.cache', pending === undefined ? 'miss' : 'join');
+      if (pending === undefined) {
+        pending = this.#fetchAndCache(key, fetchToken).finally(() => this.#inflight.delete(key));
+        this.#inflight.set(key, pending);
+      }
+      return pending;
+    });
   }
 
   async #fetchAndCache(key: string, fetchToken: () => Promise<TokenResponse>): Promise<AcquiredToken> {

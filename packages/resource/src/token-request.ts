@@ -2,14 +2,16 @@
  * One token request to the token service, as a client that survives a busy or flaky service:
  * 5xx, 429 and network failures are retried with jittered backoff, honouring `Retry-After`,
  * bounded; each request carries a `client-request-id` (MSAL's correlation header, the same across
- * retries) and the W3C trace of the request being served, if any. The answer is a checked token
+ * retries) and the W3C trace context of its own CLIENT span (or, without an OpenTelemetry SDK, of
+ * the request being served). The answer is a checked token
  * response or a typed `OboError`.
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { decodeJws } from '@baton/core';
 import type { ClientAuthentication } from './client-auth.ts';
-import { currentContext } from './context.ts';
+import { currentContext, outgoingTraceHeaders } from './context.ts';
+import { SpanKind, failSpan, httpClientAttributes, inSpan, recordHttpStatus } from './tracing.ts';
 import { OboError, oboErrorFrom, type TokenErrorBody } from './errors.ts';
 import { readJsonObject, type FetchLike } from './http.ts';
 import type { Logger } from './logger.ts';
@@ -44,7 +46,8 @@ export function retryAfterSeconds(value: string | null, nowMs: number): number |
 }
 
 /** What one attempt came to: a response to read, or a wait before the next attempt. */
-type Attempt = { response: Response } | { retryAfterMs: number };
+/** An answer to read, or a retry after a wait (`status` 0: the service was not reached). */
+type Attempt = { response: Response } | { retryAfterMs: number; status: number };
 
 export class TokenRequester {
   readonly #o: TokenRequesterOptions;
@@ -58,14 +61,17 @@ export class TokenRequester {
     // Correlation with the token service's logs and audit events: MSAL's `client-request-id` (one
     // per token request, kept across retries) and the W3C trace of the request being served, if any.
     const clientRequestId = randomUUID();
-    const trace = currentContext();
+    const served = currentContext();
+    const target = new URL(url);
     for (let attempt = 0; ; attempt++) {
-      const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', 'client-request-id': clientRequestId };
-      if (trace?.traceparent) {
-        headers.traceparent = trace.traceparent;
-        if (trace.tracestate) headers.tracestate = trace.tracestate;
-      }
-      const outcome = await this.#attempt(url, params, headers, attempt, what);
+      // One CLIENT span per HTTP request (OTel HTTP conventions); the token service continues it.
+      const outcome = await inSpan('POST', { kind: SpanKind.CLIENT, attributes: { ...httpClientAttributes('POST', target), 'baton.obo.grant': what, ...(attempt > 0 ? { 'http.request.resend_count': attempt } : {}) } }, async (span) => {
+        const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', 'client-request-id': clientRequestId, ...outgoingTraceHeaders(served) };
+        const result = await this.#attempt(url, params, headers, attempt, what);
+        if ('response' in result || result.status > 0) recordHttpStatus(span, 'response' in result ? result.response.status : result.status);
+        else failSpan(span, { error: 'network_error' });
+        return result;
+      });
       if ('response' in outcome) return this.#readTokenResponse(outcome.response);
       await sleep(outcome.retryAfterMs);
     }
@@ -82,7 +88,7 @@ export class TokenRequester {
     } catch (error) {
       if (attempt < retries) {
         logger.warn('token request failed, retrying', { clientId, grant: what, clientRequestId, attempt: attempt + 1, cause: (error as Error)?.name });
-        return { retryAfterMs: this.#backoff(attempt) };
+        return { retryAfterMs: this.#backoff(attempt), status: 0 };
       }
       throw new OboError(0, { error: 'temporarily_unavailable', error_description: 'the token service could not be reached' }, { cause: error });
     }
@@ -92,7 +98,7 @@ export class TokenRequester {
     const parsed = await readJsonObject(res, 64 * 1024).catch(() => undefined);
     if (attempt < retries && delay <= this.#o.maxDelayMs) {
       logger.warn('token service busy, retrying', { clientId, grant: what, clientRequestId, status: res.status, attempt: attempt + 1, delayMs: Math.round(delay) });
-      return { retryAfterMs: delay };
+      return { retryAfterMs: delay, status: res.status };
     }
     throw busyError(res.status, parsed);
   }
