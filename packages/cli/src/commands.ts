@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { SIGNING_ALGS, type SigningAlg } from '@baton/core';
-import { startServer, createLogger, readConfigFile, configWarnings, openStore, loadKek, Keyring, generateClientSecret } from '@baton/server';
+import { startServer, createLogger, readConfigFile, configWarnings, openStore, loadKek, Keyring, generateClientSecret, listenForMetrics, shareWithPrimary, clusterMetrics, type MetricsOptions } from '@baton/server';
 import { dev } from './dev.ts';
 import type { Command, OptionSpec } from './command.ts';
 
@@ -19,11 +19,18 @@ function trustProxy(value: string | undefined): boolean | string | undefined {
   return value === 'true' ? true : value;
 }
 
-function port(value: string | undefined, fallback: number): number {
+function port(value: string | undefined, fallback: number, flag = 'port'): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`--port must be a number from 0 to 65535, not '${value}'`);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`--${flag} must be a number from 0 to 65535, not '${value}'`);
   return n;
+}
+
+/** `--metrics-port N` [`--metrics-host ADDR`]: metrics on a listener of their own; absent, none are recorded. */
+function metricsOptions(v: Record<string, string | boolean | undefined>): MetricsOptions | undefined {
+  const value = str(v['metrics-port']);
+  if (value === undefined || value === '') return undefined;
+  return { port: port(value, 0, 'metrics-port'), host: str(v['metrics-host']) ?? '127.0.0.1' };
 }
 
 const storeOptions: Record<string, OptionSpec> = {
@@ -36,8 +43,11 @@ const storeOptions: Record<string, OptionSpec> = {
 const DRAIN_MS = 10_000;
 
 /** A port already taken: say which flag or variable moves it. */
-function listenError(error: unknown, host: string | undefined, port: number): unknown {
+function listenError(error: unknown, host: string | undefined, port: number, metrics?: MetricsOptions): unknown {
   if ((error as NodeJS.ErrnoException | undefined)?.code !== 'EADDRINUSE') return error;
+  if (metrics !== undefined && (error as { port?: number }).port === metrics.port && metrics.port !== port) {
+    return new Error(`metrics port ${metrics.port} on ${metrics.host ?? '127.0.0.1'} is already in use: choose another with --metrics-port N or BATON_METRICS_PORT=N (0 picks a free port)`);
+  }
   return new Error(`port ${port} on ${host ?? '127.0.0.1'} is already in use: choose another with --port N or BATON_PORT=N (0 picks a free port)`);
 }
 
@@ -101,6 +111,13 @@ const serve: Command = {
     },
     dev: { type: 'boolean', description: 'development mode: generate a KEK in DIR if none is configured', env: 'BATON_DEV' },
     workers: { type: 'string', valueName: 'N', description: 'processes sharing the port and the store (one per core: `auto`)', default: '1', env: 'BATON_WORKERS' },
+    'metrics-port': {
+      type: 'string',
+      valueName: 'N',
+      description: 'serve Prometheus metrics at /metrics on this port, a listener of its own (never the public port); 0 picks a free one',
+      env: 'BATON_METRICS_PORT',
+    },
+    'metrics-host': { type: 'string', valueName: 'ADDR', description: 'address of the metrics listener', default: '127.0.0.1', env: 'BATON_METRICS_HOST' },
   },
   async run(v) {
     const workers = workerCount(str(v.workers));
@@ -113,6 +130,7 @@ const serve: Command = {
     const config = configPath ? await readConfigFile(configPath) : undefined;
     const dataDir = resolve(str(v.data) ?? '.baton');
     const listenPort = port(str(v.port), 8443);
+    const metrics = metricsOptions(v);
     const server = await startServer({
       config,
       dataDir,
@@ -125,12 +143,14 @@ const serve: Command = {
       trustProxy: trustProxy(str(v['trust-proxy'])),
       dev: Boolean(v.dev) || Boolean(v['tls-dev']),
       logger: createLogger(undefined, process.stderr.isTTY || Boolean(v.dev)),
+      metrics,
     }).catch((error: unknown) => {
-      throw listenError(error, str(v.host), listenPort);
+      throw listenError(error, str(v.host), listenPort, metrics);
     });
     const tenants = await server.ctx.store.listTenants();
     for (const t of tenants) process.stderr.write(`tenant ${t.id}: ${server.url}/${t.id}/v2.0/.well-known/openid-configuration\n`);
     if (server.caPath) process.stderr.write(`TLS: trust the local CA at ${server.caPath} (e.g. NODE_EXTRA_CA_CERTS=${server.caPath})\n`);
+    if (server.metrics?.url) process.stderr.write(`metrics: ${server.metrics.url}\n`);
     // Listening for signals before saying `ready`: a supervisor that sends SIGTERM as soon as it reads
     // the line must get a clean stop, not the default action (killed by the signal, no `stopped`).
     const stopped = untilSignal(() => server.close(), { announce: true, force: () => server.app.server.closeAllConnections() });
@@ -170,9 +190,12 @@ async function serveClustered(v: Record<string, string | boolean | undefined>, w
     trustProxy: trustProxy(str(v['trust-proxy'])),
     dev: Boolean(v.dev) || Boolean(v['tls-dev']),
   };
+  const metrics = metricsOptions(v);
   if (cluster.isWorker) {
     try {
-      const server = await startServer({ ...options, logger: createLogger() });
+      // Workers record metrics; the primary alone listens and serves their aggregate.
+      const server = await startServer({ ...options, logger: createLogger(), metrics: metrics ? { processMetrics: true } : undefined });
+      if (server.metrics) shareWithPrimary(server.metrics.registry);
       const stopped = untilSignal(() => server.close(), { force: () => server.app.server.closeAllConnections() });
       process.send?.({ type: 'ready', url: server.url } satisfies WorkerMessage);
       return stopped;
@@ -196,7 +219,7 @@ async function serveClustered(v: Record<string, string | boolean | undefined>, w
         if (message.type === 'ready') {
           urls.push(message.url);
           if (urls.length === workers) resolveReady();
-        } else {
+        } else if (message.type === 'failed') {
           rejectReady(new Error(`a worker failed to start: ${message.message}`));
         }
       });
@@ -211,8 +234,17 @@ async function serveClustered(v: Record<string, string | boolean | undefined>, w
   });
   if (caPath) process.stderr.write(`TLS: trust the local CA at ${caPath} (e.g. NODE_EXTRA_CA_CERTS=${caPath})\n`);
   process.stderr.write(`${workers} workers\n`);
+  const metricsListener = metrics
+    ? await listenForMetrics(clusterMetrics(), { port: metrics.port ?? 0, host: metrics.host, warn: (message) => process.stderr.write(`warning: ${message}\n`) }).catch((error: unknown) => {
+        stopping = true;
+        for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
+        throw listenError(error, options.host, options.port, metrics);
+      })
+    : undefined;
+  if (metricsListener) process.stderr.write(`metrics: ${metricsListener.url}\n`);
   const stopped = untilSignal(async () => {
     stopping = true;
+    await metricsListener?.close();
     await Promise.all(
       Object.values(cluster.workers ?? {}).map(
         (worker) => new Promise<void>((done) => {

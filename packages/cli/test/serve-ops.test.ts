@@ -127,6 +127,78 @@ test('a port in use says which flag or variable moves it', async () => {
   }
 });
 
+/** The `metrics: URL` line serve prints on stderr (written before `ready`, on another pipe). */
+async function metricsUrl(server: ReturnType<typeof serve>): Promise<string> {
+  for (let i = 0; i < 200; i++) {
+    const match = /^metrics: (\S+)$/m.exec(server.stderr());
+    if (match) return match[1]!;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`no metrics line: ${server.stderr()}`);
+}
+
+const clientCredentials = (url: string) =>
+  fetch(`${url}/contoso/oauth2/v2.0/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from('indexer:indexer-demo-secret-for-local-use-only').toString('base64')}` },
+    body: 'grant_type=client_credentials&scope=api%3A%2F%2Fdocs%2F.default',
+  });
+
+test('BATON_METRICS_PORT serves /metrics on 127.0.0.1 beside the public port, which has none', async () => {
+  const server = serve(['--port', '0'], { ...kek, BATON_CONFIG: CONFIG, BATON_DATA: join(dir, 'metrics'), BATON_METRICS_PORT: '0' });
+  try {
+    const url = await server.ready;
+    const metrics = await metricsUrl(server);
+    assert.match(metrics, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+    assert.equal((await clientCredentials(url)).status, 200);
+    const text = await (await fetch(metrics)).text();
+    assert.match(text, /^baton_token_requests_total\{tenant="contoso",grant="client_credentials",client="indexer",result="ok"\} 1$/m);
+    assert.equal((await fetch(`${url}/metrics`)).status, 404);
+  } finally {
+    server.child.kill('SIGTERM');
+    assert.equal(await server.exited, 0);
+  }
+  const none = serve(['--port', '0'], { ...kek, BATON_CONFIG: CONFIG, BATON_DATA: join(dir, 'metrics') });
+  try {
+    await none.ready;
+    assert.doesNotMatch(none.stderr(), /^metrics:/m);
+  } finally {
+    none.child.kill('SIGTERM');
+    await none.exited;
+  }
+});
+
+test('serve --workers 2 --metrics-port: the primary serves the workers\' metrics added up, the store-wide gauges once', async () => {
+  const server = serve(['--port', '0', '--workers', '2', '--metrics-port', '0'], { ...kek, BATON_CONFIG: CONFIG, BATON_DATA: join(dir, 'metrics-workers') });
+  try {
+    const url = await server.ready;
+    const metrics = await metricsUrl(server);
+    for (let i = 0; i < 6; i++) assert.equal((await clientCredentials(url)).status, 200);
+    const text = await (await fetch(metrics)).text();
+    assert.match(text, /^baton_token_requests_total\{tenant="contoso",grant="client_credentials",client="indexer",result="ok"\} 6$/m);
+    assert.match(text, /^baton_signing_keys\{tenant="contoso",alg="ES256",status="current"\} 1$/m);
+  } finally {
+    server.child.kill('SIGTERM');
+    assert.equal(await server.exited, 0);
+  }
+});
+
+test('a metrics port in use says which flag or variable moves it', async () => {
+  const taken = createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  const { port } = taken.address() as AddressInfo;
+  try {
+    const result = await baton(['serve', '--config', CONFIG, '--data', join(dir, 'metrics-port'), '--port', '0', '--metrics-port', String(port)], kek);
+    assert.equal(result.code, 1);
+    assert.equal(result.stderr.trim().split('\n').at(-1), `baton: metrics port ${port} on 127.0.0.1 is already in use: choose another with --metrics-port N or BATON_METRICS_PORT=N (0 picks a free port)`);
+    const bad = await baton(['serve', '--config', CONFIG, '--data', join(dir, 'metrics-port'), '--port', '0', '--metrics-port', 'nine'], kek);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /--metrics-port must be a number from 0 to 65535, not 'nine'/);
+  } finally {
+    taken.close();
+  }
+});
+
 test('a JSON syntax error in the configuration names its line and column', async () => {
   const file = join(dir, 'broken.json');
   await writeFile(file, '{\n  "tenants": [\n    { "id": "contoso", "name": "Contoso" }\n    { "id": "fabrikam" }\n  ]\n}\n');

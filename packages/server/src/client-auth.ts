@@ -72,6 +72,18 @@ function parseBasic(header: string | undefined): BasicCredentials | undefined {
 }
 
 /**
+ * The client id a request names (the Basic user, else `client_id`), NOT authenticated: only for
+ * what checks it against the directory afterwards (the metrics' client label of a refusal).
+ */
+export function presentedClientId(params: FormParams, authorization: string | undefined): string | undefined {
+  try {
+    return parseBasic(authorization)?.clientId ?? params.client_id;
+  } catch {
+    return params.client_id;
+  }
+}
+
+/**
  * Authenticates the client of a token request. Returns the application; public clients come back
  * with method `none` — grants that need a confidential client check that themselves.
  */

@@ -11,6 +11,7 @@ import type { Keyring } from './keys/keyring.ts';
 import type { Kek } from './crypto/kek.ts';
 import type { TokenEndpointLimits } from './limits.ts';
 import type { FormParams } from './http/form.ts';
+import type { ServerMetrics } from './observe/metrics.ts';
 
 export interface ServerContext {
   readonly store: Store;
@@ -30,6 +31,8 @@ export interface ServerContext {
   baseUrl: string;
   /** Token endpoint abuse limits (config `limits.tokenEndpoint`; limits.ts's defaults when absent). */
   readonly tokenEndpointLimits?: TokenEndpointLimits | undefined;
+  /** Prometheus metrics (observe/metrics.ts) when `startServer({ metrics })` asked for them. */
+  readonly metrics?: ServerMetrics | undefined;
 }
 
 /** The server's grants as endpoints read them (grants/registry.ts's `GrantRegistry` is the one kept). */

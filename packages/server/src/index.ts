@@ -18,3 +18,4 @@ export { html, raw, escapeHtml, SafeHtml, type HtmlValue } from './pages/html.ts
 /** The admin API (docs/operations.md, "Admin API"): its change log and the built-in admin application. */
 export { adminLogOf, AdminLog, type AdminChangeEvent, type AdminActor, type AdminEntity } from './admin/audit.ts';
 export { ADMIN_CLIENT_ID, ADMIN_IDENTIFIER_URI, ADMIN_ROLE } from './admin/application.ts';
+export { ServerMetrics, listenForMetrics, shareWithPrimary, clusterMetrics, type MetricsOptions, type MetricsListener, type MetricsText } from './observe/metrics.ts';

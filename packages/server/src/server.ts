@@ -27,6 +27,8 @@ import { recordIssuerBase } from './issuer-record.ts';
 import { resolveTokenEndpointLimits } from './limits.ts';
 import { resolveTransportLimits } from './http/transport.ts';
 import { activeTraceIds, traceStore } from './observe/tracing.ts';
+import { auditLogOf } from './audit.ts';
+import { ServerMetrics, instrumentStore, listenForMetrics, type MetricsListener, type MetricsOptions } from './observe/metrics.ts';
 
 export interface ServeOptions {
   /** A configuration file, or an already parsed configuration. */
@@ -73,6 +75,12 @@ export interface ServeOptions {
    * what the primary of `baton serve --workers N` does before it forks the workers.
    */
   listen?: boolean | undefined;
+  /**
+   * Prometheus metrics (observe/metrics.ts): recorded in this server's own registry, served on
+   * `GET /metrics` of a separate listener when `port` is given (127.0.0.1 unless `host` says
+   * otherwise), never on the public port. Absent: nothing is recorded.
+   */
+  metrics?: MetricsOptions | undefined;
 }
 
 export interface RunningServer {
@@ -82,6 +90,8 @@ export interface RunningServer {
   /** Path of the dev CA certificate clients should trust, when `tls: 'dev'`. */
   caPath?: string | undefined;
   ca?: string | undefined;
+  /** With `metrics`: the server's registry, and the `/metrics` URL when it listens for them. */
+  metrics?: { registry: ServerMetrics['registry']; url?: string | undefined } | undefined;
   close(): Promise<void>;
 }
 
@@ -132,7 +142,11 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   // 2. Store, KEK, keys.
   await mkdir(dataDir, { recursive: true });
   // Each store call made while serving a traced request is a span (observe/tracing.ts).
-  const store: Store = traceStore(await openStore({ url: options.storeUrl, dataDir, schema: options.storeSchema }));
+  const engineStore: Store = traceStore(await openStore({ url: options.storeUrl, dataDir, schema: options.storeSchema }));
+  const metrics = options.metrics ? new ServerMetrics({ store: engineStore, now }, options.metrics) : undefined;
+  // Every store call of the service (keys, directory, grants) is timed through this one wrapper.
+  const store = metrics ? instrumentStore(engineStore, metrics) : engineStore;
+  let metricsListener: MetricsListener | undefined;
   let closed = false;
   try {
     const kek: Kek = await loadKek({
@@ -176,7 +190,10 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       now,
       baseUrl: options.publicUrl ?? '',
       tokenEndpointLimits: resolveTokenEndpointLimits(config?.limits?.tokenEndpoint),
+      metrics,
     };
+    // Exchange decisions are counted from the audit feed: the event already names the deciding rule.
+    const stopCountingExchanges = metrics ? auditLogOf(ctx).subscribe((event) => metrics.exchange(event)) : undefined;
     const app = buildApp(ctx, { https, trustProxy: options.trustProxy, routes: [...BUILT_IN_ROUTES, ...(options.routes ?? [])], transport: resolveTransportLimits(config?.http) });
     let sweeper: NodeJS.Timeout | undefined;
     const running: RunningServer = {
@@ -185,11 +202,13 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       app,
       caPath,
       ca,
+      metrics: metrics ? { registry: metrics.registry } : undefined,
       async close() {
         if (closed) return;
         closed = true;
         clearInterval(sweeper);
-        await app.close();
+        stopCountingExchanges?.();
+        await Promise.all([app.close(), metricsListener?.close()]);
         directories.close();
         keyring.close();
         await store.close();
@@ -203,6 +222,15 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     if (!options.publicUrl) ctx.baseUrl = https ? `https://localhost:${port}` : `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
     running.url = ctx.baseUrl;
     await recordIssuerBase(store, ctx.baseUrl, now());
+    if (metrics && options.metrics?.port !== undefined) {
+      try {
+        metricsListener = await listenForMetrics(metrics.registry, { host: options.metrics.host, port: options.metrics.port, warn: (message) => log.warn(message) });
+      } catch (error) {
+        await app.close();
+        throw error;
+      }
+      running.metrics = { registry: metrics.registry, url: metricsListener.url };
+    }
 
     sweeper = setInterval(() => {
       store.sweep(now()).catch((error: Error) => log.warn({ err: error.message }, 'sweep failed'));

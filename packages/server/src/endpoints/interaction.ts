@@ -114,6 +114,7 @@ function login(ctx: ServerContext) {
       // Same work as a real check: the lockout answer must not be faster than a wrong password.
       await verifyAgainstDummy(password);
       ctx.log.warn({ tenant: tenantId }, 'sign-in refused: too many attempts');
+      ctx.metrics?.signIn(tenantId, 'password', 'throttled');
       return loginError(loaded, reply, typed, { message: MESSAGES.locked, code: Entra.tooManyAttempts }, 429);
     }
     const user = await ctx.store.getUserByName(tenantId, username);
@@ -121,12 +122,14 @@ function login(ctx: ServerContext) {
     if (!ok || user === undefined) {
       const locked = await recordFailure(ctx, 'password', keys);
       ctx.log.info({ tenant: tenantId, locked }, 'sign-in failed: wrong username or password');
+      ctx.metrics?.signIn(tenantId, 'password', locked ? 'throttled' : 'failed');
       return locked
         ? loginError(loaded, reply, typed, { message: MESSAGES.locked, code: Entra.tooManyAttempts }, 429)
         : loginError(loaded, reply, typed, { message: MESSAGES.wrongCredentials, code: Entra.wrongCredentials }, 400);
     }
     if (!user.enabled) {
       ctx.log.info({ tenant: tenantId, oid: user.oid }, 'sign-in refused: user disabled');
+      ctx.metrics?.signIn(tenantId, 'password', 'disabled');
       return loginError(loaded, reply, typed, { message: MESSAGES.disabled, code: Entra.userDisabled }, 400);
     }
     const session = await createSession(ctx, reply, tenantId, { oid: user.oid, amr: ['pwd'], ip: request.ip });
@@ -136,6 +139,7 @@ function login(ctx: ServerContext) {
     interaction.payload.username = typed;
     await saveInteraction(ctx, interaction);
     ctx.log.info({ tenant: tenantId, oid: user.oid, sid: session.sid }, 'password accepted');
+    ctx.metrics?.signIn(tenantId, 'password', 'ok');
     return backToPage(reply, interaction);
   });
 }
@@ -154,12 +158,14 @@ function mfa(ctx: ServerContext) {
     if (evaluation.step.step !== 'mfa') return backToPage(reply, interaction);
     const keys = { tenantId: directory.tenant.id, account: user.oid, ip: request.ip };
     if (await isLocked(ctx, 'mfa', keys)) {
+      ctx.metrics?.signIn(directory.tenant.id, 'mfa', 'throttled');
       return sendPage(reply, renderStep(flow, evaluation, { message: MESSAGES.locked, code: Entra.tooManyAttempts }, 429));
     }
     const result = await verifyTotp(ctx, user, params.code ?? '');
     if (result !== 'ok') {
       const locked = await recordFailure(ctx, 'mfa', keys);
       ctx.log.info({ oid: user.oid, result, locked }, 'second factor refused');
+      ctx.metrics?.signIn(directory.tenant.id, 'mfa', locked ? 'throttled' : 'failed');
       return sendPage(
         reply,
         renderStep(flow, evaluation, locked ? { message: MESSAGES.locked, code: Entra.tooManyAttempts } : { message: MESSAGES.wrongCode, code: Entra.mfaFailed }, locked ? 429 : 400),
@@ -167,6 +173,7 @@ function mfa(ctx: ServerContext) {
     }
     await elevateSession(ctx, session, ['mfa']);
     ctx.log.info({ oid: user.oid, sid: session.sid }, 'second factor accepted');
+    ctx.metrics?.signIn(directory.tenant.id, 'mfa', 'ok');
     return backToPage(reply, interaction);
   });
 }

@@ -11,7 +11,8 @@ import { resolveTenant } from '../tenants.ts';
 import { formBody, requireParam, type FormParams } from '../http/form.ts';
 import { correlationId, toOAuthError } from '../http/errors.ts';
 import { SpanKind, failSpan, inSpan, inboundContext, tracer, withContext, type Span } from '../observe/tracing.ts';
-import { authenticateClient, type AuthenticatedClient } from '../client-auth.ts';
+import { authenticateClient, presentedClientId, type AuthenticatedClient } from '../client-auth.ts';
+import { clientLabel, tokenRequestLabels, tokenRouteHooks } from '../observe/metrics.ts';
 import { TokenEndpointLimiter, type Admission } from '../limits.ts';
 import { CLIENT_AUTH_PARAMETERS, isIgnoredParameter, type Grant } from '../grants/registry.ts';
 
@@ -48,13 +49,20 @@ const SPAN_NAME = 'POST /{tenant}/oauth2/v2.0/token';
 function tokenEndpoint(ctx: ServerContext, limiter: TokenEndpointLimiter) {
   async function token(request: FastifyRequest<{ Params: { tenant: string } }>, reply: FastifyReply, span: Span) {
     noCache(reply);
+    const labels = ctx.metrics && tokenRequestLabels(request);
     // Abuse limits (limits.ts): per IP before any work, per client once it is authenticated.
     const perIp = limiter.admitIp(request.ip);
     let perClient: Admission | undefined;
     try {
       const params = formBody(request);
       const directory = await resolveTenant(ctx, request.params.tenant);
+      if (labels) labels.tenant = directory.tenant.id;
       const grant = supportedGrantType(ctx.grants, params);
+      if (labels) {
+        labels.grant = grant.grantType;
+        // Before authentication the client is named by the request: a label only if registered.
+        labels.client = clientLabel(directory, presentedClientId(params, request.headers.authorization));
+      }
       if (span.isRecording()) span.setAttributes({ 'baton.tenant': directory.tenant.id, 'baton.grant_type': grant.grantType });
       const client = await inSpan('baton.client_auth', {}, async (authSpan) => {
         const authenticated = await authenticateClient(ctx, directory, params, request.headers.authorization);
@@ -62,6 +70,7 @@ function tokenEndpoint(ctx: ServerContext, limiter: TokenEndpointLimiter) {
         return authenticated;
       });
       if (span.isRecording()) span.setAttribute('baton.client_id', client.app.clientId);
+      if (labels) labels.client = client.app.clientId;
       perClient = limiter.admitClient(directory.tenant.id, client.app.clientId);
       confidentialCheck(grant, client);
       const correlation = correlationId(request);
@@ -109,5 +118,7 @@ function tokenEndpoint(ctx: ServerContext, limiter: TokenEndpointLimiter) {
 
 /** The token endpoint's route; the grants it answers are the server's (`ctx.grants`). */
 export function tokenRoutes(app: FastifyInstance, ctx: ServerContext): void {
-  app.post('/:tenant/oauth2/v2.0/token', tokenEndpoint(ctx, new TokenEndpointLimiter(ctx.tokenEndpointLimits)));
+  const handler = tokenEndpoint(ctx, new TokenEndpointLimiter(ctx.tokenEndpointLimits));
+  if (ctx.metrics === undefined) app.post('/:tenant/oauth2/v2.0/token', handler);
+  else app.post('/:tenant/oauth2/v2.0/token', tokenRouteHooks(ctx.metrics, (error) => toOAuthError(error).error), handler);
 }

@@ -5,6 +5,7 @@
  */
 import { buildAppOnlyClaims, decideClientCredentials } from '@baton/core';
 import { issuerOf } from '../context.ts';
+import { signAccessToken } from '../tokens/issue.ts';
 import type { Grant } from './registry.ts';
 
 export const clientCredentialsGrant: Grant = {
@@ -22,13 +23,12 @@ export const clientCredentialsGrant: Grant = {
       roles: decision.roles,
       now,
     });
-    const signer = await ctx.keyring.signer(directory.tenant.id, decision.api.signingAlg);
     const expiresIn = claims.exp - now;
     return {
       token_type: 'Bearer',
       expires_in: expiresIn,
       ext_expires_in: expiresIn,
-      access_token: await signer.signAsync(claims, 'at+jwt'),
+      access_token: await signAccessToken(ctx, directory.tenant.id, decision.api, claims),
     };
   },
 };

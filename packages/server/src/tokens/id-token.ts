@@ -30,5 +30,6 @@ export async function issueIdToken(ctx: ServerContext, request: IdTokenRequest):
     now: ctx.now(),
     notAfter: request.sessionExpiresAt,
   });
-  return signer.signAsync(claims, 'JWT');
+  const signing = signer.signAsync(claims, 'JWT');
+  return ctx.metrics ? ctx.metrics.jws('sign', signer.alg, signing) : signing;
 }

@@ -18,7 +18,8 @@ import { issuerOf, type ServerContext } from '../context.ts';
 /** Signs `claims` for `api` with the tenant's current key for the API's algorithm. */
 export async function signAccessToken(ctx: ServerContext, tenantId: string, api: Application, claims: Record<string, unknown>): Promise<string> {
   const signer = await ctx.keyring.signer(tenantId, api.signingAlg);
-  return signer.signAsync(claims, 'at+jwt');
+  const signing = signer.signAsync(claims, 'at+jwt');
+  return ctx.metrics ? ctx.metrics.jws('sign', api.signingAlg, signing) : signing;
 }
 
 /** The user's app roles on an API: their assignments read from the store, judged by core's `userRolesOn`. */

@@ -71,7 +71,8 @@ export async function checkOwnSignature(ctx: ServerContext, tenantId: string, de
   if (typeof kid !== 'string' || kid === '') return NO_KID;
   const key = await ctx.keyring.publicKey(tenantId, kid);
   if (key === undefined) return { failure: 'unknown-key', kid };
-  if (!(await verifyJwsSignatureAsync(decoded, key.key, key.alg))) return { failure: 'signature', kid, alg: key.alg, headerAlg: decoded.header.alg };
+  const verifying = verifyJwsSignatureAsync(decoded, key.key, key.alg);
+  if (!(await (ctx.metrics ? ctx.metrics.jws('verify', key.alg, verifying) : verifying))) return { failure: 'signature', kid, alg: key.alg, headerAlg: decoded.header.alg };
   return undefined;
 }
 
