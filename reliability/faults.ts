@@ -29,7 +29,8 @@ import { createGuard, createOboClient } from '../packages/resource/src/index.ts'
 import { RedisTokenCacheStore } from '../packages/resource/src/redis.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
+import { freePort } from './lib/postgres.ts';
+import { postgresRestart } from './lib/postgres-restart.ts';
 import { issueUserToken, SECRETS, BIN } from './lib/serve.ts';
 import { generateTestKey, startIssuer } from '../packages/resource/test/fixtures/issuer.ts';
 
@@ -180,16 +181,6 @@ async function jwksDown(): Promise<Figures> {
     newKeyAcceptedAfterRecoveryMs: recoveredMs,
     ok: failedKnown === 0 && acceptedUnknown === 0 && fetchesDuringOutage <= 8 && recoveredMs >= 0,
   };
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function startRedis(port: number): Promise<ChildProcess> {
@@ -373,7 +364,13 @@ async function idleCrowd(): Promise<Figures> {
   };
 }
 
+/** postgres-restart: PostgreSQL stopped and started under two instances with load running (lib/postgres-restart.ts). */
+function pgRestart(): Promise<Figures> {
+  return postgresRestart({ loadBeforeSeconds: 5, outageSeconds: 5, loadAfterSeconds: 10, workers: 6, held: 10, requestTimeoutMs: 5_000 });
+}
+
 const faults: Array<[string, () => Promise<Figures>]> = [
+  ['postgres-restart', pgRestart],
   ['sqlite-kill', sqliteKill],
   ['jwks-down', jwksDown],
   ['redis-down', redisDown],
