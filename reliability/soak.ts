@@ -5,7 +5,7 @@
  * `npm test`.
  *
  *   npm run soak                   # 10 minutes
- *   npm run soak -- --minutes 2    # a short run
+ *   npm run soak -- --minutes 2    # a short run (or SOAK_MINUTES=2 npm run soak)
  *
  * Reports: RSS growth after warm-up (the first fifth of the run; medians of three windows at each end), descriptors at the start and the
  * end of the measured part, p50/p99 per window, errors. Writes JSON to reliability/results/.
@@ -17,7 +17,7 @@ import tls from 'node:tls';
 import { serve, issueUserToken, SECRETS, ROOT } from './lib/serve.ts';
 import { Browser, BOB, authorizeUrl, pkce, runFlow, webParams, WEB } from '../packages/server/test/signin-kit.ts';
 
-const { values } = parseArgs({ options: { minutes: { type: 'string', default: '10' } } });
+const { values } = parseArgs({ options: { minutes: { type: 'string', default: process.env.SOAK_MINUTES ?? '10' } } });
 const minutes = Number(values.minutes);
 if (!(minutes > 0 && minutes <= 180)) throw new Error('--minutes must be between 0 and 180');
 const durationMs = minutes * 60_000;

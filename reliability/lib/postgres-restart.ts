@@ -13,12 +13,9 @@
  *   token rotated before the outage is still refused as a replay, and every refresh family of the
  *   load keeps working from the last token the client was given.
  */
-import { randomBytes } from 'node:crypto';
-import { readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import tls from 'node:tls';
-import { serve, SECRETS, type Served } from './serve.ts';
-import { OwnPostgres, freePort } from './postgres.ts';
+import { rm } from 'node:fs/promises';
+import { serveInstances, SECRETS, type Instance } from './serve.ts';
+import { OwnPostgres } from './postgres.ts';
 import { Browser, BOB, authorizeUrl, pkce, runFlow, webParams, WEB } from '../../packages/server/test/signin-kit.ts';
 
 export interface PostgresRestartOptions {
@@ -86,12 +83,6 @@ function failedFast(answer: Answer): boolean {
   return answer.status === 503 && answer.error === 'temporarily_unavailable' && answer.retryAfter !== null && answer.retryAfter !== undefined;
 }
 
-interface Instance {
-  served: Served;
-  /** Where this instance really listens (`served.url` is the shared public URL). */
-  base: string;
-}
-
 interface Held {
   code: string;
   verifier: string;
@@ -112,18 +103,9 @@ export async function postgresRestart(options: PostgresRestartOptions): Promise<
 }
 
 async function run(database: OwnPostgres, instances: Instance[], options: PostgresRestartOptions): Promise<PostgresRestartFigures> {
-  // Two instances behind one public URL (the first one's address stands for the load balancer's),
-  // sharing the database and the key-encryption key, as docs/operations.md says to run them.
-  const ports = [await freePort(), await freePort()];
-  const publicUrl = `https://127.0.0.1:${ports[0]}`;
-  const env = { BATON_KEK: randomBytes(32).toString('base64') };
-  const cas: string[] = [];
-  for (const port of ports) {
-    const served = await serve({ port, args: ['--tls-dev', '--store', database.url, '--public-url', publicUrl], env });
-    instances.push({ served, base: `https://127.0.0.1:${port}` });
-    cas.push(await readFile(join(served.dataDir, 'tls/ca.pem'), 'utf8'));
-    tls.setDefaultCACertificates([...tls.getCACertificates('default'), ...cas]);
-  }
+  const started = await serveInstances(database.url, { tls: true });
+  instances.push(...started.instances);
+  const publicUrl = started.publicUrl;
   const [a, b] = instances as [Instance, Instance];
   const timeout = options.requestTimeoutMs;
   const abortAfter = timeout + 5_000;
@@ -165,7 +147,7 @@ async function run(database: OwnPostgres, instances: Instance[], options: Postgr
   // The load: each worker owns a refresh family and redeems codes from a pool, and asks for
   // client-credentials tokens, alternating the instances.
   const codePool: Held[] = [];
-  for (let i = 0; i < options.workers * 3; i++) codePool.push(await newCode());
+  for (let i = 0; i < options.workers * 4; i++) codePool.push(await newCode());
   const families = await Promise.all(Array.from({ length: options.workers }, (_, i) => newFamily(instances[i % 2]!).then((t) => ({ token: t, inDoubt: false }))));
   const redeemedCodes: Held[] = [];
   const counts: Record<string, number> = {};
@@ -199,7 +181,8 @@ async function run(database: OwnPostgres, instances: Instance[], options: Postgr
       // A 503 did nothing: the same token is still the one to use. No answer at all: in doubt.
       family.inDoubt = refreshed.status === 0;
       if (family.inDoubt) return;
-      const held = codePool.shift();
+      // Codes are redeemed once the database is stopped (refused, kept) and after it is back.
+      const held = phase === 'before' ? undefined : codePool.shift();
       if (held !== undefined) {
         const redeemed = await redeem(instances[1 - i]!, held);
         note('authorization_code', 1 - i, redeemed);

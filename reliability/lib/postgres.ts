@@ -8,7 +8,7 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { chown, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from './serve.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -19,18 +19,6 @@ export async function postgresBinaries(): Promise<string | undefined> {
   const versions = (await readdir(root)).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a));
   for (const version of versions) if (existsSync(join(root, version, 'bin/postgres'))) return join(root, version, 'bin');
   return undefined;
-}
-
-/** A TCP port nothing listens on right now (loopback). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function postgresUser(): { uid: number; gid: number } {

@@ -1,16 +1,33 @@
 /**
- * Starts a real `baton serve` as a child process (the CLI, the demo configuration, a throwaway
+ * Starts a real `baton serve` as a child process (the CLI, the demo's configuration, a throwaway
  * data directory, loopback only) for the reliability runs: fuzzing, faults, soak. Its stderr is
  * kept, so a run can check that the server logged no unexpected error.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export const ROOT = new URL('../../', import.meta.url).pathname;
 export const BIN = join(ROOT, 'packages/cli/src/bin.ts');
-export const CONFIG = join(ROOT, 'examples/chain/baton.json');
+/** The demo's configuration, examples/chain/baton.json. */
+export const DEMO_CONFIG = join(ROOT, 'examples/chain/baton.json');
+
+/**
+ * What the runs serve: the demo's configuration plus Tasks Web's tenant-wide consent on the Tasks
+ * API, so that `baton token issue` can mint users' tokens for it (the demo asks each user on a
+ * consent page instead). Written once per process to a temporary file.
+ */
+export const CONFIG = await (async () => {
+  const config = JSON.parse(await readFile(DEMO_CONFIG, 'utf8'));
+  for (const tenant of config.tenants) tenant.consents.push({ client: 'tasks-web', resource: 'api://tasks', scopes: ['Tasks.ReadWrite'], for: 'all' });
+  const file = join(await mkdtemp(join(tmpdir(), 'baton-reliability-config-')), 'baton.json');
+  await writeFile(file, JSON.stringify(config, null, 2));
+  return file;
+})();
 
 export interface Served {
   url: string;
@@ -23,7 +40,7 @@ export interface Served {
 
 export interface ServeOptions {
   dataDir?: string;
-  /** Configuration file (default: the demo's, examples/chain/baton.json). */
+  /** Configuration file (default: {@link CONFIG}, the demo's plus one consent). */
   config?: string;
   port?: number;
   /** Extra `baton serve` flags (`--store postgres://…`). */
@@ -75,12 +92,15 @@ export async function serve(options: ServeOptions = {}): Promise<Served> {
   };
 }
 
-/** A delegated access token from `baton token issue` against a served data directory. */
-export async function issueUserToken(served: Served, user = 'alice@contoso.test'): Promise<string> {
+/**
+ * A delegated access token from `baton token issue` against a served data directory (or, with
+ * `--store` in `args`, its database; `env` then carries the instances' BATON_KEK).
+ */
+export async function issueUserToken(served: Served, user = 'alice@contoso.test', options: { args?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
   const child = spawn(
     process.execPath,
-    [BIN, 'token', 'issue', '--config', CONFIG, '--data', served.dataDir, '--tenant', 'contoso', '--issuer-base', served.url, '--user', user, '--client', 'tasks-web', '--scope', 'api://tasks/Tasks.ReadWrite'],
-    { env: { ...process.env, BATON_KEK: undefined }, stdio: ['ignore', 'pipe', 'pipe'] },
+    [BIN, 'token', 'issue', '--config', CONFIG, '--data', served.dataDir, '--tenant', 'contoso', '--issuer-base', served.url, '--user', user, '--client', 'tasks-web', '--scope', 'api://tasks/Tasks.ReadWrite', ...(options.args ?? [])],
+    { env: { ...process.env, BATON_KEK: undefined, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';
   let err = '';
@@ -92,3 +112,46 @@ export async function issueUserToken(served: Served, user = 'alice@contoso.test'
 }
 
 export const SECRETS: Record<string, string> = Object.fromEntries(['indexer', 'tasks-api', 'docs-api', 'audit-api', 'reports-api'].map((id) => [id, `${id}-demo-secret-for-local-use-only`]));
+
+/** A TCP port nothing listens on right now (loopback). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as { port: number }).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** One of several instances: `served.url` is the shared public URL, `base` where this one listens. */
+export interface Instance {
+  served: Served;
+  base: string;
+}
+
+/**
+ * `count` instances of `baton serve` on one database and one key-encryption key, behind one public
+ * URL (the first instance's address stands for the load balancer's), as docs/operations.md says to
+ * run several. Started one after the other (each applies the configuration). With `tls`, each makes
+ * its own dev CA, and this process trusts them all.
+ */
+export async function serveInstances(store: string, options: { count?: number; tls?: boolean } = {}): Promise<{ publicUrl: string; env: NodeJS.ProcessEnv; instances: Instance[] }> {
+  const ports: number[] = [];
+  for (let i = 0; i < (options.count ?? 2); i++) ports.push(await freePort());
+  const scheme = options.tls ? 'https' : 'http';
+  const publicUrl = `${scheme}://127.0.0.1:${ports[0]}`;
+  const env = { BATON_KEK: randomBytes(32).toString('base64') };
+  const instances: Instance[] = [];
+  const cas: string[] = [];
+  for (const port of ports) {
+    const served = await serve({ port, args: [...(options.tls ? ['--tls-dev'] : []), '--store', store, '--public-url', publicUrl], env });
+    instances.push({ served, base: `${scheme}://127.0.0.1:${port}` });
+    if (options.tls) {
+      cas.push(await readFile(join(served.dataDir, 'tls/ca.pem'), 'utf8'));
+      tls.setDefaultCACertificates([...tls.getCACertificates('default'), ...cas]);
+    }
+  }
+  return { publicUrl, env, instances };
+}
