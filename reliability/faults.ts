@@ -3,14 +3,18 @@
  * instances on loopback, each bounded in time. Prints one figure line per fault and writes a JSON
  * report to reliability/results/ (figures go into docs/reliability.md).
  *
+ *   postgres-restart  two `baton serve` on a PostgreSQL of the run's own, load running, PostgreSQL
+ *                 stopped (fast shutdown) and started again: 503 + Retry-After while down, service
+ *                 back without a restart, no code or refresh family lost or usable twice.
  *   sqlite-kill   `baton serve` on SQLite, sign-ins and refreshes running, `kill -9` mid-load:
  *                 restart, PRAGMA integrity_check, every acknowledged grant still redeemable.
  *   jwks-down     the guard's issuer answers 503 for its JWKS: known keys keep validating, unknown
  *                 kids are refused without a fetch storm, service resumes when the JWKS is back.
  *   redis-down    two API replicas sharing OBO tokens through their own redis-server: Redis killed
  *                 mid-load and started again; no caller request fails, and tokens are shared again.
- *   key-rotation  `baton keys rotate` (a second process on the same store) while tokens are minted and
- *                 validated by the SDK guard: zero failed validations, the new key in use after it.
+ *   key-rotation  `baton keys rotate` (a third process on the database) while two instances on
+ *                 PostgreSQL mint tokens and exchange them On-Behalf-Of, each validated by the SDK
+ *                 guard: zero failed validations, both instances on the new key after it.
  *   idle-crowd    10,000 idle connections to `baton serve`: others are answered throughout; the idle
  *                 ones are closed by the headers timeout.
  *
@@ -29,9 +33,9 @@ import { createGuard, createOboClient } from '../packages/resource/src/index.ts'
 import { RedisTokenCacheStore } from '../packages/resource/src/redis.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { OwnPostgres } from './lib/postgres.ts';
 import { postgresRestart } from './lib/postgres-restart.ts';
-import { issueUserToken, SECRETS, BIN, freePort, serveInstances } from './lib/serve.ts';
+import { keyRotationUnderLoad } from './lib/key-rotation.ts';
+import { issueUserToken, SECRETS, freePort } from './lib/serve.ts';
 import { generateTestKey, startIssuer } from '../packages/resource/test/fixtures/issuer.ts';
 
 type Figures = Record<string, number | string | boolean>;
@@ -260,89 +264,9 @@ async function redisDown(): Promise<Figures> {
   return { calls, callsWhileRedisDown: callsWhileDown, forcedRefreshes: forced, failures, redisDownMs: downMs, sharedAgainAfterRestart: sharedAgain, ...(failureSamples.length ? { failureSamples: failureSamples.join(' | ') } : {}), ok: failures === 0 && sharedAgain && callsWhileDown > 0 };
 }
 
-/**
- * key-rotation: `baton keys rotate` (a third process on the database) while two instances behind one
- * public URL mint tokens and exchange them On-Behalf-Of, every token validated by the SDK guard as the
- * APIs of the chain do (the Tasks API's guard for the user's token, the Docs API's for what the
- * exchange and client credentials give): zero failed validations, both instances on the new key after.
- */
-async function keyRotation(): Promise<Figures> {
-  const database = await OwnPostgres.create();
-  const { publicUrl, env, instances } = await serveInstances(database.url);
-  const authority = `${publicUrl}/contoso/v2.0`;
-  const tasksGuard = createGuard({ authority, audience: 'tasks-api' });
-  const docsGuard = createGuard({ authority, audience: 'docs-api' });
-  const basic = (id: string) => `Basic ${Buffer.from(`${id}:${SECRETS[id]}`).toString('base64')}`;
-  const userToken = (user: string) => issueUserToken(instances[0]!.served, user, { args: ['--store', database.url], env });
-  const assertions = [await userToken('alice@contoso.test'), await userToken('bob@contoso.test')];
-  const kidOf = (jwt: string) => JSON.parse(Buffer.from(jwt.split('.')[0]!, 'base64url').toString()).kid as string;
-  const kids = instances.map(() => new Set<string>());
-  const counts = { clientCredentials: 0, exchanges: 0, validated: 0, newKeyAssertionsValidated: 0, failed: 0 };
-  const samples: string[] = [];
-  const mint = async (base: string, body: Record<string, string>, authorization: string): Promise<string> => {
-    const response = await fetch(`${base}/contoso/oauth2/v2.0/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization }, body: new URLSearchParams(body).toString(), signal: AbortSignal.timeout(10_000) });
-    const answer = (await response.json()) as { access_token?: string };
-    if (answer.access_token === undefined) throw new Error(`token endpoint ${base}: ${response.status} ${JSON.stringify(answer).slice(0, 160)}`);
-    return answer.access_token;
-  };
-  const validated = async (guard: typeof docsGuard, jwt: string) => {
-    await guard.verify(`Bearer ${jwt}`);
-    counts.validated++;
-  };
-  let stop = false;
-  const loop = async (w: number) => {
-    for (let round = 0; !stop; round++) {
-      const i = (w + round) % instances.length;
-      const base = instances[i]!.base;
-      try {
-        const app = await mint(base, { grant_type: 'client_credentials', scope: 'api://docs/.default' }, basic('indexer'));
-        counts.clientCredentials++;
-        kids[i]!.add(kidOf(app));
-        await validated(docsGuard, app);
-        // The chain's hop: the Tasks API validates the user's token, then exchanges it at this instance.
-        const n = round % assertions.length;
-        const assertion = assertions[n]!;
-        await validated(tasksGuard, assertion);
-        if (n === 2) counts.newKeyAssertionsValidated++;
-        const obo = await mint(base, { grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', requested_token_use: 'on_behalf_of', assertion, scope: 'api://docs/Docs.Read' }, basic('tasks-api'));
-        counts.exchanges++;
-        kids[i]!.add(kidOf(obo));
-        await validated(docsGuard, obo);
-      } catch (error) {
-        counts.failed++;
-        if (samples.length < 5) samples.push((error as Error).message.slice(0, 200));
-      }
-    }
-  };
-  const loops = Array.from({ length: 4 }, (_, w) => loop(w));
-  await sleep(3_000);
-  const kidsBefore = new Set(kids.flatMap((set) => [...set]));
-  const rotate = spawn(process.execPath, [BIN, 'keys', 'rotate', '--store', database.url, '--tenant', 'contoso'], { env: { ...process.env, ...env }, stdio: 'ignore' });
-  const rotated = await new Promise<number | null>((r) => rotate.once('exit', r));
-  // A user token signed with the new key joins the chain's load: the Tasks API's guard meets it too.
-  assertions.push(await userToken('alice@contoso.test'));
-  await sleep(6_000);
-  stop = true;
-  await Promise.all(loops);
-  const newKidPerInstance = kids.map((set) => [...set].filter((k) => !kidsBefore.has(k)).length);
-  for (const instance of instances) {
-    await instance.served.stop();
-    await rm(instance.served.dataDir, { recursive: true, force: true });
-  }
-  await database.destroy();
-  return {
-    instances: instances.length,
-    clientCredentialsTokens: counts.clientCredentials,
-    exchanges: counts.exchanges,
-    validated: counts.validated,
-    failedValidations: counts.failed,
-    rotateExitCode: rotated ?? -1,
-    kidsBefore: kidsBefore.size,
-    newKidPerInstance: newKidPerInstance.join('/'),
-    userTokensWithNewKeyValidated: counts.newKeyAssertionsValidated,
-    ...(samples.length ? { samples: samples.join(' | ') } : {}),
-    ok: counts.failed === 0 && rotated === 0 && newKidPerInstance.every((n) => n > 0) && counts.exchanges > 0 && counts.newKeyAssertionsValidated > 0,
-  };
+/** key-rotation: rotating the signing key under load through two instances (lib/key-rotation.ts). */
+function keyRotation(): Promise<Figures> {
+  return keyRotationUnderLoad({ loadBeforeSeconds: 3, loadAfterSeconds: 6, workers: 4 });
 }
 
 /** idle-crowd: 10,000 idle connections; others are answered; the idle ones are closed by the headers timeout. */
