@@ -2,6 +2,7 @@
  * What every example API is started with. The values a real deployment would take from its
  * environment (authority, client secret, the next API's URL) are plain options here.
  */
+import type { ResourceMetrics } from '@baton/resource';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import type { HopObserver } from './observe.ts';
@@ -22,6 +23,8 @@ export interface ApiOptions {
   /** Reports each request for the chain view. */
   observer?: HopObserver | undefined;
   log?: LineWriter | undefined;
+  /** The SDK's metrics (metrics.ts), for the API's guard, OBO client and downstream calls. */
+  metrics?: ResourceMetrics | undefined;
 }
 
 export interface RunningApi {

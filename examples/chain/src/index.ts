@@ -22,6 +22,7 @@ import { startTasksApi, type Switch } from './tasks/api.ts';
 import { startIndexer, type Indexer } from './indexer/job.ts';
 import { startTasksWeb, TASKS_WEB } from './web/app.ts';
 import { stderrWriter, type LineWriter } from './log.ts';
+import { serveApiMetrics } from './metrics.ts';
 
 export { ChainLog, type RequestView, type HopView, type TokenView, type DecisionView } from './chain-log.ts';
 export { readDemoConfig, totpNow, DEFAULT_CONFIG, type DemoConfig } from './demo-config.ts';
@@ -47,6 +48,11 @@ export interface ChainOptions {
    * `api` (first of three; default 7001; 0 = any free ports).
    */
   ports?: { web?: number | undefined; api?: number | undefined } | undefined;
+  /**
+   * First of three ports on 127.0.0.1 where the Tasks, Docs and Audit APIs serve their SDK
+   * metrics at `/metrics` (metrics.ts; 0 = any free ports). Absent: no metrics.
+   */
+  metricsPort?: number | undefined;
   /** The demo's configuration (default: examples/chain/baton.json). */
   demo?: DemoConfig | undefined;
   /** Start with the anti-pattern switch on. */
@@ -62,6 +68,8 @@ export interface ChainOptions {
 
 export interface RunningChain {
   urls: { web: string; chain: string; tasksApi: string; docsApi: string; auditApi: string };
+  /** The APIs' `/metrics` URLs, with `metricsPort`. */
+  metricsUrls?: { tasksApi: string; docsApi: string; auditApi: string } | undefined;
   chain: ChainLog;
   antiPattern: Switch;
   indexer: Indexer;
@@ -125,11 +133,19 @@ export async function startChain(options: ChainOptions): Promise<RunningChain> {
     chain.close();
   };
   try {
-    const audit = await startAuditApi({ ...common, clientSecret: secretOf(demo, 'audit-api'), port: port(2), dataFile: file('audit') });
+    const metricsPort = options.metricsPort;
+    const apiMetrics = async (offset: number) => {
+      if (metricsPort === undefined) return undefined;
+      const served = await serveApiMetrics(metricsPort === 0 ? 0 : metricsPort + offset, log);
+      closers.push(served.close);
+      return served;
+    };
+    const [tasksMetrics, docsMetrics, auditMetrics] = [await apiMetrics(1), await apiMetrics(2), await apiMetrics(3)];
+    const audit = await startAuditApi({ ...common, clientSecret: secretOf(demo, 'audit-api'), port: port(2), dataFile: file('audit'), metrics: auditMetrics?.metrics });
     closers.push(audit.close);
-    const docs = await startDocsApi({ ...common, clientSecret: secretOf(demo, 'docs-api'), port: port(1), dataFile: file('docs'), auditUrl: audit.url });
+    const docs = await startDocsApi({ ...common, clientSecret: secretOf(demo, 'docs-api'), port: port(1), dataFile: file('docs'), auditUrl: audit.url, metrics: docsMetrics?.metrics });
     closers.push(docs.close);
-    const tasks = await startTasksApi({ ...common, clientSecret: secretOf(demo, 'tasks-api'), port: port(0), dataFile: file('tasks'), docsUrl: docs.url, antiPattern });
+    const tasks = await startTasksApi({ ...common, clientSecret: secretOf(demo, 'tasks-api'), port: port(0), dataFile: file('tasks'), docsUrl: docs.url, antiPattern, metrics: tasksMetrics?.metrics });
     closers.push(tasks.close);
     const indexer = startIndexer({
       authority: options.authority,
@@ -161,6 +177,7 @@ export async function startChain(options: ChainOptions): Promise<RunningChain> {
     closers.push(web.close);
     return {
       urls: { web: web.url, chain: `${web.url}/chain`, tasksApi: tasks.url, docsApi: docs.url, auditApi: audit.url },
+      metricsUrls: tasksMetrics && docsMetrics && auditMetrics ? { tasksApi: tasksMetrics.url, docsApi: docsMetrics.url, auditApi: auditMetrics.url } : undefined,
       chain,
       antiPattern,
       indexer,

@@ -38,11 +38,15 @@ export interface DemoChain<Demo extends { tenant: string } = { tenant: string }>
     exchanges?: ReturnType<typeof auditLogOf> | undefined;
     dataDir?: string | undefined;
     ports?: { web?: number | undefined; api?: number | undefined } | undefined;
+    metricsPort?: number | undefined;
     demo?: Demo | undefined;
     antiPattern?: boolean | undefined;
     indexerIntervalMs?: number | undefined;
     log?: ((line: string) => void) | undefined;
-  }): Promise<{ urls: { web: string; chain: string; tasksApi: string; docsApi: string; auditApi: string }; antiPattern: { enabled: boolean }; close(): Promise<void> }>;
+  }): Promise<{
+    urls: { web: string; chain: string; tasksApi: string; docsApi: string; auditApi: string };
+    metricsUrls?: { tasksApi: string; docsApi: string; auditApi: string } | undefined;
+    antiPattern: { enabled: boolean }; close(): Promise<void> }>;
   /** The configuration with Tasks Web's registered redirect URI moved to its port. */
   withWebPort<T extends { tenants: ReadonlyArray<{ applications: ReadonlyArray<{ clientId: string; redirectUris: readonly string[] }> }> }>(config: T, port: number): T;
   banner(input: {
@@ -94,6 +98,11 @@ export const dev: Command = {
     'web-port': { type: 'string', valueName: 'N', description: 'Tasks Web port (or BATON_WEB_PORT; default 7000); the redirect URI it registers follows' },
     'api-port': { type: 'string', valueName: 'N', description: 'first of three ports for the Tasks, Docs and Audit APIs (or BATON_API_PORT; default 7001; 0 = any free ports)' },
     'anti-pattern': { type: 'boolean', description: 'start with the confused-deputy switch on (the Tasks API tries to act as itself; the SDK refuses); also BATON_DEMO_ANTI_PATTERN=1' },
+    'metrics-port': {
+      type: 'string',
+      valueName: 'N',
+      description: "Prometheus metrics on 127.0.0.1: the token service's at N/metrics, the Tasks, Docs and Audit APIs' at N+1..N+3 (or BATON_METRICS_PORT; 0 = free ports)",
+    },
     'indexer-interval': { type: 'string', valueName: 'SECONDS', description: 'seconds between indexer runs (0 = only from the chain view)', default: '60' },
   },
   async run(v) {
@@ -103,6 +112,8 @@ export const dev: Command = {
     // Tasks Web needs a real port: its redirect URI is registered before it listens.
     const webPort = portNumber(str(v['web-port']), 'web-port', 'BATON_WEB_PORT', 7000, 1);
     const apiPort = portNumber(str(v['api-port']), 'api-port', 'BATON_API_PORT', 7001);
+    const metricsGiven = str(v['metrics-port']) ?? process.env.BATON_METRICS_PORT;
+    const metricsPort = metricsGiven === undefined || metricsGiven === '' ? undefined : portNumber(metricsGiven, 'metrics-port', 'BATON_METRICS_PORT', 0);
     const interval = Number(str(v['indexer-interval']) ?? '60');
     if (!Number.isFinite(interval) || interval < 0) throw new Error(`--indexer-interval must be a number of seconds, not '${str(v['indexer-interval'])}'`);
 
@@ -113,8 +124,17 @@ export const dev: Command = {
     const demo = example.readDemoConfig(configPath);
 
     const color = process.stdout.isTTY === true;
-    const server = await startServer({ config: example.withWebPort(config, webPort), dataDir, port, tls: 'dev', dev: true, logger: createLogger(undefined, true) }).catch((error: unknown) => {
-      throw portTaken(error, 'Token service', port, 'port', 'BATON_PORT');
+    const server = await startServer({
+      config: example.withWebPort(config, webPort),
+      dataDir,
+      port,
+      tls: 'dev',
+      dev: true,
+      logger: createLogger(undefined, true),
+      metrics: metricsPort === undefined ? undefined : { port: metricsPort },
+    }).catch((error: unknown) => {
+      const metricsTaken = metricsPort !== undefined && (error as { port?: number }).port === metricsPort && metricsPort !== port;
+      throw metricsTaken ? portTaken(error, 'Token service metrics', metricsPort, 'metrics-port', 'BATON_METRICS_PORT') : portTaken(error, 'Token service', port, 'port', 'BATON_PORT');
     });
     let chain: Awaited<ReturnType<DemoChain['startChain']>>;
     try {
@@ -124,6 +144,7 @@ export const dev: Command = {
         exchanges: auditLogOf(server.ctx),
         dataDir: join(dataDir, 'chain'),
         ports: { web: webPort, api: apiPort },
+        metricsPort,
         demo,
         antiPattern: Boolean(v['anti-pattern']) || process.env.BATON_DEMO_ANTI_PATTERN === '1',
         indexerIntervalMs: interval * 1000,
@@ -177,6 +198,10 @@ export const dev: Command = {
           color,
         })}\n`,
       );
+      if (server.metrics?.url && chain.metricsUrls) {
+        const m = chain.metricsUrls;
+        process.stderr.write(`metrics: token service ${server.metrics.url}, Tasks API ${m.tasksApi}, Docs API ${m.docsApi}, Audit API ${m.auditApi}\n`);
+      }
       process.stdout.write(`ready ${chain.urls.web}\n`);
     });
   },

@@ -19,12 +19,14 @@
  *   res.status(r.status).send(await r.text());
  * });
  */
+import { performance } from 'node:perf_hooks';
 import { bearerChallengeOf, decodeClaimsChallenge } from './challenge.ts';
 import { currentContext, outgoingTraceHeaders } from './context.ts';
 import { SpanKind, httpClientAttributes, inSpan, recordHttpStatus } from './tracing.ts';
 import { ClaimsChallengeError, DownstreamUnavailableError, InteractionRequiredError } from './errors.ts';
 import { resolveFetch, type CaOption, type FetchLike } from './http.ts';
 import { normaliseScopes, type OboClient } from './obo.ts';
+import { checkMetrics, statusClass, type DownstreamOutcome, type ResourceMetrics } from './metrics.ts';
 import type { Principal } from './principal.ts';
 
 export interface DownstreamOptions {
@@ -39,6 +41,11 @@ export interface DownstreamOptions {
   /** Fetch for the downstream calls (default: global fetch). Exclusive with `ca`. */
   fetch?: FetchLike;
   ca?: CaOption;
+  /**
+   * The application's metrics (metrics.ts): each call by outcome and its duration, token
+   * acquisition included, under the downstream API's resource (`api://docs`).
+   */
+  metrics?: ResourceMetrics;
 }
 
 export interface DownstreamApi {
@@ -66,6 +73,8 @@ export function createDownstream(options: DownstreamOptions): Downstream {
     }
   }
   const obo = options.obo;
+  const metrics = checkMetrics(options.metrics, where);
+  const api = resourceOf(scopes[0] as string);
 
   return (principal?: Principal) => {
     const ctx = currentContext();
@@ -113,24 +122,49 @@ export function createDownstream(options: DownstreamOptions): Downstream {
             }
           });
 
-        const first = await call((await obtain()).accessToken);
-        const claims = claimsChallengeOf(first);
-        if (claims === undefined) return first;
-        await first.body?.cancel().catch(() => {});
-        if (!replayable(init.body)) throw new ClaimsChallengeError(claims);
-        // The token service may satisfy the claims from the original sign-in; otherwise it answers
-        // interaction_required and the user steps up.
-        const second = await call((await obtain(claims)).accessToken);
-        const again = claimsChallengeOf(second);
-        if (again === undefined) return second;
-        await second.body?.cancel().catch(() => {});
-        throw new ClaimsChallengeError(again);
+        const exchange = async (): Promise<Response> => {
+          const first = await call((await obtain()).accessToken);
+          const claims = claimsChallengeOf(first);
+          if (claims === undefined) return first;
+          await first.body?.cancel().catch(() => {});
+          if (!replayable(init.body)) throw new ClaimsChallengeError(claims);
+          // The token service may satisfy the claims from the original sign-in; otherwise it answers
+          // interaction_required and the user steps up.
+          const second = await call((await obtain(claims)).accessToken);
+          const again = claimsChallengeOf(second);
+          if (again === undefined) return second;
+          await second.body?.cancel().catch(() => {});
+          throw new ClaimsChallengeError(again);
+        };
+        if (metrics === undefined) return exchange();
+        const started = performance.now();
+        try {
+          const response = await exchange();
+          metrics.downstream(api, statusClass(response.status), (performance.now() - started) / 1000);
+          return response;
+        } catch (error) {
+          metrics.downstream(api, init.signal?.aborted ? 'aborted' : outcomeOf(error), (performance.now() - started) / 1000);
+          throw error;
+        }
       },
     };
   };
 }
 
 /** The claims (JSON text) of a 401 `insufficient_claims` challenge, if that is what `res` is. */
+/** The resource a scope belongs to (`api://docs/Docs.Read` → `api://docs`): the metrics' `api`, fixed per downstream. */
+function resourceOf(scope: string): string {
+  const slash = scope.lastIndexOf('/');
+  return slash > 0 && !scope.slice(0, slash).endsWith('/') ? scope.slice(0, slash) : scope;
+}
+
+/** A failed call's outcome: a step-up, no answer, or no token to call with. */
+function outcomeOf(error: unknown): DownstreamOutcome {
+  if (error instanceof ClaimsChallengeError) return 'claims_challenge';
+  if (error instanceof DownstreamUnavailableError) return 'unavailable';
+  return 'token_error';
+}
+
 export function claimsChallengeOf(res: Response): string | undefined {
   if (res.status !== 401) return undefined;
   const challenge = bearerChallengeOf(res.headers.get('www-authenticate'));

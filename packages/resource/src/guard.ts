@@ -33,6 +33,7 @@ import { checkUrl, resolveFetch, type CaOption, type FetchLike } from './http.ts
 import { JwksUnavailableError, RemoteJwks } from './jwks.ts';
 import { LoadOnce } from './load-once.ts';
 import { Lru } from './lru.ts';
+import { checkMetrics, type ResourceMetrics } from './metrics.ts';
 import { principalFrom, type Principal } from './principal.ts';
 import { failSpan, inSpan, type Span } from './tracing.ts';
 import { checkRequirement, describe, nonEmptyStrings, satisfies, type AnyAll, type Requirement } from './requirement.ts';
@@ -84,6 +85,11 @@ export interface GuardOptions {
   clock?: () => number;
   /** Told about failures of discovery and JWKS fetches (never given a token). Default: silent. */
   onError?: (error: Error) => void;
+  /**
+   * The application's metrics (metrics.ts): each `verify`/`authorize`/`check` by result, each JWKS
+   * fetch. `registerBatonMetrics(registry)` from `@baton/resource/prometheus` makes one.
+   */
+  metrics?: ResourceMetrics;
 }
 
 export interface Guard {
@@ -190,6 +196,7 @@ class TokenGuard {
   readonly #timeout: number;
   readonly #jwksTimings: NonNullable<GuardOptions['jwks']>;
   readonly #onError: ((error: Error) => void) | undefined;
+  readonly #metrics: ResourceMetrics | undefined;
   readonly #resourceMetadata: string | undefined;
   readonly #challenge: ChallengeContext;
   readonly #cache: Lru<CacheEntry>;
@@ -219,6 +226,7 @@ class TokenGuard {
     this.#fetch = resolveFetch(options, WHERE);
     this.#onError = options.onError;
     if (this.#onError !== undefined && typeof this.#onError !== 'function') throw new TypeError(`${WHERE}: onError must be a function`);
+    this.#metrics = checkMetrics(options.metrics, WHERE);
     this.realm = options.realm ?? (this.#audiences[0] as string);
     if (typeof this.realm !== 'string') throw new TypeError(`${WHERE}: realm must be a string`);
     this.#resourceMetadata = options.resourceMetadata === undefined ? undefined : checkUrl(options.resourceMetadata, `${WHERE}: resourceMetadata`);
@@ -226,6 +234,11 @@ class TokenGuard {
     this.#issuer = this.#issuerSource(options);
     this.#cache = new Lru<CacheEntry>(cacheSize);
     this.audiences = Object.freeze(this.#audiences);
+  }
+
+  /** The application's metrics, when given. */
+  get metrics(): ResourceMetrics | undefined {
+    return this.#metrics;
   }
 
   /** The issuer, once known (after `ready()` or the first verification when using `authority`). */
@@ -306,7 +319,9 @@ class TokenGuard {
 
   #jwks(uri: string): RemoteJwks {
     const { cooldown, maxAge } = this.#jwksTimings;
-    return new RemoteJwks(uri, { fetch: this.#fetch, timeout: this.#timeout, cooldown, maxAge, clock: this.#clock, onError: this.#onError });
+    const metrics = this.#metrics;
+    const onFetch = metrics === undefined ? undefined : (result: 'ok' | 'error', seconds: number) => metrics.jwksFetch(result, seconds);
+    return new RemoteJwks(uri, { fetch: this.#fetch, timeout: this.#timeout, cooldown, maxAge, clock: this.#clock, onError: this.#onError, onFetch });
   }
 
   // — verification, step by step —
@@ -450,7 +465,6 @@ class TokenGuard {
   }
 }
 
-/** Validates the options and returns a guard. Nothing is fetched until the first `verify` or `ready()`. */
 /** A refused check is the guard working (a 4xx answer): result and reason, not an ERROR; a 503 or a bug is one. */
 function refusedCheck(span: Span, error: unknown): void {
   if (!span.isRecording()) return;
@@ -461,13 +475,53 @@ function refusedCheck(span: Span, error: unknown): void {
   failSpan(span, error);
 }
 
+/** The guard's result as a metric value: `ok`, the refusal's reason code, or `error` (a bug, not a refusal). */
+function guardResultOf(error: unknown): string {
+  return error instanceof GuardError ? error.reason : 'error';
+}
+
+/** Validates the options and returns a guard. Nothing is fetched until the first `verify` or `ready()`. */
 export function createGuard(options: GuardOptions): Guard {
   const guard = new TokenGuard(options);
-  // Methods that need no `this`, as before: `const { check } = guard` keeps working.
-  return {
+  const metrics = guard.metrics;
+  if (metrics !== undefined) {
+    // Each call counted once by its result (an adapter calls `check`: one count per request).
+    const counted = <T>(work: Promise<T>): Promise<T> =>
+      work.then(
+        (value) => {
+          metrics.guard('ok');
+          return value;
+        },
+        (error: unknown) => {
+          metrics.guard(guardResultOf(error));
+          throw error;
+        },
+      );
+    return guardObject(guard, {
+      verify: (authorization) => counted(guard.verify(authorization)),
+      authorize(principal, requirement) {
+        try {
+          guard.authorize(principal, requirement);
+        } catch (error) {
+          metrics.guard(guardResultOf(error));
+          throw error;
+        }
+        metrics.guard('ok');
+      },
+      check: (authorization, requirement) => counted(guard.check(authorization, requirement)),
+    });
+  }
+  return guardObject(guard, {
     verify: (authorization) => guard.verify(authorization),
     authorize: (principal, requirement) => guard.authorize(principal, requirement),
     check: (authorization, requirement) => guard.check(authorization, requirement),
+  });
+}
+
+function guardObject(guard: TokenGuard, calls: Pick<Guard, 'verify' | 'authorize' | 'check'>): Guard {
+  // Methods that need no `this`, as before: `const { check } = guard` keeps working.
+  return {
+    ...calls,
     ready: () => guard.ready(),
     claimsChallenge: (claims) => guard.claimsChallenge(claims),
     realm: guard.realm,

@@ -2,7 +2,7 @@
  * @baton/resource: what an API imports to accept tokens and call the next API on behalf of the user.
  *
  * Framework adapters live in subpaths: `@baton/resource/express`, `/fastify`, `/hono`, `/node`;
- * the Redis token cache in `@baton/resource/redis`.
+ * the Redis token cache in `@baton/resource/redis`; Prometheus metrics in `@baton/resource/prometheus`.
  */
 export { createGuard, checkRequirement, DEFAULT_ALGORITHMS, type Guard, type GuardOptions, type Requirement, type AnyAll } from './guard.ts';
 export type { Principal, Actor } from './principal.ts';
@@ -43,3 +43,4 @@ export { createDownstream, claimsChallengeOf, type Downstream, type DownstreamAp
 export { fetchWithCa, type FetchLike, type CaOption } from './http.ts';
 export { RemoteJwks, JwksUnavailableError, type RemoteJwksOptions } from './jwks.ts';
 export { errorResponse, errorFetchResponse, writeErrorResponse, type ErrorResponse } from './respond.ts';
+export type { ResourceMetrics, GuardResult, CacheLookup, TokenKind, DownstreamOutcome } from './metrics.ts';

@@ -13,6 +13,7 @@
  * JWK is unchanged. The JWS header's `jku`, `x5u`, `jwk` and `x5c` are never consulted: keys come
  * from this one configured URL only.
  */
+import { performance } from 'node:perf_hooks';
 import type { JsonWebKey, KeyObject } from 'node:crypto';
 import { importPublicJwk, keyFitsAlg, type JwsAlg } from '@baton/core';
 import { readJsonObject, type FetchLike } from './http.ts';
@@ -29,6 +30,8 @@ export interface RemoteJwksOptions {
   clock?: (() => number) | undefined;
   /** Called when a fetch fails (the cached keys stay in use). Never given key material or tokens. */
   onError?: ((error: Error) => void) | undefined;
+  /** Told about every fetch, its result and duration (the application's metrics). */
+  onFetch?: ((result: 'ok' | 'error', seconds: number) => void) | undefined;
 }
 
 /** The keys cannot be fetched and none are cached. */
@@ -60,6 +63,7 @@ export class RemoteJwks {
   readonly #maxAge: number;
   readonly #clock: () => number;
   readonly #onError: ((error: Error) => void) | undefined;
+  readonly #onFetch: ((result: 'ok' | 'error', seconds: number) => void) | undefined;
 
   #byKid = new Map<string, Entry[]>();
   #all: Entry[] = [];
@@ -80,6 +84,7 @@ export class RemoteJwks {
     this.#maxAge = options.maxAge ?? 600_000;
     this.#clock = options.clock ?? Date.now;
     this.#onError = options.onError;
+    this.#onFetch = options.onFetch;
   }
 
   /** Increments each time a new key set is applied. */
@@ -150,12 +155,15 @@ export class RemoteJwks {
     });
     const load = this.#load(seq);
     load.catch(() => {}); // a late failure after the deadline is nobody's concern
+    const started = performance.now();
     const p = Promise.race([load, deadline]).finally(() => clearTimeout(timer)).then(
       () => {
         if (this.#inflight === p) this.#inflight = undefined;
+        this.#onFetch?.('ok', (performance.now() - started) / 1000);
       },
       (error: unknown) => {
         if (this.#inflight === p) this.#inflight = undefined;
+        this.#onFetch?.('error', (performance.now() - started) / 1000);
         const err = error instanceof Error ? error : new Error(String(error));
         this.#onError?.(err);
         if (!this.#loaded) throw new JwksUnavailableError(`the signing keys could not be fetched: ${err.message}`, { cause: err });

@@ -21,7 +21,9 @@
  * const obo = createOboClient({ authority, clientId: 'tasks-api', credential: { clientSecret } });
  * const { accessToken } = await obo.onBehalfOf(req.auth, ['api://docs/Docs.Read']);
  */
+import { performance } from 'node:perf_hooks';
 import { sha256b64u } from '@baton/core';
+import { checkMetrics, errorCodeLabel, type ResourceMetrics, type TokenKind } from './metrics.ts';
 import { MemoryTokenCacheStore, type CachedToken, type TokenCacheStore } from './cache.ts';
 import { clientAuthentication } from './client-auth.ts';
 import { currentContext } from './context.ts';
@@ -66,6 +68,8 @@ export interface OboClientOptions {
   /** Epoch milliseconds; for tests. */
   clock?: () => number;
   logger?: Logger;
+  /** The application's metrics (metrics.ts): cache lookups, token requests and their duration. */
+  metrics?: ResourceMetrics;
 }
 
 export interface OboRequest {
@@ -187,6 +191,7 @@ class TokenClient {
   readonly #requester: TokenRequester;
   readonly #tokenEndpoint: LoadOnce<string>;
   readonly #inflight = new Map<string, Promise<AcquiredToken>>();
+  readonly #metrics: ResourceMetrics | undefined;
 
   constructor(options: OboClientOptions) {
     if (options === null || typeof options !== 'object') throw new TypeError(`${WHERE}: options are required`);
@@ -203,6 +208,7 @@ class TokenClient {
     const retry = readRetry(options.retry);
     this.#clock = options.clock ?? Date.now;
     this.#logger = options.logger ?? consoleLogger;
+    this.#metrics = checkMetrics(options.metrics, WHERE);
     this.#cache = options.cache ?? new MemoryTokenCacheStore({ maxEntries: options.cacheSize ?? 10_000, clock: this.#clock });
     // Client authentication, checked now.
     const authentication = clientAuthentication(options.credential, clientId, this.#clock, WHERE);
@@ -298,30 +304,50 @@ class TokenClient {
   /**
    * A cached token, or the one `fetchToken` gets (shared by every concurrent caller of `key`), cached.
    * One `baton.obo` span (tracing.ts): grant, scopes, and whether the cache answered (`hit`), the
-   * token service was asked (`miss`) or an identical request in flight was joined (`join`).
+   * token service was asked (`miss`) or an identical request in flight was joined (`join`); the same
+   * lookup counted in the application's metrics when it keeps them.
    */
   #cached(key: string, forceRefresh: boolean | undefined, grant: string, scopes: readonly string[], fetchToken: () => Promise<TokenResponse>): Promise<AcquiredToken> {
     const attributes = { 'baton.obo.grant': grant, 'baton.client_id': this.clientId, 'baton.obo.scopes': [...scopes], 'baton.obo.force_refresh': forceRefresh === true };
+    const kind: TokenKind = grant === 'client_credentials' ? 'app' : 'obo';
     return inSpan('baton.obo', { attributes }, async (span) => {
       if (!forceRefresh) {
         const hit = await this.#cache.get(key);
         if (hit !== undefined && hit.expiresAt * 1000 > this.#clock()) {
           span.setAttribute('baton.obo.cache', 'hit');
+          this.#metrics?.tokenCache(kind, 'hit');
           return { ...hit, fromCache: true };
         }
       }
       let pending = this.#inflight.get(key);
-      span.setAttribute('baton.obo.cache', pending === undefined ? 'miss' : 'join');
+      const lookup = pending === undefined ? 'miss' : 'join';
+      span.setAttribute('baton.obo.cache', lookup);
+      this.#metrics?.tokenCache(kind, lookup);
       if (pending === undefined) {
-        pending = this.#fetchAndCache(key, fetchToken).finally(() => this.#inflight.delete(key));
+        pending = this.#fetchAndCache(kind, key, fetchToken).finally(() => this.#inflight.delete(key));
         this.#inflight.set(key, pending);
       }
       return pending;
     });
   }
 
-  async #fetchAndCache(key: string, fetchToken: () => Promise<TokenResponse>): Promise<AcquiredToken> {
-    const response = await fetchToken();
+  /** The token service's answer, timed and counted by result when the application keeps metrics. */
+  async #request(kind: TokenKind, fetchToken: () => Promise<TokenResponse>): Promise<TokenResponse> {
+    const metrics = this.#metrics;
+    if (metrics === undefined) return fetchToken();
+    const started = performance.now();
+    try {
+      const response = await fetchToken();
+      metrics.tokenRequest(kind, 'ok', (performance.now() - started) / 1000);
+      return response;
+    } catch (error) {
+      metrics.tokenRequest(kind, errorCodeLabel(error instanceof OboError ? error.error : undefined), (performance.now() - started) / 1000);
+      throw error;
+    }
+  }
+
+  async #fetchAndCache(kind: TokenKind, key: string, fetchToken: () => Promise<TokenResponse>): Promise<AcquiredToken> {
+    const response = await this.#request(kind, fetchToken);
     const now = this.#clock();
     const lifetime = response.expires_in;
     const margin = Math.min(this.#refreshMargin, lifetime / 2);

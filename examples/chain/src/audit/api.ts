@@ -68,6 +68,7 @@ export async function startAuditApi(options: ApiOptions): Promise<RunningApi & {
     audience: [AUDIT_API, 'api://audit'],
     ...(options.ca === undefined ? {} : { ca: options.ca }),
     onError: (e) => log.warn('token issuer unreachable', { cause: e.message }),
+    metrics: options.metrics,
   });
 
   const app = new Hono<{ Bindings: HttpBindings; Variables: AuthVariables }>();

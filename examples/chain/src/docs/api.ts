@@ -148,10 +148,10 @@ export async function startDocsApi(options: DocsApiOptions): Promise<RunningApi 
   const tls = options.ca === undefined ? {} : { ca: options.ca };
 
   // The guard: tokens addressed to this API (its client id or identifier URI), from this tenant's issuer.
-  const guard = createGuard({ authority: options.authority, audience: [DOCS_API, 'api://docs'], ...tls, onError: (e) => log.warn('token issuer unreachable', { cause: e.message }) });
+  const guard = createGuard({ authority: options.authority, audience: [DOCS_API, 'api://docs'], ...tls, onError: (e) => log.warn('token issuer unreachable', { cause: e.message }), metrics: options.metrics });
   // The On-Behalf-Of client for the third hop, and the one downstream API it calls.
-  const obo = createOboClient({ authority: options.authority, clientId: DOCS_API, credential: { clientSecret: options.clientSecret }, ...tls, logger: log });
-  const auditApi = createDownstream({ obo, scopes: ['api://audit/Audit.Write'], baseUrl: options.auditUrl });
+  const obo = createOboClient({ authority: options.authority, clientId: DOCS_API, credential: { clientSecret: options.clientSecret }, ...tls, logger: log, metrics: options.metrics });
+  const auditApi = createDownstream({ obo, scopes: ['api://audit/Audit.Write'], baseUrl: options.auditUrl, metrics: options.metrics });
 
   /** Records a change at the Audit API, in the user's name (OBO). Throws if it cannot be recorded. */
   async function recordChange(action: string, doc: { id: string; title: string }, details?: string): Promise<void> {

@@ -134,11 +134,11 @@ export async function startTasksApi(options: TasksApiOptions): Promise<RunningAp
   const antiPattern = options.antiPattern ?? { enabled: false };
   const tls = options.ca === undefined ? {} : { ca: options.ca };
 
-  const guard = createGuard({ authority: options.authority, audience: [TASKS_API, 'api://tasks'], ...tls, onError: (e) => log.warn('token issuer unreachable', { cause: e.message }) });
-  const obo = createOboClient({ authority: options.authority, clientId: TASKS_API, credential: { clientSecret: options.clientSecret }, ...tls, logger: log });
+  const guard = createGuard({ authority: options.authority, audience: [TASKS_API, 'api://tasks'], ...tls, onError: (e) => log.warn('token issuer unreachable', { cause: e.message }), metrics: options.metrics });
+  const obo = createOboClient({ authority: options.authority, clientId: TASKS_API, credential: { clientSecret: options.clientSecret }, ...tls, logger: log, metrics: options.metrics });
   // One downstream per need: reading asks only for Docs.Read, changing only for Docs.Write.
-  const docsRead = createDownstream({ obo, scopes: ['api://docs/Docs.Read'], baseUrl: options.docsUrl });
-  const docsWrite = createDownstream({ obo, scopes: ['api://docs/Docs.Write'], baseUrl: options.docsUrl });
+  const docsRead = createDownstream({ obo, scopes: ['api://docs/Docs.Read'], baseUrl: options.docsUrl, metrics: options.metrics });
+  const docsWrite = createDownstream({ obo, scopes: ['api://docs/Docs.Write'], baseUrl: options.docsUrl, metrics: options.metrics });
 
   /**
    * ✗ THE ANTI-PATTERN, on purpose (the chain view's switch): serve a user's request with the Tasks

@@ -153,7 +153,13 @@ export class ServerMetrics {
 
   constructor(source: MetricsSource, options: Pick<MetricsOptions, 'processMetrics'> = {}) {
     const registers = [this.registry];
-    if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    if (options.processMetrics !== false) {
+      collectDefaultMetrics({ register: this.registry });
+      // prom-client also reports these three gauges under a `_total` name, which Prometheus' naming
+      // rules keep for counters (`promtool check metrics` flags them); the same figures stay in
+      // nodejs_active_handles, nodejs_active_requests and nodejs_active_resources, by type.
+      for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) this.registry.removeSingleMetric(name);
+    }
 
     const tokenRequests = new Counter({
       name: 'baton_token_requests_total',
