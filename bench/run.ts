@@ -3,7 +3,7 @@
  * crypto bound, in one run (issue 7). Prints a table of absolute numbers and a table of the
  * targets as ratios (PASS/MISS), writes bench/results/latest.json.
  *
- * Sections, in order: crypto, token, obo, guard, chain, state, instances. A section whose
+ * Sections, in order: crypto, token, observe, obo, guard, chain, state, instances. A section whose
  * prerequisite is missing says "skipped: <why>" and the run goes on.
  *
  * Options:
@@ -30,13 +30,14 @@ import { formatSummary } from './lib/profile.ts';
 import type { BenchContext, Section, SectionResult } from './lib/types.ts';
 import { cryptoSection } from './sections/crypto.ts';
 import { tokenSection } from './sections/token.ts';
+import { observeSection } from './sections/observe.ts';
 import { oboSection } from './sections/obo.ts';
 import { guardSection } from './sections/guard.ts';
 import { chainSection } from './sections/chain.ts';
 import { stateSection } from './sections/state.ts';
 import { instancesSection } from './sections/instances.ts';
 
-const SECTIONS: Section[] = [cryptoSection, tokenSection, oboSection, guardSection, chainSection, stateSection, instancesSection];
+const SECTIONS: Section[] = [cryptoSection, tokenSection, observeSection, oboSection, guardSection, chainSection, stateSection, instancesSection];
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 
 function usage(message: string): never {

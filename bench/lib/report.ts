@@ -2,6 +2,7 @@
  * The targets of issue 7 as ratios measured in the same run, and the tables (Markdown, so the
  * terminal output pastes into docs/performance.md as is).
  */
+import { OBSERVE_MAX_COST } from '../sections/observe.ts';
 import { fmtMs, fmtNumber, fmtRatio } from './stats.ts';
 import type { BenchContext, Row, SectionResult, Shared } from './types.ts';
 
@@ -67,6 +68,17 @@ export function evaluateTargets(shared: Shared, ctx: Pick<BenchContext, 'service
     ratioTarget('guard-cold-vs-raw', 'guard cold (unique tokens) / raw node:crypto verify', 0.8, shared.guardCold, shared.rawVerify, `${fmtNumber(shared.guardCold)} / ${fmtNumber(shared.rawVerify)} per s`, why('guard', NO_FIGURE)),
     ratioTarget('guard-cached-vs-jose', 'guard cached (same token) / jose.jwtVerify', 20, shared.guardCached, shared.jose, `${fmtNumber(shared.guardCached)} / ${fmtNumber(shared.jose)} per s`, why('guard', NO_FIGURE)),
   ];
+  targets.push(
+    ratioTarget(
+      'observe-cost',
+      `client_credentials with observability on (${shared.observeOnName ?? 'metrics'}) / off`,
+      1 - OBSERVE_MAX_COST,
+      shared.observeOn,
+      shared.observeOff,
+      `${fmtNumber(shared.observeOn)} / ${fmtNumber(shared.observeOff)} req/s (rounds interleaved)`,
+      why('observe', NO_FIGURE),
+    ),
+  );
   const chain = shared.chainOverheadMs;
   targets.push(
     chain === undefined

@@ -45,6 +45,10 @@ export interface Shared {
   rawVerify?: number;
   jose?: number;
   chainOverheadMs?: number;
+  /** client_credentials req/s with observability off, and with the fullest variant on (sections/observe.ts). */
+  observeOff?: number;
+  observeOn?: number;
+  observeOnName?: string;
   /** p50 OBO latency by engine and grant count. */
   state?: Record<string, { small?: number; large?: number; smallN?: number; largeN?: number }>;
 }

@@ -32,6 +32,8 @@ export interface BatonServerOptions {
   /** How many distinct user tokens (assertions for tasks-api) to mint; users sampled at random when seeded. */
   assertions: number;
   logLevel?: string;
+  /** Prometheus metrics on (a listener on 127.0.0.1, scraped once a second by this process, as Prometheus would). */
+  metrics?: boolean;
 }
 
 export interface BatonServerReady {
@@ -164,7 +166,13 @@ async function main(): Promise<void> {
     ...(storeUrl ? { storeUrl, storeSchema: schema } : {}),
     logger: createLogger(options.logLevel ?? 'info'),
     routes: [ceilingRoutes],
+    ...(options.metrics ? { metrics: { port: 0 } } : {}),
   });
+  const metricsUrl = server.metrics?.url;
+  if (metricsUrl !== undefined) {
+    // A scrape a second, through the listener: the collection and rendering cost is part of "on".
+    setInterval(() => void fetch(metricsUrl).then((r) => r.text()).catch(() => undefined), 1000).unref();
+  }
   const { ctx } = server;
   const directory = await ctx.directories.get('contoso');
   if (!directory) throw new Error('tenant contoso missing');

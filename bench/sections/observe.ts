@@ -1,0 +1,72 @@
+/**
+ * What observability costs the token endpoint (issue 13: "the token endpoint with metrics and
+ * tracing on costs ≤ 5 % throughput vs off"): `client_credentials` over HTTPS with keep-alive
+ * against one Baton process per variant, all pinned to the same server CPU and loaded in turn
+ * (rounds interleaved, as in the token section), so the machine's noise weighs on each alike.
+ *
+ * The variants are a list: the first is the baseline (everything off); each other row is its
+ * throughput as a ratio of the baseline, and the last — the fullest — is the one the target
+ * judges. A new kind of instrumentation is one more entry whose `server` options turn it on in
+ * bench/servers/baton.ts.
+ */
+import { runInterleaved, valid, type LoadResult } from '../lib/load.ts';
+import { basic, probe, startBaton, type BatonServer } from '../lib/servers.ts';
+import type { BatonServerOptions } from '../servers/baton.ts';
+import type { BenchContext, Row, Section, SectionResult } from '../lib/types.ts';
+import { loadNote, loadSpec } from './token.ts';
+
+export interface ObserveVariant {
+  /** Short id (log file, JSON key). */
+  name: string;
+  /** The row's measure. */
+  measure: string;
+  /** What bench/servers/baton.ts turns on for it. */
+  server: Partial<BatonServerOptions>;
+}
+
+export const OBSERVE_VARIANTS: readonly ObserveVariant[] = [
+  { name: 'off', measure: 'client_credentials, observability off', server: {} },
+  { name: 'metrics', measure: 'client_credentials, Prometheus metrics on (scraped every second)', server: { metrics: true } },
+];
+
+/** The most throughput observability may cost (issue 13). */
+export const OBSERVE_MAX_COST = 0.05;
+
+const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
+
+export const observeSection: Section = {
+  name: 'observe',
+  title: 'Token service: client_credentials with observability off / on',
+  async run(ctx: BenchContext): Promise<SectionResult> {
+    const rows: Row[] = [];
+    const data: Record<string, unknown> = {};
+    const servers: BatonServer[] = [];
+    try {
+      for (const variant of OBSERVE_VARIANTS) servers.push(await startBaton(ctx, `baton-observe-${variant.name}`, { store: 'sqlite', assertions: 1, ...variant.server }));
+      const body = `grant_type=client_credentials&scope=${encodeURIComponent('api://docs/.default')}`;
+      const headers = { authorization: basic('indexer', 'indexer-demo-secret-for-local-use-only') };
+      const specs = servers.map((server) => loadSpec(ctx, `${server.ready.url}/contoso/oauth2/v2.0/token`, headers, [body], server.pid));
+      for (const [i, server] of servers.entries()) {
+        const answer = await probe(`${server.ready.url}/contoso/oauth2/v2.0/token`, body, { ...FORM, ...headers }, server.ready.ca);
+        if (answer.status !== 200) throw new Error(`${OBSERVE_VARIANTS[i]!.name}: the probe request failed (${answer.status})`);
+      }
+      ctx.log(`observe: ${OBSERVE_VARIANTS.map((v) => v.name).join(' | ')}, rounds interleaved`);
+      const results = (await runInterleaved(specs)) as LoadResult[];
+      const baseline = valid(results[0]!, (r) => r.rps);
+      for (const [i, variant] of OBSERVE_VARIANTS.entries()) {
+        const result = results[i]!;
+        data[variant.name] = result;
+        const rate = valid(result, (r) => r.rps);
+        const ratio = i > 0 && rate !== undefined && baseline !== undefined ? rate / baseline : undefined;
+        rows.push({ section: 'observe', measure: variant.measure, rate: result.rps, p50: result.p50, p99: result.p99, note: loadNote(result, ratio === undefined ? '' : `${(ratio * 100).toFixed(1)} % of off`) });
+      }
+      const fullest = results.at(-1);
+      ctx.shared.observeOff = baseline;
+      ctx.shared.observeOn = fullest === undefined || OBSERVE_VARIANTS.length < 2 ? undefined : valid(fullest, (r) => r.rps);
+      ctx.shared.observeOnName = OBSERVE_VARIANTS.at(-1)?.name;
+    } finally {
+      await Promise.all(servers.map((server) => server.stop()));
+    }
+    return { name: 'observe', status: 'ran', rows, data, profiles: [] };
+  },
+};
