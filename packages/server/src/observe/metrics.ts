@@ -21,6 +21,7 @@ import type { AddressInfo } from 'node:net';
 import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { EXCHANGE_RULES, OAUTH_ERROR_CODES, type SigningAlg, type TenantDirectory } from '@baton/core';
 import type { Store } from '../store/types.ts';
+import { observeStore } from '../store/observed.ts';
 import type { ExchangeAuditEvent } from '../audit.ts';
 import { passwordHashLoad } from '../crypto/passwords.ts';
 
@@ -320,43 +321,24 @@ export class ServerMetrics {
   }
 }
 
-/** Store methods that are not calls to time: lifecycle and the change feed. */
-const UNTIMED = new Set<string | symbol>(['engine', 'migrate', 'close', 'onInvalidate']);
-
 /**
  * `store` with every call timed into `metrics` (`baton_store_call_duration_seconds`), whatever
- * the engine: the one place store latency is measured. The wrapper only observes; results,
- * rejections and `this` are the engine's own.
+ * the engine, through the one store wrapper (store/observed.ts). The wrapper only observes:
+ * results, rejections and `this` are the engine's own.
  */
-export function instrumentStore(store: Store, metrics: ServerMetrics): Store {
-  const wrapped = new Map<string | symbol, unknown>();
-  return new Proxy(store, {
-    get(target, property) {
-      const value: unknown = Reflect.get(target, property);
-      if (typeof value !== 'function') return value;
-      let timed = wrapped.get(property);
-      if (timed !== undefined) return timed;
-      const method = value as (...args: unknown[]) => Promise<unknown>;
-      // Engines keep private fields: every method runs with the engine itself as `this`.
-      if (UNTIMED.has(property) || typeof property !== 'string') timed = method.bind(target);
-      else {
-        timed = function timedStoreCall(...args: unknown[]): Promise<unknown> {
-          const started = performance.now();
-          return method.apply(target, args).then(
-            (result) => {
-              metrics.storeCall(property, true, (performance.now() - started) / 1000);
-              return result;
-            },
-            (error: unknown) => {
-              metrics.storeCall(property, false, (performance.now() - started) / 1000);
-              throw error;
-            },
-          );
-        };
-      }
-      wrapped.set(property, timed);
-      return timed;
-    },
+export function instrumentStore<S extends Store>(store: S, metrics: ServerMetrics): S {
+  return observeStore(store, (operation, call) => {
+    const started = performance.now();
+    return call().then(
+      (result) => {
+        metrics.storeCall(operation, true, (performance.now() - started) / 1000);
+        return result;
+      },
+      (error: unknown) => {
+        metrics.storeCall(operation, false, (performance.now() - started) / 1000);
+        throw error;
+      },
+    );
   });
 }
 

@@ -25,6 +25,7 @@ import {
 } from '@opentelemetry/api';
 import type { Signer } from '@baton/core';
 import type { Store } from '../store/types.ts';
+import { observeStore } from '../store/observed.ts';
 
 /** The instrumentation scope's version: this package's. */
 export const TRACER_VERSION = '0.1.0';
@@ -94,41 +95,23 @@ export function activeTraceIds(): { trace_id: string; span_id: string } | Record
   return isSpanContextValid(ids) ? { trace_id: ids.traceId, span_id: ids.spanId } : {};
 }
 
-/** The store methods that are not calls to the database (no span). */
-const UNTRACED = new Set<PropertyKey>(['onInvalidate', 'engine', 'constructor']);
-
 /**
  * The store, each call made inside a traced request a CLIENT span `baton.store <method>` (OTel database conventions:
- * `db.system.name`, `db.operation.name`). One wrapper for every engine; arguments are not recorded
+ * `db.system.name`, `db.operation.name`), through the one store wrapper (store/observed.ts); arguments are not recorded
  * (they hold ids, hashes and sealed values, not for traces).
  */
 export function traceStore<S extends Store>(store: S): S {
   const system = store.engine === 'postgres' ? 'postgresql' : 'sqlite';
-  const wrapped = new Map<PropertyKey, unknown>();
-  return new Proxy(store, {
-    get(target, property) {
-      const value: unknown = Reflect.get(target, property, target);
-      if (typeof value !== 'function') return value;
-      let wrapper = wrapped.get(property);
-      if (wrapper === undefined) {
-        const method = value as (...args: unknown[]) => unknown;
-        if (UNTRACED.has(property) || typeof property !== 'string') {
-          // Called on the engine itself: its methods use private fields, which a proxy does not have.
-          wrapper = method.bind(target);
-          wrapped.set(property, wrapper);
-          return wrapper;
-        }
-        const name = `baton.store ${property}`;
-        const attributes = { 'db.system.name': system, 'db.operation.name': property };
-        wrapper = function tracedStoreCall(...args: unknown[]) {
-          // Only calls made for a traced request: start-up, sweeps and listeners make no root spans.
-          if (trace.getActiveSpan() === undefined) return method.apply(target, args);
-          return inSpan(name, attributes, async () => method.apply(target, args), SpanKind.CLIENT);
-        };
-        wrapped.set(property, wrapper);
-      }
-      return wrapper;
-    },
+  const spans = new Map<string, { name: string; attributes: Attributes }>();
+  return observeStore(store, (operation, call) => {
+    // Only calls made for a traced request: start-up, sweeps and listeners make no root spans.
+    if (trace.getActiveSpan() === undefined) return call();
+    let span = spans.get(operation);
+    if (span === undefined) {
+      span = { name: `baton.store ${operation}`, attributes: { 'db.system.name': system, 'db.operation.name': operation } };
+      spans.set(operation, span);
+    }
+    return inSpan(span.name, span.attributes, call, SpanKind.CLIENT);
   });
 }
 
