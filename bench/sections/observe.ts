@@ -10,7 +10,8 @@
  * bench/servers/baton.ts.
  */
 import { runInterleaved, valid, type LoadResult } from '../lib/load.ts';
-import { basic, probe, startBaton, type BatonServer } from '../lib/servers.ts';
+import { basic, injectRate, probe, startBaton, type BatonServer } from '../lib/servers.ts';
+import { median } from '../lib/stats.ts';
 import type { BatonServerOptions } from '../servers/baton.ts';
 import type { BenchContext, Row, Section, SectionResult } from '../lib/types.ts';
 import { loadNote, loadSpec } from './token.ts';
@@ -59,6 +60,18 @@ export const observeSection: Section = {
         const rate = valid(result, (r) => r.rps);
         const ratio = i > 0 && rate !== undefined && baseline !== undefined ? rate / baseline : undefined;
         rows.push({ section: 'observe', measure: variant.measure, rate: result.rps, p50: result.p50, p99: result.p99, note: loadNote(result, ratio === undefined ? '' : `${(ratio * 100).toFixed(1)} % of off`) });
+      }
+      // The handler alone (app.inject, one request at a time: no TLS, socket or HTTP parser), the
+      // variants alternated round by round: the per-request cost with less of the transport's noise.
+      const injected: number[][] = servers.map(() => []);
+      for (let round = 0; round < ctx.rounds; round++) {
+        for (const [i, server] of servers.entries()) injected[i]!.push(await injectRate(server, '/contoso/oauth2/v2.0/token', headers, [body], ctx.roundSeconds * 500));
+      }
+      const injectBaseline = median(injected[0]!);
+      for (const [i, variant] of OBSERVE_VARIANTS.entries()) {
+        const rate = median(injected[i]!);
+        data[`${variant.name}Inject`] = injected[i];
+        rows.push({ section: 'observe', measure: `${variant.name}: via app.inject, 1 at a time`, rate, p50: 1000 / rate, note: i === 0 ? 'handler only, no transport' : `${((rate / injectBaseline) * 100).toFixed(1)} % of off` });
       }
       const fullest = results.at(-1);
       ctx.shared.observeOff = baseline;
