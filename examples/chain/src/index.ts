@@ -28,6 +28,7 @@ export { ChainLog, type RequestView, type HopView, type TokenView, type Decision
 export { readDemoConfig, totpNow, DEFAULT_CONFIG, type DemoConfig } from './demo-config.ts';
 export { effectiveAccess, explain } from './docs/permissions.ts';
 export { banner, type BannerInput } from './banner.ts';
+export { startTracing, type Tracing, type TracingOptions } from './otel.ts';
 
 /** Tasks Web's default port (its redirect URI in baton.json is http://127.0.0.1:7000/callback; `withWebPort` moves both). */
 export const WEB_PORT = 7000;
@@ -64,6 +65,11 @@ export interface ChainOptions {
   /** Tasks Web renews the user's access token this long before it expires (default 60 000 ms). */
   refreshMarginMs?: number | undefined;
   log?: LineWriter | undefined;
+  /**
+   * A trace UI's URL with `{traceId}` (`BATON_TRACE_URL`, e.g. `http://localhost:16686/trace/{traceId}`
+   * for Jaeger): the chain view links each hop to its trace there. Absent: the hop shows the trace id.
+   */
+  traceUrl?: string | undefined;
 }
 
 export interface RunningChain {
@@ -172,6 +178,7 @@ export async function startChain(options: ChainOptions): Promise<RunningChain> {
         totp: (username) => (demo.totpSecrets[username] === undefined ? undefined : totpNow(demo.totpSecrets[username] as string)),
       },
       refreshMarginMs: options.refreshMarginMs,
+      traceUrl: options.traceUrl,
       log,
     });
     closers.push(web.close);

@@ -12,7 +12,10 @@
  * 6. the indexer reads every document with its application permission (the legitimate app-only path).
  *
  * Everything runs in this process on a temp data dir and free ports (Tasks Web's registered redirect
- * URI follows its port). BATON_SCREENSHOTS=<dir> saves a screenshot per step (how docs/img/ is made).
+ * URI follows its port), with the demo's OpenTelemetry SDK exporting to the SDK's in-memory exporter:
+ * the attach is one trace from Tasks Web through every API and both exchanges, and the refused
+ * step-up exchange an ERROR span carrying its rule. BATON_SCREENSHOTS=<dir> saves a screenshot per
+ * step (how docs/img/ is made).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -26,8 +29,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import * as OTPAuth from 'otpauth';
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { auditLogOf, createLogger, readConfigFile, startServer, type RunningServer } from '@baton/server';
-import { startChain, withWebPort, type RunningChain } from '../src/index.ts';
+import { startChain, startTracing, withWebPort, type RunningChain, type Tracing } from '../src/index.ts';
 import { silentWriter } from '../src/log.ts';
 import { actChain } from '../src/chain-log.ts';
 
@@ -47,6 +52,11 @@ let chain: RunningChain;
 let browser: Browser;
 let context: BrowserContext;
 let page: Page;
+/** Every span of the run (the demo's SDK, installed before anything starts). */
+const spans = new InMemorySpanExporter();
+let tracing: Tracing | undefined;
+/** A trace UI the chain view links each hop to. */
+const TRACE_UI = 'http://127.0.0.1:16686/trace/{traceId}';
 /** Script errors and CSP violations seen by the browser: the pages must have none. */
 const browserProblems: string[] = [];
 
@@ -124,6 +134,7 @@ before(async () => {
   WEB = `http://127.0.0.1:${webPort}`;
   dataDir = await mkdtemp(join(tmpdir(), 'baton-chain-e2e-'));
   if (SHOTS) await mkdir(SHOTS, { recursive: true });
+  tracing = startTracing({ exporter: spans });
   // Tasks Web on a port of its own: the redirect URI it registers follows the port, as `baton dev --web-port` does.
   server = await startServer({ config: withWebPort(await readConfigFile(CONFIG), webPort), dataDir, port: 0, tls: 'dev', dev: true, logger: createLogger('silent') });
   chain = await startChain({
@@ -135,6 +146,7 @@ before(async () => {
     indexerIntervalMs: 0,
     indexerFirstRunMs: -1,
     log: silentWriter,
+    traceUrl: TRACE_UI,
   });
   browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
   context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
@@ -153,6 +165,7 @@ async function stopInProcess(): Promise<void> {
   await browser?.close();
   await chain?.close();
   await server?.close();
+  await tracing?.shutdown();
 }
 
 after(async () => {
@@ -241,6 +254,104 @@ test('alice signs in, creates a task, attaches a document after a step-up to MFA
   assert.deepEqual(actChain(audit?.token?.act), ['docs-api', 'tasks-api']);
   assert.equal(audit?.token?.azp, 'docs-api');
   assert.equal(audit?.token?.aud, 'audit-api');
+});
+
+/** The one span of `spans` that `match` picks (and a readable failure otherwise). */
+function one(list: readonly ReadableSpan[], match: (s: ReadableSpan) => boolean, what: string): ReadableSpan {
+  const found = list.filter(match);
+  assert.equal(found.length, 1, `one ${what} span; the trace has ${list.map((s) => `${s.name}[${String(s.attributes['url.path'] ?? s.attributes['url.full'] ?? '')}]`).join(', ')}`);
+  return found[0] as ReadableSpan;
+}
+
+test('OpenTelemetry: the attach is one trace from Tasks Web through both exchanges to the Audit API, parents right; the refused step-up exchange is an ERROR span with its rule; the chain view links each hop to its trace', { timeout: 60_000 }, async () => {
+  const requests = chain.chain.snapshot();
+  const retried = requests.find((r) => r.label.includes('retried after step-up'));
+  const refused = requests.find((r) => r.label.startsWith('Attach document “Q3 figures”') && !r.label.includes('retried'));
+  assert.ok(retried && refused, 'needs the attach of the first test');
+  const all = spans.getFinishedSpans();
+
+  // The retried attach: Client App → Tasks API → token service → Docs API → token service → Audit API.
+  const trace = all.filter((s) => s.spanContext().traceId === retried.id);
+  const byId = new Map(trace.map((s) => [s.spanContext().spanId, s]));
+  const parent = (s: ReadableSpan) => byId.get(s.parentSpanContext?.spanId ?? '');
+  const ancestors = (s: ReadableSpan) => {
+    const up: ReadableSpan[] = [];
+    for (let p = parent(s); p !== undefined; p = parent(p)) up.push(p);
+    return up;
+  };
+  const roots = trace.filter((s) => s.parentSpanContext === undefined);
+  assert.deepEqual(roots.map((s) => s.name), ['Tasks Web POST'], 'one root: the user action in Tasks Web');
+  const root = roots[0] as ReadableSpan;
+  for (const span of trace) assert.ok(span === root || ancestors(span).at(-1) === root, `${span.name} hangs off the user action`);
+
+  const serverSpan = (api: string, path: RegExp) => one(trace, (s) => s.kind === SpanKind.SERVER && s.name === 'POST' && path.test(String(s.attributes['url.path'])), api);
+  const tasksApi = serverSpan('Tasks API', /^\/tasks\/[^/]+\/documents$/);
+  const docsApi = serverSpan('Docs API', /^\/documents$/);
+  const auditApi = serverSpan('Audit API', /^\/entries$/);
+  assert.equal(parent(tasksApi), root, 'the Tasks API continues Tasks Web’s span');
+  const callOf = (to: ReadableSpan) => {
+    const call = parent(to) as ReadableSpan;
+    assert.equal(call.kind, SpanKind.CLIENT, `${to.name} is called by a CLIENT span`);
+    return call;
+  };
+  assert.equal(parent(callOf(docsApi)), tasksApi, 'the Docs API is called from the Tasks API’s request');
+  assert.equal(parent(callOf(auditApi)), docsApi, 'the Audit API is called from the Docs API’s request');
+  for (const [api, request] of [['tasks-api', tasksApi], ['docs-api', docsApi], ['audit-api', auditApi]] as const) {
+    const guard = one(trace, (s) => s.name === 'baton.guard' && parent(s) === request, `${api} guard`);
+    assert.equal(guard.attributes['baton.guard.result'], 'allow');
+    assert.equal(request.attributes['http.response.status_code'], 201);
+  }
+
+  // Two exchanges, each: OBO client span → token request (CLIENT) → token endpoint (SERVER) → decision.
+  const endpoints = trace.filter((s) => s.name === 'POST /{tenant}/oauth2/v2.0/token');
+  assert.equal(endpoints.length, 2);
+  for (const [hop, api] of [[1, tasksApi], [2, docsApi]] as const) {
+    const endpoint = one(endpoints, (s) => ancestors(s).includes(api) && !ancestors(s).includes(hop === 1 ? docsApi : auditApi), `hop ${hop} token endpoint`);
+    const request = callOf(endpoint);
+    assert.match(String(request.attributes['url.full']), /\/contoso\/oauth2\/v2\.0\/token$/);
+    const obo = parent(request) as ReadableSpan;
+    assert.equal(obo.name, 'baton.obo', `hop ${hop}: the token request is the OBO client's`);
+    assert.equal(parent(obo), api, `hop ${hop}: the OBO client runs in the API’s request`);
+    assert.equal(obo.attributes['baton.obo.grant'], 'on_behalf_of');
+    const decision = one(trace, (s) => s.name === 'baton.exchange' && parent(s) === endpoint, `hop ${hop} decision`);
+    assert.equal(decision.attributes['baton.exchange.decision'], 'allow');
+    assert.equal(decision.attributes['baton.exchange.api'], hop === 1 ? 'docs-api' : 'audit-api');
+    // The audit event of that exchange names the trace and the decision's span.
+    const event = auditLogOf(server.ctx).recent().find((e) => e.spanId === decision.spanContext().spanId);
+    assert.equal(event?.traceId, retried.id);
+    assert.equal(event?.caller, hop === 1 ? 'tasks-api' : 'docs-api');
+  }
+
+  // The first attempt: its own trace, the Tasks API’s exchange refused by the MFA policy.
+  const first = all.filter((s) => s.spanContext().traceId === refused.id);
+  const decision = one(first, (s) => s.name === 'baton.exchange', 'refused decision');
+  assert.equal(decision.status.code, SpanStatusCode.ERROR);
+  assert.equal(decision.attributes['baton.exchange.rule'], 'conditional-access');
+  assert.match(decision.status.message ?? '', /interaction_required: refused by rule conditional-access/);
+  const firstById = new Map(first.map((s) => [s.spanContext().spanId, s]));
+  const endpoint = firstById.get(decision.parentSpanContext?.spanId ?? '') as ReadableSpan;
+  assert.equal(endpoint.name, 'POST /{tenant}/oauth2/v2.0/token');
+  const obo = firstById.get(firstById.get(endpoint.parentSpanContext?.spanId ?? '')?.parentSpanContext?.spanId ?? '') as ReadableSpan;
+  assert.equal(obo.name, 'baton.obo');
+  assert.equal(obo.status.code, SpanStatusCode.ERROR);
+  assert.equal(obo.attributes['error.type'], 'interaction_required');
+  assert.equal(first.some((s) => s.kind === SpanKind.SERVER && s.attributes['url.path'] === '/documents'), false, 'nothing reached the Docs API');
+
+  // Nothing secret in any span of the run: no client secret, no password, no TOTP secret.
+  const text = JSON.stringify(all.map((s) => ({ n: s.name, a: s.attributes, st: s.status, e: s.events })));
+  const demoConfig = JSON.parse(await readFile(CONFIG, 'utf8')) as { tenants: Array<{ applications: Array<{ secrets?: string[] }> }> };
+  const secrets = [ALICE.password, ALICE.totp, BOB.password, ...demoConfig.tenants.flatMap((t) => t.applications.flatMap((a) => a.secrets ?? []))];
+  assert.ok(secrets.length > 4);
+  for (const secret of secrets) assert.ok(!text.includes(secret), 'a secret reached a span');
+
+  // The chain view: each hop of the retried attach links to its trace in the trace UI.
+  await openChainView(`#r-${retried.id}`);
+  const links = page.locator(`article#r-${retried.id} section.hop a.trace-link`);
+  await links.first().waitFor();
+  assert.equal(await links.count(), 3);
+  for (const href of await links.evaluateAll((nodes: Array<{ getAttribute(name: string): string | null }>) => nodes.map((n) => n.getAttribute('href')))) {
+    assert.equal(href, TRACE_UI.replace('{traceId}', retried.id));
+  }
 });
 
 test('bob signs in and cannot read alice’s document through the Tasks API', { timeout: 90_000 }, async () => {

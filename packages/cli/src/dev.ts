@@ -43,10 +43,13 @@ export interface DemoChain<Demo extends { tenant: string } = { tenant: string }>
     antiPattern?: boolean | undefined;
     indexerIntervalMs?: number | undefined;
     log?: ((line: string) => void) | undefined;
+    traceUrl?: string | undefined;
   }): Promise<{
     urls: { web: string; chain: string; tasksApi: string; docsApi: string; auditApi: string };
     metricsUrls?: { tasksApi: string; docsApi: string; auditApi: string } | undefined;
     antiPattern: { enabled: boolean }; close(): Promise<void> }>;
+  /** The demo's OpenTelemetry SDK: installed (OTLP/HTTP) when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; `undefined` otherwise. */
+  startTracing(options?: { env?: NodeJS.ProcessEnv | undefined }): { shutdown(): Promise<void> } | undefined;
   /** The configuration with Tasks Web's registered redirect URI moved to its port. */
   withWebPort<T extends { tenants: ReadonlyArray<{ applications: ReadonlyArray<{ clientId: string; redirectUris: readonly string[] }> }> }>(config: T, port: number): T;
   banner(input: {
@@ -124,6 +127,8 @@ export const dev: Command = {
     const demo = example.readDemoConfig(configPath);
 
     const color = process.stdout.isTTY === true;
+    // Traces over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set: installed before anything starts.
+    const tracing = example.startTracing();
     const server = await startServer({
       config: example.withWebPort(config, webPort),
       dataDir,
@@ -149,9 +154,11 @@ export const dev: Command = {
         antiPattern: Boolean(v['anti-pattern']) || process.env.BATON_DEMO_ANTI_PATTERN === '1',
         indexerIntervalMs: interval * 1000,
         log: (line) => process.stderr.write(`${line}\n`),
+        traceUrl: process.env.BATON_TRACE_URL || undefined,
       });
     } catch (error) {
       await server.close();
+      await tracing?.shutdown();
       throw error;
     }
 
@@ -169,6 +176,7 @@ export const dev: Command = {
         chain
           .close()
           .then(() => server.close())
+          .then(() => tracing?.shutdown())
           .then(
             () => {
               process.off('SIGINT', stop);

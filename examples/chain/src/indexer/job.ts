@@ -10,7 +10,7 @@
  */
 import { createOboClient, OboError } from '@baton/resource';
 import { exampleLogger, type LineWriter } from '../log.ts';
-import { newTrace, silentNarrator, type Narrator } from '../trace.ts';
+import { silentNarrator, traceAction, type Narrator, type Trace } from '../trace.ts';
 
 export const INDEXER = 'indexer';
 
@@ -59,8 +59,11 @@ export function startIndexer(options: IndexerOptions): Indexer {
   let running: Promise<IndexStatus> | undefined;
   let closed = false;
 
-  async function run(): Promise<IndexStatus> {
-    const trace = newTrace();
+  function run(): Promise<IndexStatus> {
+    return traceAction('Indexer run', {}, (trace) => indexRun(trace));
+  }
+
+  async function indexRun(trace: Trace): Promise<IndexStatus> {
     narrator.begin(trace.traceId, { label: 'Index every document (background job)', actor: 'Indexer', kind: 'app-only' });
     try {
       // Client credentials: the indexer's own token, carrying its application permission.

@@ -46,6 +46,8 @@ export interface TasksWebOptions {
    * sees only the requests made in their own name (and app-only ones).
    */
   chainAdmins?: readonly string[] | undefined;
+  /** A trace UI's URL with `{traceId}`: the chain view links each hop there. */
+  traceUrl?: string | undefined;
   /** Demo accounts to show, and a TOTP generator for alice's current code (local development only). */
   demo?: { users: readonly DemoUser[]; totpSecret?: string | undefined; totp?: ((username: string) => { code: string; remaining: number } | undefined) | undefined } | undefined;
   /** Renew the access token this long before it expires (default 60 000 ms). */
@@ -68,7 +70,7 @@ export async function startTasksWeb(options: TasksWebOptions): Promise<RunningWe
   const forms = new Forms(origin);
   const tasks = new TasksClient({ oidc, tasksApiUrl: options.tasksApiUrl, chain: options.chain, refreshMarginMs: options.refreshMarginMs, log });
   const signIn = new SignInFlow({ oidc, sessions, cookies, tasks, authority: options.authority, redirectUri, log });
-  const chainView = new ChainView({ chain: options.chain, controls: options.controls, admins: options.chainAdmins, sessions, cookies, forms, demo: options.demo, log });
+  const chainView = new ChainView({ chain: options.chain, controls: options.controls, admins: options.chainAdmins, sessions, cookies, forms, demo: options.demo, traceUrl: options.traceUrl, log });
 
   const app = new Hono<Env>();
   app.use('*', securityHeaders(options.port, options.authority));

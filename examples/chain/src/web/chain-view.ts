@@ -34,6 +34,8 @@ export interface ChainViewOptions {
   cookies: SessionCookies;
   forms: Forms;
   demo?: { users: readonly DemoUser[]; totpSecret?: string | undefined } | undefined;
+  /** A trace UI's URL with `{traceId}` (e.g. Jaeger's `http://localhost:16686/trace/{traceId}`): each hop links there. */
+  traceUrl?: string | undefined;
   log: ExampleLogger;
 }
 
@@ -73,6 +75,7 @@ export class ChainView {
         totpSecret: this.#o.demo?.totpSecret,
         view: allUsers ? 'all' : 'mine',
         admin,
+        traceUrl: this.#o.traceUrl,
       }),
     );
   }

@@ -282,6 +282,8 @@ export interface ChainPageInput {
   view: 'mine' | 'all';
   /** The viewer may switch to every user's requests. */
   admin: boolean;
+  /** A trace UI's URL with `{traceId}` (BATON_TRACE_URL): each hop links to its trace there. */
+  traceUrl?: string | undefined;
 }
 
 /** Whose requests the chain view lists, and the switch between the two views for an administrator. */
@@ -327,7 +329,7 @@ export function chainPage(input: ChainPageInput): string {
 <div class="legend"><span class="pill ok">allowed</span><span class="pill bad">refused</span><span class="muted small">Hop = one HTTP call, shown with the token that crossed it. <code>act</code> nests one level per API that exchanged the token.</span>
 <label class="small filter"><input type="checkbox" id="show-single"> Show single-hop requests</label></div>
 ${chainScope(input)}
-<div id="requests" class="requests" aria-live="polite" data-view="${input.view}" data-signed-in="${input.viewer ? 'true' : 'false'}"><p class="muted empty-note">${input.viewer ? 'No requests yet. Add a task, then attach a document to it.' : 'Sign in to see the requests made in your name.'}</p></div>
+<div id="requests" class="requests" aria-live="polite" data-view="${input.view}" data-signed-in="${input.viewer ? 'true' : 'false'}" data-trace-url="${input.traceUrl ?? ''}"><p class="muted empty-note">${input.viewer ? 'No requests yet. Add a task, then attach a document to it.' : 'Sign in to see the requests made in your name.'}</p></div>
 <section class="card audit-panel"><h2>Audit API — latest entries</h2><p class="muted small">What the Audit API recorded, and on whose behalf (read from its store for this developer view).</p><div id="audit-entries"><p class="muted">—</p></div></section>
 ${demoUsersBox(input.users, input.totpSecret)}`,
   });

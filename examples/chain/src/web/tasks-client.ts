@@ -6,7 +6,7 @@
 import { bearerChallengeOf, decodeClaimsChallenge } from '@baton/resource';
 import type { ChainLog } from '../chain-log.ts';
 import type { ExampleLogger } from '../log.ts';
-import { newTrace } from '../trace.ts';
+import { traceAction } from '../trace.ts';
 import type { Oidc, SignedIn } from './oidc.ts';
 import type { Session } from './sessions.ts';
 
@@ -51,8 +51,11 @@ export class TasksClient {
   }
 
   /** One user action → one trace → one call to the Tasks API (which may call further). */
-  async call(session: Session, label: string, method: string, path: string, body?: Record<string, unknown>): Promise<ApiResult> {
-    const { traceId, traceparent } = newTrace();
+  call(session: Session, label: string, method: string, path: string, body?: Record<string, unknown>): Promise<ApiResult> {
+    return traceAction(`Tasks Web ${method}`, { 'url.path': path }, ({ traceId, traceparent }) => this.#call(session, label, method, path, body, traceId, traceparent));
+  }
+
+  async #call(session: Session, label: string, method: string, path: string, body: Record<string, unknown> | undefined, traceId: string, traceparent: string): Promise<ApiResult> {
     const user = session.signedIn?.user;
     const chain = this.#options.chain;
     chain?.begin(traceId, { label, actor: user?.name ?? 'signed-out visitor', owner: user?.oid });

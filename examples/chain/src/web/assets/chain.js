@@ -11,6 +11,8 @@
   // the requests worth looking at are the ones that travel.
   const showSingle = document.getElementById('show-single');
   const signedIn = list.dataset.signedIn === 'true';
+  // A trace UI's URL with {traceId} (BATON_TRACE_URL), or none: each hop then shows its trace id only.
+  const traceUrl = list.dataset.traceUrl || '';
   const requests = new Map();
   let names = {};
   let focus = location.hash.startsWith('#r-') ? location.hash.slice(3) : undefined;
@@ -85,7 +87,16 @@
     );
   }
 
-  function hopNode(hop, index) {
+  /** The hop's trace: a link into the trace UI when one is configured, else the id (hover for all of it). */
+  function traceNode(traceId) {
+    if (!/^[0-9a-f]{32}$/.test(traceId)) return null;
+    const text = `trace ${traceId.slice(0, 8)}…`;
+    return traceUrl
+      ? el('a', { class: 'trace-link', href: traceUrl.replace('{traceId}', traceId), target: '_blank', rel: 'noopener noreferrer', title: `Open trace ${traceId}`, 'data-trace-id': traceId, text })
+      : el('small', { class: 'trace-link', title: `W3C trace id ${traceId}`, 'data-trace-id': traceId, text });
+  }
+
+  function hopNode(hop, index, traceId) {
     const refused = hop.outcome === 'refused';
     const route =
       hop.kind === 'call'
@@ -102,6 +113,7 @@
         el('div', { class: 'route' }, `${name(hop.from)} → ${name(hop.to)}`, el('small', { text: route })),
         el('span', { class: 'status', text: hop.kind === 'call' ? String(hop.status) : 'refused' }),
       ),
+      traceNode(traceId),
       decisionNode(hop.decision),
       hop.reason ? el('p', { class: 'reason', text: hop.reason }) : null,
       hop.token ? claimsTable(hop.token) : hop.kind === 'call' ? el('p', { class: 'no-token', text: 'No token accepted.' }) : null,
@@ -115,7 +127,7 @@
     const hops = el('div', { class: 'hops' });
     r.hops.forEach((hop, i) => {
       if (i > 0) hops.append(el('div', { class: 'hop-arrow', 'aria-hidden': 'true', text: '→' }));
-      hops.append(hopNode(hop, i));
+      hops.append(hopNode(hop, i, r.id));
     });
     if (r.hops.length === 0) hops.append(el('p', { class: 'muted small', text: 'No API has answered yet.' }));
     const card = el(
