@@ -245,6 +245,20 @@ export const errors = {
 export const OAUTH_ERROR_CODES: readonly OAuthErrorCode[] = Object.freeze(Object.keys(DEFAULT_STATUS) as OAuthErrorCode[]);
 
 /** Truncates attacker-controlled text before it is echoed in a description. */
+/**
+ * The code of a thrown value for telemetry (span `error.type`): an OAuth, guard or OBO error's
+ * `error`, else the error's class name — never its message, which may quote the request.
+ */
+export function errorCodeOf(error: unknown): string {
+  if (error !== null && typeof error === 'object') {
+    const code = (error as { error?: unknown }).error;
+    if (typeof code === 'string') return code;
+    const name = (error as { name?: unknown }).name;
+    if (typeof name === 'string') return name;
+  }
+  return 'Error';
+}
+
 export function truncate(value: string, max: number): string {
   const clean = value.replace(/[\u0000-\u001f\u007f]/g, '?');
   return clean.length <= max ? clean : `${clean.slice(0, max)}…`;

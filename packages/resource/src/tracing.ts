@@ -12,6 +12,7 @@
  * a URL's query string.
  */
 import { SpanKind, SpanStatusCode, context, propagation, trace, type Attributes, type Context, type Span } from '@opentelemetry/api';
+import { errorCodeOf } from '@baton/core';
 
 /** The instrumentation scope's version: this package's. */
 export const TRACER_VERSION = '0.1.0';
@@ -68,21 +69,10 @@ export function withContext<T>(ctx: Context, fn: () => T): T {
   return context.with(ctx, fn);
 }
 
-/** The error code a span records: an OAuth / guard `error`, else the error's class. */
-export function errorType(error: unknown): string {
-  if (error !== null && typeof error === 'object') {
-    const code = (error as { error?: unknown }).error;
-    if (typeof code === 'string') return code;
-    const name = (error as { name?: unknown }).name;
-    if (typeof name === 'string') return name;
-  }
-  return 'Error';
-}
-
 /** ERROR status and `error.type` for `error` (its code, never its message: that may quote input). */
 export function failSpan(span: Span, error: unknown): void {
   if (!span.isRecording()) return;
-  const type = errorType(error);
+  const type = errorCodeOf(error);
   span.setAttribute('error.type', type);
   span.setStatus({ code: SpanStatusCode.ERROR, message: type });
 }

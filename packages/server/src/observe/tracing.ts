@@ -23,7 +23,7 @@ import {
   type Context,
   type Span,
 } from '@opentelemetry/api';
-import type { Signer } from '@baton/core';
+import { errorCodeOf, type Signer } from '@baton/core';
 import type { Store } from '../store/types.ts';
 import { observeStore } from '../store/observed.ts';
 
@@ -48,26 +48,12 @@ export function withContext<T>(parent: Context, fn: () => T): T {
   return context.with(parent, fn);
 }
 
-/** The error code a span records for a thrown error: the OAuth `error`, else the error's class. */
-function errorType(error: unknown): string {
-  if (error !== null && typeof error === 'object') {
-    const code = (error as { error?: unknown }).error;
-    if (typeof code === 'string') return code;
-    const name = (error as { name?: unknown }).name;
-    if (typeof name === 'string') return name;
-  }
-  return 'Error';
-}
-
-/**
- * Marks `span` failed by `error`: ERROR status with the OAuth error code (never the description,
- * which may quote the request), `error.type` likewise. `extra` is added to the message.
- */
-export function failSpan(span: Span, error: unknown, extra?: string): void {
+/** Marks `span` failed by `error`: ERROR status and `error.type`, the error's code (core's `errorCodeOf`). */
+export function failSpan(span: Span, error: unknown): void {
   if (!span.isRecording()) return;
-  const type = errorType(error);
+  const type = errorCodeOf(error);
   span.setAttribute('error.type', type);
-  span.setStatus({ code: SpanStatusCode.ERROR, message: extra === undefined ? type : `${type} (${extra})` });
+  span.setStatus({ code: SpanStatusCode.ERROR, message: type });
 }
 
 /**
