@@ -164,6 +164,10 @@ export const Entra = {
   noRoleAssigned: 501051,
   /** Baton's own: Entra has no delegation-depth limit. Codes 91000xx are Baton-specific. */
   chainTooDeep: 9100001,
+  /** Baton's own: an API would appear twice in one delegation chain (A → B → A). */
+  chainLoop: 9100002,
+  /** Baton's own: an exchange to the subject token's own audience asked for more than that token allowed. */
+  scopeWidening: 9100003,
   sessionRevoked: 50173,
   tenantNotFound: 90002,
   invalidTarget: 500011,

@@ -44,7 +44,9 @@ export const EXCHANGE_RULES = [
   'downstream-scopes',
   'consent',
   'conditional-access',
+  'scope-narrowing',
   'delegation-depth',
+  'chain-loop',
   'issue',
 ] as const;
 export type ExchangeRule = (typeof EXCHANGE_RULES)[number];
@@ -283,10 +285,12 @@ export function planExchange(request: ExchangeRequest, now: number): ExchangePla
  * | `assertion-delegated` | `invalid_grant` AADSTS7000114: app-only token |
  * | `user-exists`, `user-enabled` | `invalid_grant` AADSTS50034, AADSTS50057 |
  * | `session-live` | `invalid_grant` AADSTS50173: sessions revoked, session ended or unknown |
- * | `downstream-scopes` | `invalid_scope` AADSTS70011, `invalid_target` AADSTS500011, `invalid_request` AADSTS900144 |
+ * | `downstream-scopes` | `invalid_scope` AADSTS70011, `invalid_target` AADSTS500011 (also: one audience per token), `invalid_request` AADSTS900144 |
  * | `consent` | `invalid_grant` + `suberror: consent_required` AADSTS65001, admin-consent URL in the description |
  * | `conditional-access` | `interaction_required` + `claims` AADSTS50076 (MFA) / AADSTS70044 (fresh sign-in); `invalid_grant` AADSTS53003 (block, IP) |
- * | `delegation-depth` | `invalid_grant` 9100001 (Baton's own; Entra has no depth limit) |
+ * | `scope-narrowing` | `invalid_scope` 9100003: an exchange to the subject token's own audience asks for more than its `scp` |
+ * | `delegation-depth` | `invalid_grant` 9100001 (Baton's own; Entra has no depth limit): the stricter of the tenant's and the API's limit |
+ * | `chain-loop` | `invalid_grant` 9100002: an API would appear twice in the chain (A → B → A) |
  *
  * In the RFC 8693 form the subject/actor-token rules answer `invalid_request` (RFC 8693 §2.2.2).
  * Only `OAuthError`s become refusals; anything else thrown is a bug and propagates.
@@ -321,9 +325,13 @@ function finish(plan: ExchangePlan, records: ExchangeRecords): Decision {
     trail.push(OUTCOMES['session-live'][sessionLive(user, subject, session, now)]);
     const { resolved, oidc } = downstreamScopes(target);
     trail.push(OUTCOMES['downstream-scopes'].pass);
-    const granted = consentCovers(request, resolved, user, records.userConsents ?? []);
+    const consented = consentCovers(request, resolved, user, records.userConsents ?? []);
     trail.push(OUTCOMES.consent.pass);
     const api = resolved.api;
+    // Narrowed before conditional access so policies judge the scopes that will be granted; the
+    // rule's own refusal is recorded in its place, after conditional access.
+    const narrowing = scopesNarrow(request, resolved, consented);
+    const granted = narrowing.granted ?? consented;
     const policy = conditionalAccess(request, api, granted, subject, session, now);
     if (!policy.ok) {
       const refused = refusal(request.form, trail, policyError(policy, apiName(api), options.stepUpSuberror), api);
@@ -335,8 +343,13 @@ function finish(plan: ExchangePlan, records: ExchangeRecords): Decision {
       return refused;
     }
     trail.push(OUTCOMES['conditional-access'].pass);
-    const act = chainWithinDepth(directory, caller, assertion.act);
+    if (narrowing.error !== undefined) throw narrowing.error;
+    trail.push(OUTCOMES['scope-narrowing'].pass);
+    const previous = readActorChain(assertion.act);
+    const act = chainWithinDepth(directory, caller, api, previous);
     trail.push(OUTCOMES['delegation-depth'].pass);
+    chainWithoutLoop(caller, api, previous);
+    trail.push(OUTCOMES['chain-loop'].pass);
     const claims = buildDelegatedClaims({
       issuer: options.issuer,
       tenant: directory.tenant,
@@ -527,6 +540,7 @@ function downstreamScopes(target: Downstream): { resolved: ResolvedScopes; oidc:
 function resolveDownstream(request: ExchangeRequest): Downstream {
   try {
     const { directory } = request;
+    oneAudience(request);
     const target = resolveTarget(directory, { audience: request.audience, resource: request.resource });
     const items = parseScope(request.scope);
     const { oidc, resource } = splitScopes(items);
@@ -546,6 +560,20 @@ function resolveDownstream(request: ExchangeRequest): Downstream {
   } catch (error) {
     if (!(error instanceof OAuthError)) throw error;
     return { error };
+  }
+}
+
+/**
+ * One audience per token (RFC 8693 §2.2.2, judged under `downstream-scopes`): at most one
+ * `audience` and one `resource` value; naming two APIs between them is refused by `resolveTarget`.
+ * Over HTTP the form parser already refuses a repeated parameter (RFC 6749 §3.2); this holds for
+ * every other caller of core.
+ */
+function oneAudience(request: ExchangeRequest): void {
+  for (const [name, raw] of [['audience', request.audience], ['resource', request.resource]] as const) {
+    if (typeof raw !== 'string' && raw !== undefined && raw.length > 1) {
+      throw errors.invalidTarget(`The request names ${raw.length} '${name}' values: one audience per token (a token exchange issues a token for one API; exchange once per API).`);
+    }
   }
 }
 
@@ -590,17 +618,70 @@ function conditionalAccess(request: ExchangeRequest, api: Application, granted: 
   });
 }
 
-/** `delegation-depth`: the caller joins `act`, newest first (RFC 8693 §4.1), and the chain stays within the tenant's limit. */
-function chainWithinDepth(directory: TenantDirectory, caller: Application, incoming: unknown): ActorClaim {
-  const previous = readActorChain(incoming);
+/**
+ * `scope-narrowing`: scopes never widen along the chain. Across APIs the incoming token's `scp` is
+ * in the middle tier's vocabulary (`Tasks.ReadWrite`), not the downstream API's, so there the
+ * bound is the user's consent for that pair (`consent`) and this rule skips. An exchange to the
+ * subject token's own audience (RFC 8693 down-scoping: the caller trades its token for one to
+ * itself) is where "never more than the token being exchanged allowed" has a meaning: the new
+ * scopes must be a subset of the token's `scp`; `.default` narrows to them. Returns the narrowed
+ * scopes, `{}` when the consent alone bounds them, or the refusal.
+ */
+function scopesNarrow(request: ExchangeRequest, resolved: ResolvedScopes, consented: string[]): { granted?: string[]; error?: OAuthError } {
+  const api = resolved.api;
+  if (api.clientId !== request.caller.clientId) return {};
+  const allowed = new Set(String(request.assertion.scp).split(' ').filter((v) => v !== ''));
+  const granted = consented.filter((value) => allowed.has(value));
+  const wider = resolved.isDefault ? (granted.length === 0 ? consented : []) : consented.filter((value) => !allowed.has(value));
+  if (wider.length > 0) {
+    return {
+      error: errors.invalidScope(
+      `Scopes never widen along the chain (rule scope-narrowing): the token being exchanged allows ${[...allowed].map((v) => `'${qualifiedScope(api, truncate(v, 80))}'`).join(', ')} at '${apiName(api)}', and a token for the same API may not ask for more (${wider.map((v) => `'${qualifiedScope(api, v)}'`).join(', ')}).`,
+        Entra.scopeWidening,
+      ),
+    };
+  }
+  return { granted };
+}
+
+/**
+ * `chain-loop`: no API appears twice in a chain — the presented token's `act` actors, the caller,
+ * then the downstream API (A → B → A is refused). An exchange to the caller's own audience
+ * (RFC 8693 down-scoping, judged by `scope-narrowing`) stays at the same hop, so consecutive
+ * repeats count once.
+ */
+function chainWithoutLoop(caller: Application, api: Application, previous: ActorClaim | undefined): void {
+  const names = previous === undefined ? [] : actorNames(previous).reverse();
+  names.push(caller.clientId, api.clientId);
+  const hops = names.filter((name, i) => i === 0 || name !== names[i - 1]);
+  const seen = new Set<string>();
+  for (const name of hops) {
+    if (seen.has(name)) {
+      throw errors.invalidGrant(
+        `This exchange would make the delegation chain ${hops.join(' → ')}, in which API '${name}' appears twice: loops are refused (rule chain-loop). An API may call another API on the user's behalf, but never back into the chain it is part of.`,
+        Entra.chainLoop,
+      );
+    }
+    seen.add(name);
+  }
+}
+
+/**
+ * `delegation-depth`: the caller joins `act`, newest first (RFC 8693 §4.1), and the chain stays
+ * within the stricter of the tenant's limit and the downstream API's own (`delegation.maxDepth`).
+ */
+function chainWithinDepth(directory: TenantDirectory, caller: Application, api: Application, previous: ActorClaim | undefined): ActorClaim {
   const act: ActorClaim = { sub: caller.clientId, client_id: caller.clientId };
   if (previous !== undefined) act.act = previous;
   const chain = actorNames(act);
   const tenant = directory.tenant;
-  const maxDepth = tenant.maxDelegationDepth;
+  const apiLimit = api.maxDelegationDepth;
+  const byApi = apiLimit !== undefined && apiLimit < tenant.maxDelegationDepth;
+  const maxDepth = byApi ? apiLimit : tenant.maxDelegationDepth;
   if (chain.length > maxDepth) {
+    const whose = byApi ? `API '${apiName(api)}'` : `tenant '${tenant.id}'`;
     throw errors.invalidGrant(
-      `This exchange would make a delegation chain of ${chain.length > MAX_ACT_NESTING ? `more than ${MAX_ACT_NESTING} APIs` : `${chain.length} APIs (${[...chain].reverse().join(' → ')})`}, more than tenant '${tenant.id}' allows (delegation.maxDepth ${maxDepth}). Call the API from an earlier hop, or ask an administrator to raise the limit.`,
+      `This exchange would make a delegation chain of ${chain.length > MAX_ACT_NESTING ? `more than ${MAX_ACT_NESTING} APIs` : `${chain.length} APIs (${[...chain].reverse().join(' → ')})`}, more than ${whose} allows (delegation.maxDepth ${maxDepth}). Call the API from an earlier hop, or ask an administrator to raise the limit.`,
       Entra.chainTooDeep,
     );
   }

@@ -92,6 +92,11 @@ export interface Application {
   accessTokenLifetimeSeconds: number;
   /** Algorithm of access tokens issued for this API. */
   signingAlg: SigningAlg;
+  /**
+   * This API's own `delegation.maxDepth`: how many APIs may stand in the `act` chain of a token
+   * addressed to it. The stricter of this and the tenant's limit applies; absent: the tenant's.
+   */
+  maxDelegationDepth?: number | undefined;
 }
 
 /** `principal: 'all'` is admin consent for every user of the tenant; otherwise a user's `oid`. */

@@ -49,6 +49,7 @@ export interface ChainConfig {
       appRoles?: Array<{ value: string; description: string; allowedMemberTypes: MemberType[] }>;
       knownClientApplications?: string[];
       requiredAccess?: Array<{ resource: string; scopes?: string[]; roles?: string[] }>;
+      delegation?: { maxDepth: number };
     }>;
     consents: Array<{ client: string; resource: string; scopes: string[]; for: string }>;
     appRoleAssignments: Array<{ client: string; resource: string; roles: string[] }>;
@@ -158,6 +159,7 @@ export function buildFixture(change?: (config: ChainConfig) => void): Fixture {
     requiredAccess: (a.requiredAccess ?? []).map((r) => ({ ...r, resource: clientIdOf(r.resource) })),
     accessTokenLifetimeSeconds: LIFETIME,
     signingAlg: 'ES256',
+    ...(a.delegation !== undefined ? { maxDelegationDepth: a.delegation.maxDepth } : {}),
   }));
 
   const consents: ConsentGrant[] = source.consents.map((c) => ({

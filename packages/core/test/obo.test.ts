@@ -542,6 +542,149 @@ describe('decideExchange — rule 8: the delegation chain', () => {
   });
 });
 
+describe('decideExchange — chain rules (issue 14)', () => {
+  /** Docs API may call back into Tasks API (all users), and Tasks API holds a narrower scope of its own. */
+  const loopy = () =>
+    buildFixture((c) => {
+      const contoso = c.tenants[0]!;
+      contoso.applications.find((a) => a.clientId === 'tasks-api')!.scopes!.push({ value: 'Tasks.Read', description: 'Read your tasks' });
+      contoso.consents.push(
+        { client: 'docs-api', resource: 'api://tasks', scopes: ['Tasks.ReadWrite'], for: 'all' },
+        { client: 'tasks-api', resource: 'api://tasks', scopes: ['Tasks.Read', 'Tasks.ReadWrite'], for: 'all' },
+      );
+    });
+  const loopError = (description?: RegExp): ExpectedOAuthError => grantError(Entra.chainLoop, description);
+  const wideningError = (description?: RegExp): ExpectedOAuthError => ({ error: 'invalid_scope', entraCodes: [Entra.scopeWidening], ...(description ? { description } : {}) });
+
+  describe('chain-loop: no API twice in a chain', () => {
+    it('A → B → A is refused (9100002), naming the chain and the rule', () => {
+      const f = loopy();
+      const docs = allowed(exchange({}, NOW, f)); // tasks-api → docs-api
+      const d = refused(exchange({ caller: f.app('docs-api'), assertion: docs.claims, scope: 'api://tasks/Tasks.ReadWrite' }, NOW, f), 'chain-loop', loopError());
+      assert.equal(
+        d.error.description,
+        "This exchange would make the delegation chain tasks-api → docs-api → tasks-api, in which API 'tasks-api' appears twice: loops are refused (rule chain-loop). An API may call another API on the user's behalf, but never back into the chain it is part of.",
+      );
+    });
+
+    it('the caller already in the presented chain is refused, deep or not', () => {
+      // A token for tasks-api that docs-api obtained, going back to docs-api.
+      refused(exchange({ assertion: tasksToken({ act: { sub: 'docs-api', client_id: 'docs-api' } }) }), 'chain-loop', loopError(/docs-api → tasks-api → docs-api/));
+      // tasks-api earlier in the chain, then audit-api, now tasks-api again.
+      const act = { sub: 'audit-api', client_id: 'audit-api', act: { sub: 'tasks-api', client_id: 'tasks-api' } };
+      refused(exchange({ assertion: tasksToken({ act }) }), 'chain-loop', loopError(/tasks-api → audit-api → tasks-api → docs-api/));
+    });
+
+    it('an actor named by sub only (no client_id) still counts', () => {
+      refused(exchange({ assertion: tasksToken({ act: { sub: 'docs-api' } }) }), 'chain-loop', loopError(/'docs-api' appears twice/));
+    });
+
+    it('a chain without repeats passes (the demo chain Tasks → Docs → Audit)', () => {
+      const docs = allowed(exchange());
+      const audit = allowed(exchange({ caller: fx.app('docs-api'), assertion: docs.claims, scope: 'api://audit/Audit.Write' }));
+      assert.deepEqual(audit.trail.find((t) => t.rule === 'chain-loop'), { rule: 'chain-loop', outcome: 'pass' });
+    });
+
+    it('an exchange to the caller’s own audience stays at the same hop: not a loop, and the chain goes on from it', () => {
+      const f = loopy();
+      const own = allowed(exchange({ scope: 'api://tasks/Tasks.ReadWrite' }, NOW, f));
+      assert.equal(own.claims.aud, 'tasks-api');
+      const docs = allowed(exchange({ assertion: own.claims, scope: 'api://docs/Docs.Read' }, NOW, f));
+      assert.deepEqual(docs.claims.act, { sub: 'tasks-api', client_id: 'tasks-api', act: { sub: 'tasks-api', client_id: 'tasks-api' } });
+    });
+  });
+
+  describe('scope-narrowing: never more than the token being exchanged allowed', () => {
+    const narrow = (f: Fixture) => tasksToken({ scopes: ['Tasks.Read'] }, f);
+
+    it('to the same audience: a scope the token does not carry is refused (invalid_scope 9100003), naming the rule', () => {
+      const f = loopy();
+      const d = refused(exchange({ assertion: narrow(f), scope: 'api://tasks/Tasks.ReadWrite' }, NOW, f), 'scope-narrowing', wideningError());
+      assert.equal(
+        d.error.description,
+        "Scopes never widen along the chain (rule scope-narrowing): the token being exchanged allows 'api://tasks/Tasks.Read' at 'api://tasks', and a token for the same API may not ask for more ('api://tasks/Tasks.ReadWrite').",
+      );
+      // Both forms, one rule: RFC 8693 keeps invalid_scope (it judges the request, not the subject token).
+      refused(exchange({ form: 'token_exchange', scope: 'Tasks.Read Tasks.ReadWrite', audience: 'tasks-api', assertion: narrow(f) }, NOW, f), 'scope-narrowing', wideningError(/'api:\/\/tasks\/Tasks.ReadWrite'\)/));
+    });
+
+    it('to the same audience: a subset passes, and .default narrows to what the token carried', () => {
+      const f = loopy();
+      const explicit = allowed(exchange({ assertion: narrow(f), scope: 'api://tasks/Tasks.Read' }, NOW, f));
+      assert.equal(explicit.claims.scp, 'Tasks.Read');
+      assert.deepEqual(explicit.trail.find((t) => t.rule === 'scope-narrowing'), { rule: 'scope-narrowing', outcome: 'pass' });
+      const all = allowed(exchange({ assertion: narrow(f), scope: 'api://tasks/.default' }, NOW, f));
+      assert.deepEqual(all.scopes, ['Tasks.Read']);
+      assert.equal(all.scope, 'api://tasks/Tasks.Read');
+      const audienceOnly = allowed(exchange({ form: 'token_exchange', scope: undefined, audience: 'tasks-api', resource: 'api://tasks', assertion: narrow(f) }, NOW, f));
+      assert.equal(audienceOnly.claims.scp, 'Tasks.Read');
+    });
+
+    it('across APIs the bound is the consent for the pair (the incoming scp is the middle tier’s, not comparable)', () => {
+      const d = allowed(exchange({ scope: 'api://docs/Docs.Read api://docs/Docs.Write', assertion: tasksToken({ amr: ['pwd', 'mfa'] }) }));
+      assert.deepEqual(d.scopes, ['Docs.Read', 'Docs.Write']);
+      assert.deepEqual(d.trail.find((t) => t.rule === 'scope-narrowing'), { rule: 'scope-narrowing', outcome: 'pass' });
+    });
+
+    it('conditional access judges the narrowed scopes, and a widening is refused even when no policy applies', () => {
+      const f = buildFixture((c) => {
+        const contoso = c.tenants[0]!;
+        contoso.applications.find((a) => a.clientId === 'tasks-api')!.scopes!.push({ value: 'Tasks.Read', description: 'Read your tasks' });
+        contoso.consents.push({ client: 'tasks-api', resource: 'api://tasks', scopes: ['Tasks.Read', 'Tasks.ReadWrite'], for: 'all' });
+        contoso.policies.push({ name: 'MFA to change tasks', resources: ['api://tasks'], scopes: ['Tasks.ReadWrite'], require: { mfa: true } });
+      });
+      // .default would be Tasks.Read + Tasks.ReadWrite by consent; narrowed to Tasks.Read, no MFA is asked.
+      assert.deepEqual(allowed(exchange({ assertion: narrow(f), scope: 'api://tasks/.default' }, NOW, f)).scopes, ['Tasks.Read']);
+    });
+  });
+
+  describe('one audience per token (RFC 8693 §2.2.2, under downstream-scopes)', () => {
+    const rfc = (over: Over = {}) => exchange({ form: 'token_exchange', scope: undefined, ...over });
+    const targetError = (description?: RegExp): ExpectedOAuthError => ({ error: 'invalid_target', entraCodes: [Entra.invalidTarget], ...(description ? { description } : {}) });
+
+    it('two audience values, or two resource values, are refused even when they name the same API', () => {
+      refused(rfc({ audience: ['docs-api', 'audit-api'] }), 'downstream-scopes', targetError(/names 2 'audience' values: one audience per token/));
+      refused(rfc({ audience: ['docs-api', 'docs-api'] }), 'downstream-scopes', targetError(/names 2 'audience' values/));
+      refused(rfc({ resource: ['api://docs', 'api://docs'] }), 'downstream-scopes', targetError(/names 2 'resource' values/));
+    });
+
+    it('audience and resource naming two APIs are refused; naming the same one (or one value in a list) is one audience', () => {
+      refused(rfc({ audience: 'docs-api', resource: 'api://audit' }), 'downstream-scopes', targetError(/two APIs, 'api:\/\/docs' and 'api:\/\/audit'/));
+      assert.equal(allowed(rfc({ audience: 'docs-api', resource: 'api://docs', scope: 'Docs.Read' })).claims.aud, 'docs-api');
+      assert.equal(allowed(rfc({ audience: ['docs-api'], scope: 'Docs.Read' })).claims.aud, 'docs-api');
+    });
+  });
+
+  describe('delegation-depth: the API’s own limit as well as the tenant’s', () => {
+    it('the stricter applies: an API limit of 1 refuses the second hop the tenant (4) would allow, naming the API', () => {
+      const f = buildFixture((c) => {
+        c.tenants[0]!.applications.find((a) => a.clientId === 'audit-api')!.delegation = { maxDepth: 1 };
+      });
+      const docs = allowed(exchange({}, NOW, f)); // chain 1 into docs-api: no limit of its own
+      const d = refused(exchange({ caller: f.app('docs-api'), assertion: docs.claims, scope: 'api://audit/Audit.Write' }, NOW, f), 'delegation-depth', grantError(Entra.chainTooDeep));
+      assert.equal(
+        d.error.description,
+        "This exchange would make a delegation chain of 2 APIs (tasks-api → docs-api), more than API 'api://audit' allows (delegation.maxDepth 1). Call the API from an earlier hop, or ask an administrator to raise the limit.",
+      );
+      // The limit is the downstream API's: a first hop into audit-api is within it.
+      const g = buildFixture((c) => {
+        c.tenants[0]!.applications.find((a) => a.clientId === 'audit-api')!.delegation = { maxDepth: 1 };
+        c.tenants[0]!.consents.push({ client: 'tasks-api', resource: 'api://audit', scopes: ['Audit.Write'], for: 'all' });
+      });
+      allowed(exchange({ scope: 'api://audit/Audit.Write' }, NOW, g));
+    });
+
+    it('an API limit looser than the tenant’s changes nothing: the tenant’s is named', () => {
+      const f = buildFixture((c) => {
+        c.tenants[0]!.delegation = { maxDepth: 1 };
+        c.tenants[0]!.applications.find((a) => a.clientId === 'audit-api')!.delegation = { maxDepth: 8 };
+      });
+      const docs = allowed(exchange({}, NOW, f));
+      refused(exchange({ caller: f.app('docs-api'), assertion: docs.claims, scope: 'api://audit/Audit.Write' }, NOW, f), 'delegation-depth', grantError(Entra.chainTooDeep, /more than tenant 'contoso' allows \(delegation.maxDepth 1\)/));
+    });
+  });
+});
+
 describe('decideExchange — RFC 8693 token exchange', () => {
   const rfc = (over: Over = {}, now = NOW) => exchange({ form: 'token_exchange', scope: undefined, ...over }, now);
 

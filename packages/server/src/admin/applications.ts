@@ -241,6 +241,8 @@ export function applicationRoutes(app: FastifyInstance): void {
           requiredAccess: input.requiredAccess ?? current.requiredAccess,
           accessTokenLifetimeSeconds: input.accessTokenLifetimeSeconds ?? current.accessTokenLifetimeSeconds,
           signingAlg: current.signingAlg,
+          // Not editable here yet; an update must never drop the API's own, stricter, delegation limit.
+          ...(current.maxDelegationDepth !== undefined ? { delegation: { maxDepth: current.maxDelegationDepth } } : {}),
         },
         (ref) => (ref === (input.identifierUri ?? current.identifierUri) ? current.clientId : (req.directory.api(ref)?.clientId ?? ref)),
         current,

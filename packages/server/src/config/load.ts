@@ -384,6 +384,7 @@ export function compileApplication(
     })),
     accessTokenLifetimeSeconds: a.accessTokenLifetimeSeconds,
     signingAlg: a.signingAlg,
+    ...(a.delegation !== undefined ? { maxDelegationDepth: a.delegation.maxDepth } : {}),
   };
 }
 

@@ -109,6 +109,8 @@ export const ApplicationConfig = z.strictObject({
   accessTokenLifetimeSeconds: z.number().int().min(300).max(86400).default(3600),
   /** Algorithm of access tokens issued for this API. */
   signingAlg: z.enum(['ES256', 'RS256', 'PS256']).default('ES256'),
+  /** This API's own delegation limit: the stricter of it and the tenant's `delegation.maxDepth` applies. */
+  delegation: z.strictObject({ maxDepth: z.number().int().min(1).max(16) }).optional(),
 });
 
 export const ConsentConfig = z.strictObject({
