@@ -49,6 +49,18 @@ test('schema errors name the exact path', () => {
   assert.ok(problems.some((p) => p.startsWith('tenants[0].users[0].totpSecret:')), problems.join('\n'));
 });
 
+test("an API's own delegation.maxDepth: optional, 1-16, nothing else in it", () => {
+  const raw = chain();
+  assert.equal(parseConfig(JSON.stringify(raw)).tenants[0]!.applications[3]!.delegation, undefined);
+  raw.tenants[0].applications[3].delegation = { maxDepth: 2 };
+  assert.deepEqual(parseConfig(JSON.stringify(raw)).tenants[0]!.applications[3]!.delegation, { maxDepth: 2 });
+  for (const [bad, where] of [[{ maxDepth: 0 }, 'delegation.maxDepth'], [{ maxDepth: 17 }, 'delegation.maxDepth'], [{ maxDepth: 1.5 }, 'delegation.maxDepth'], [{}, 'delegation.maxDepth'], [{ maxDepth: 2, maxdepth: 1 }, 'delegation']] as const) {
+    raw.tenants[0].applications[3].delegation = bad;
+    const problems = problemsOf(raw);
+    assert.ok(problems.some((p) => p.startsWith(`tenants[0].applications[3].${where}`)), `${JSON.stringify(bad)}: ${problems.join('\n')}`);
+  }
+});
+
 test('redirect URIs: no plain http off loopback, no fragments, no dot segments, no userinfo', () => {
   for (const [uri, message] of [
     ['http://evil.example/callback', 'plain http is allowed only for loopback'],

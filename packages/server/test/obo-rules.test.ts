@@ -8,7 +8,7 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { startTestServer, decodeJwt, basic, pgSchema, PG_URL, type TestServer } from './harness.ts';
-import { OBO_GRANT, sessionPayload, auditDuring, lastAudit, obo, oboConfigure, secretOf, userToken } from './obo-fixtures.ts';
+import { OBO_GRANT, TOKEN_EXCHANGE_GRANT, ACCESS_TOKEN_TYPE, sessionPayload, auditDuring, lastAudit, obo, oboConfigure, exchange, secretOf, userToken } from './obo-fixtures.ts';
 
 for (const engine of ['sqlite', 'postgres'] as const) describe(`OBO rules, ${engine} store`, () => {
   let server: TestServer;
@@ -417,5 +417,110 @@ for (const engine of ['sqlite', 'postgres'] as const) describe(`OBO rules, ${eng
       );
       assert.equal(bad[0]!.traceparent, undefined, 'a malformed traceparent is dropped');
     });
+  });
+});
+
+/**
+ * The chain rules (issue 14) through the real token endpoint: loops, scopes that would widen, one
+ * audience per token, and an API's own delegation limit — each with its exact error and the rule
+ * the audit event names. One server (SQLite): the rules are core's, the store reads are covered above.
+ */
+describe('chain rules', () => {
+  let server: TestServer;
+
+  before(async () => {
+    server = await startTestServer({
+      tls: 'dev',
+      configure(raw: any) {
+        oboConfigure(raw);
+        const contoso = raw.tenants[0];
+        contoso.delegation = { maxDepth: 4 };
+        // Docs API may call back into Tasks API: only the chain rule stands between them.
+        contoso.consents.push({ client: 'docs-api', resource: 'api://tasks', scopes: ['Tasks.ReadWrite'], for: 'all' });
+        // Tasks API may down-scope its own tokens (an RFC 8693 exchange to its own audience).
+        contoso.applications.find((a: any) => a.clientId === 'tasks-api').scopes.push({ value: 'Tasks.Read', description: 'Read your tasks' });
+        contoso.consents.push({ client: 'tasks-api', resource: 'api://tasks', scopes: ['Tasks.Read', 'Tasks.ReadWrite'], for: 'all' });
+        // Reports API accepts tokens at most one API deep, stricter than the tenant's 4.
+        contoso.applications.find((a: any) => a.clientId === 'reports-api').delegation = { maxDepth: 1 };
+        contoso.consents.push({ client: 'docs-api', resource: 'api://reports', scopes: ['Reports.Read'], for: 'all' });
+      },
+    });
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  function expectRefusal(response: { status: number; body: any }, error: string, code: number, description: RegExp): void {
+    assert.equal(response.status, 400, JSON.stringify(response.body));
+    assert.equal(response.body.error, error);
+    assert.deepEqual(response.body.error_codes, [code]);
+    assert.match(response.body.error_description, new RegExp(`^AADSTS${code}: `));
+    assert.match(response.body.error_description, description);
+  }
+
+  test('no loops: Tasks → Docs → Tasks is refused (chain-loop, 9100002); the demo chain Tasks → Docs → Audit is not', async () => {
+    const alice = await userToken(server);
+    const docs = await obo(server, 'tasks-api', alice, 'api://docs/Docs.Read');
+    assert.equal(docs.status, 200, JSON.stringify(docs.body));
+    const { result: back, events } = await auditDuring(server, () => obo(server, 'docs-api', docs.body.access_token, 'api://tasks/Tasks.ReadWrite'));
+    expectRefusal(back, 'invalid_grant', 9100002, /delegation chain tasks-api → docs-api → tasks-api, in which API 'tasks-api' appears twice: loops are refused \(rule chain-loop\)/);
+    assert.equal(events.length, 1);
+    assert.equal(events[0]!.rule, 'chain-loop');
+    assert.equal(events[0]!.decision, 'refuse');
+    // The same loop in the RFC 8693 form: the same rule and code.
+    const rfc = await exchange(server, 'docs-api', { subject_token: docs.body.access_token, audience: 'api://tasks' });
+    expectRefusal(rfc, 'invalid_grant', 9100002, /rule chain-loop/);
+
+    const audit = await obo(server, 'docs-api', docs.body.access_token, 'api://audit/Audit.Write');
+    assert.equal(audit.status, 200, JSON.stringify(audit.body));
+    assert.equal(lastAudit(server).rule, 'issue');
+  });
+
+  test('scopes never widen: an exchange to the token’s own audience gets no more than its scp (scope-narrowing, 9100003)', async () => {
+    const narrow = await userToken(server, { scopes: ['Tasks.Read'] });
+    const wider = await exchange(server, 'tasks-api', { subject_token: narrow, audience: 'api://tasks', scope: 'Tasks.ReadWrite' });
+    expectRefusal(wider, 'invalid_scope', 9100003, /Scopes never widen along the chain \(rule scope-narrowing\).*allows 'api:\/\/tasks\/Tasks.Read'.*\('api:\/\/tasks\/Tasks.ReadWrite'\)/);
+    assert.equal(lastAudit(server).rule, 'scope-narrowing');
+    // The Microsoft form to its own API: the same rule.
+    expectRefusal(await obo(server, 'tasks-api', narrow, 'api://tasks/Tasks.ReadWrite'), 'invalid_scope', 9100003, /rule scope-narrowing/);
+
+    // Audience alone (.default) narrows to what the token carried, and the new token says so.
+    const same = await exchange(server, 'tasks-api', { subject_token: narrow, audience: 'api://tasks' });
+    assert.equal(same.status, 200, JSON.stringify(same.body));
+    assert.equal(same.body.scope, 'api://tasks/Tasks.Read');
+    assert.equal(decodeJwt(same.body.access_token).payload.scp, 'Tasks.Read');
+    // Down-scoping stays at the same hop: the narrowed token goes on to Docs API.
+    const onward = await obo(server, 'tasks-api', same.body.access_token, 'api://docs/Docs.Read');
+    assert.equal(onward.status, 200, JSON.stringify(onward.body));
+  });
+
+  test('one audience per token: a repeated audience or resource never reaches the exchange; two APIs are invalid_target', async () => {
+    const alice = await userToken(server);
+    const auth = { authorization: basic('tasks-api', secretOf('tasks-api')) };
+    const base = `grant_type=${encodeURIComponent(TOKEN_EXCHANGE_GRANT)}&subject_token_type=${encodeURIComponent(ACCESS_TOKEN_TYPE)}&subject_token=${alice}`;
+    for (const [name, first, second] of [['audience', 'docs-api', 'audit-api'], ['resource', 'api://docs', 'api://docs']] as const) {
+      const { result, events } = await auditDuring(server, () =>
+        server.post('/contoso/oauth2/v2.0/token', `${base}&${name}=${encodeURIComponent(first)}&${name}=${encodeURIComponent(second)}`, { ...auth, 'content-type': 'application/x-www-form-urlencoded' }),
+      );
+      // Refused by the form parser (RFC 6749 §3.2), one place for every endpoint: invalid_request, AADSTS90014.
+      expectRefusal(result, 'invalid_request', 90014, new RegExp(`The parameter '${name}' is included more than once`));
+      assert.equal(events.length, 0, 'no exchange was decided');
+    }
+    const two = await exchange(server, 'tasks-api', { subject_token: alice, audience: 'docs-api', resource: 'api://audit' });
+    expectRefusal(two, 'invalid_target', 500011, /name two APIs, 'api:\/\/docs' and 'api:\/\/audit'/);
+    assert.equal(lastAudit(server).rule, 'downstream-scopes');
+    const one = await exchange(server, 'tasks-api', { subject_token: alice, audience: 'docs-api', resource: 'api://docs', scope: 'Docs.Read' });
+    assert.equal(one.status, 200, JSON.stringify(one.body));
+  });
+
+  test('the depth limit per API: Reports API’s own maxDepth 1 refuses a second hop the tenant’s 4 allows (delegation-depth, 9100001)', async () => {
+    const alice = await userToken(server);
+    const direct = await obo(server, 'tasks-api', alice, 'api://reports/Reports.Read');
+    assert.equal(direct.status, 200, JSON.stringify(direct.body));
+    const docs = await obo(server, 'tasks-api', alice, 'api://docs/Docs.Read');
+    assert.equal(docs.status, 200, JSON.stringify(docs.body));
+    const reports = await obo(server, 'docs-api', docs.body.access_token, 'api://reports/Reports.Read');
+    expectRefusal(reports, 'invalid_grant', 9100001, /chain of 2 APIs \(tasks-api → docs-api\), more than API 'api:\/\/reports' allows \(delegation.maxDepth 1\)/);
+    assert.equal(lastAudit(server).rule, 'delegation-depth');
   });
 });
