@@ -227,7 +227,11 @@ async function authenticateAssertion(ctx: ServerContext, directory: TenantDirect
   const candidates = clientKeys(app).filter((k) => (header.kid === undefined || k.kid === undefined || k.kid === header.kid) && keyFitsAlg(k.key, alg));
   if (candidates.length === 0) throw bad(`No key registered for '${app.clientId}' matches the client assertion (kid, algorithm).`);
   let verified = false;
-  for (const candidate of candidates) if (!verified) verified = await verifyJwsSignatureAsync(decoded, candidate.key, alg);
+  for (const candidate of candidates) {
+    if (verified) break;
+    const verifying = verifyJwsSignatureAsync(decoded, candidate.key, alg);
+    verified = await (ctx.metrics ? ctx.metrics.jws('verify', alg, verifying) : verifying);
+  }
   if (!verified) {
     throw bad('The client assertion signature is invalid.', `client_id=${app.clientId} kid=${String(header.kid)}`);
   }

@@ -6,15 +6,25 @@
  */
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { createSigner } from '@baton/core';
 import type { Registry } from 'prom-client';
 import { startTestServer, basic, type TestServer } from './harness.ts';
 import { OBO_GRANT, obo, oboConfigure, secretOf, userToken } from './obo-fixtures.ts';
 import { ALICE, Browser, authorizeUrl, formOf, pkce, runFlow, webParams } from './signin-kit.ts';
 
 let server: TestServer;
+const clientKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 before(async () => {
-  server = await startTestServer({ tls: 'dev', metrics: { port: 0 }, configure: oboConfigure });
+  server = await startTestServer({
+    tls: 'dev',
+    metrics: { port: 0 },
+    configure(raw) {
+      oboConfigure(raw);
+      // The indexer may also authenticate with a client assertion (private_key_jwt).
+      raw.tenants[0].applications.find((a: any) => a.clientId === 'indexer').jwks = [{ ...clientKey.publicKey.export({ format: 'jwk' }), kid: 'indexer-key-1', use: 'sig' }];
+    },
+  });
 });
 after(() => server.close());
 
@@ -111,6 +121,21 @@ describe('token requests', () => {
     assert.equal(await sample('baton_token_requests_total', labels), before + 1);
     assert.equal(await sample('baton_token_request_duration_seconds_count', { grant: 'client_credentials' }), latency + 1);
     assert.equal(await sample('baton_jws_duration_seconds_count', { operation: 'sign', alg: 'ES256' }), signed + 1);
+  });
+
+  test('a client assertion (private_key_jwt) counts its signature check', async () => {
+    const before = await sample('baton_jws_duration_seconds_count', { operation: 'verify', alg: 'ES256' });
+    const now = Math.floor(Date.now() / 1000);
+    const assertion = createSigner(clientKey.privateKey, 'indexer-key-1', 'ES256').sign({ iss: 'indexer', sub: 'indexer', aud: server.tokenUrl(), exp: now + 300, iat: now, jti: randomUUID() });
+    const response = await server.post('/contoso/oauth2/v2.0/token', {
+      grant_type: 'client_credentials',
+      scope: 'api://docs/.default',
+      client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+      client_assertion: assertion,
+    });
+    assert.equal(response.status, 200, JSON.stringify(response.body));
+    assert.equal(await sample('baton_jws_duration_seconds_count', { operation: 'verify', alg: 'ES256' }), before + 1);
+    assert.ok((await sample('baton_token_requests_total', { client: 'indexer', result: 'ok' })) >= 1);
   });
 
   test('a refusal counts under its OAuth error code; a registered client keeps its name when its secret is wrong', async () => {

@@ -19,7 +19,7 @@ import { performance } from 'node:perf_hooks';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { EXCHANGE_RULES, OAUTH_ERROR_CODES, type SigningAlg, type TenantDirectory } from '@baton/core';
+import { EXCHANGE_RULES, OAUTH_ERROR_CODES, type JwsAlg, type SigningAlg, type TenantDirectory } from '@baton/core';
 import type { Store } from '../store/types.ts';
 import { observeStore } from '../store/observed.ts';
 import type { ExchangeAuditEvent } from '../audit.ts';
@@ -303,7 +303,7 @@ export class ServerMetrics {
   }
 
   /** Times `work` (a JWS operation already handed to the thread pool) and counts it in flight meanwhile. */
-  async jws<T>(operation: 'sign' | 'verify', alg: SigningAlg, work: Promise<T>): Promise<T> {
+  async jws<T>(operation: 'sign' | 'verify', alg: JwsAlg, work: Promise<T>): Promise<T> {
     const started = performance.now();
     const inFlight = this.#jwsInFlight[operation];
     inFlight.inc();
