@@ -28,6 +28,9 @@ export interface ObserveVariant {
 export const OBSERVE_VARIANTS: readonly ObserveVariant[] = [
   { name: 'off', measure: 'client_credentials, observability off', server: {} },
   { name: 'metrics', measure: 'client_credentials, Prometheus metrics on (scraped every second)', server: { metrics: true } },
+  { name: 'tracing', measure: 'client_credentials, OpenTelemetry tracing on (every request sampled, batch export)', server: { tracing: true } },
+  { name: 'metrics+tracing-10%', measure: 'client_credentials, metrics + tracing, 10 % of new traces sampled', server: { metrics: true, tracing: true, sampleRatio: 0.1 } },
+  { name: 'metrics+tracing', measure: 'client_credentials, metrics + tracing (every request sampled)', server: { metrics: true, tracing: true } },
 ];
 
 /** The most throughput observability may cost (issue 13). */
@@ -72,6 +75,14 @@ export const observeSection: Section = {
         const rate = median(injected[i]!);
         data[`${variant.name}Inject`] = injected[i];
         rows.push({ section: 'observe', measure: `${variant.name}: via app.inject, 1 at a time`, rate, p50: 1000 / rate, note: i === 0 ? 'handler only, no transport' : `${((rate / injectBaseline) * 100).toFixed(1)} % of off` });
+      }
+      // The traced variants must have recorded the load: the spans their SDK exported.
+      for (const [i, variant] of OBSERVE_VARIANTS.entries()) {
+        if (!variant.server.tracing) continue;
+        const spans = (await servers[i]!.command('spans -', 'spans', 60_000)).spans as number;
+        if (!(spans > 0)) throw new Error(`${variant.name}: the SDK exported no span: the load was not traced`);
+        data[`${variant.name}Spans`] = spans;
+        rows.push({ section: 'observe', measure: `${variant.name}: spans exported`, note: `${spans} spans through the SDK's batch processor (proof the load was traced)` });
       }
       const fullest = results.at(-1);
       ctx.shared.observeOff = baseline;

@@ -17,6 +17,7 @@ import { decodeJws, verifyJwsSignatureAsync } from '@baton/core';
 import { sampleClaims } from '../sections/crypto.ts';
 import { issueDelegatedToken } from '../../packages/server/src/tokens/issue.ts';
 import { installControl } from './control.ts';
+import { installTracing, type BenchTracing } from '../lib/tracing.ts';
 import { sampleSqlite, samplePostgres, seedPostgres, seedSqlite, type SeedResult } from '../lib/seed.ts';
 
 export interface BatonServerOptions {
@@ -34,6 +35,10 @@ export interface BatonServerOptions {
   logLevel?: string;
   /** Prometheus metrics on (a listener on 127.0.0.1, scraped once a second by this process, as Prometheus would). */
   metrics?: boolean;
+  /** The OpenTelemetry SDK installed in the process before the server starts (bench/lib/tracing.ts). */
+  tracing?: boolean;
+  /** With `tracing`: sample new traces at this ratio (default: every one). */
+  sampleRatio?: number;
 }
 
 export interface BatonServerReady {
@@ -108,7 +113,14 @@ async function cleanup(code = 0): Promise<void> {
     process.exit(code);
   }
 }
+/** The SDK, when `options.tracing`: installed at load, before anything of Baton's runs. */
+const tracing: BenchTracing | undefined = options.tracing ? installTracing(options.sampleRatio) : undefined;
+
 installControl(() => void cleanup(), {
+  /** `spans -`: spans the SDK exported so far → {"spans": n} (0 without tracing): proof the load was traced. */
+  async spans() {
+    return { spans: tracing === undefined ? 0 : await tracing.exported() };
+  },
   /**
    * `inject {"url","headers","bodies","ms"}`: the same requests through `app.inject` (Fastify and
    * the handler, no TLS, no socket, no HTTP parser), one at a time for `ms` milliseconds
