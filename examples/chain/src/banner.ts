@@ -4,6 +4,7 @@
  * no token and no client secret is ever printed.
  */
 import { totpNow, type DemoConfig } from './demo-config.ts';
+import { DEMO_ADMIN } from './demo-admin.ts';
 
 export interface BannerInput {
   tokenServiceUrl: string;
@@ -35,6 +36,7 @@ export function banner(input: BannerInput): string {
   lines.push(row('Docs API', input.urls.docsApi, 'Downstream API · Fastify · Docs.Read / Docs.Write'));
   lines.push(row('Audit API', input.urls.auditApi, 'third hop · Hono · Audit.Write'));
   lines.push(row('Indexer', input.indexerIntervalMs > 0 ? `every ${Math.round(input.indexerIntervalMs / 1000)} s` : 'on demand', 'app-only · client credentials · Docs.ReadAll'));
+  lines.push(row('Admin API', `${input.tokenServiceUrl}/${input.tenant}/admin/v1`, `baton admin … as ${DEMO_ADMIN.clientId} (README: "Administer the running demo")`));
   if (input.antiPattern) lines.push(row('Anti-pattern switch', 'ON', 'the Tasks API will try to act as itself (the SDK refuses)'));
   lines.push('', bold(`Demo users (tenant ${input.tenant})`));
   for (const user of input.demo.users) {

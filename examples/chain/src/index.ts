@@ -29,6 +29,7 @@ export { readDemoConfig, totpNow, DEFAULT_CONFIG, type DemoConfig } from './demo
 export { effectiveAccess, explain } from './docs/permissions.ts';
 export { banner, type BannerInput } from './banner.ts';
 export { startTracing, type Tracing, type TracingOptions } from './otel.ts';
+export { withDemoAdmin, DEMO_ADMIN } from './demo-admin.ts';
 
 /** Tasks Web's default port (its redirect URI in baton.json is http://127.0.0.1:7000/callback; `withWebPort` moves both). */
 export const WEB_PORT = 7000;

@@ -590,6 +590,18 @@ test('`baton dev` (npm start) prints URLs, users and the CA, stops on Ctrl-C, an
   const signin = await fetch(`http://127.0.0.1:${port}/signin`, { redirect: 'manual' });
   assert.equal(signin.status, 303);
   assert.equal(new URL(signin.headers.get('location') ?? '').searchParams.get('redirect_uri'), `http://127.0.0.1:${port}/callback`);
+  // The demo's admin application: `baton admin` works against it, as the README shows.
+  const tokenService = /Token service\s+(https:\/\/localhost:\d+)\/contoso\/v2\.0/.exec(first.stdout)![1]!;
+  assert.match(first.stdout, /Admin API\s+https:\/\/localhost:\d+\/contoso\/admin\/v1\s+baton admin … as demo-admin/);
+  const revoked = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    execFile(process.execPath, ['packages/cli/src/bin.ts', 'admin', 'users', 'revoke-sessions', 'alice@contoso.test', '--json'], {
+      cwd: REPO,
+      env: { ...process.env, BATON_URL: tokenService, BATON_TENANT: 'contoso', BATON_CA: join(data, 'tls', 'ca.pem'), BATON_ADMIN_CLIENT_ID: 'demo-admin', BATON_ADMIN_CLIENT_SECRET: 'demo-admin-demo-secret-for-local-use-only' },
+    }, (error, stdout, stderr) => resolve({ code: error ? (error.code as number) : 0, stdout, stderr }));
+  });
+  assert.equal(revoked.code, 0, revoked.stderr);
+  assert.equal(JSON.parse(revoked.stdout).username, 'alice@contoso.test');
+  assert.ok(Date.parse(JSON.parse(revoked.stdout).sessionsRevokedBefore) > Date.now() - 60_000);
   const ca = await readFile(join(data, 'tls', 'ca.pem'), 'utf8');
   first.child.kill('SIGINT');
   assert.equal(await first.exited, 0, first.stderr());

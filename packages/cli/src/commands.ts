@@ -329,5 +329,7 @@ export const commands: Record<string, Command> = {
   'config check': configCheck,
   'secret new': secretNew,
   'token issue': (await import('./token-issue.ts')).tokenIssue,
+  'config plan': (await import('./config-plan.ts')).configPlan,
+  'config apply': (await import('./config-plan.ts')).configApply,
   ...Object.fromEntries((await import('./admin.ts')).adminCommands.map((c) => [c.name, c])),
 };

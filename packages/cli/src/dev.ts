@@ -10,7 +10,7 @@
  * One process keeps Ctrl-C simple: everything closes in reverse order, then the command returns.
  */
 import { join, resolve } from 'node:path';
-import { auditLogOf, createLogger, readConfigFile, startServer } from '@baton/server';
+import { auditLogOf, createLogger, readConfigFile, startServer, type BatonConfig } from '@baton/server';
 import type { Command } from './command.ts';
 
 const str = (v: string | boolean | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
@@ -50,6 +50,8 @@ export interface DemoChain<Demo extends { tenant: string } = { tenant: string }>
     antiPattern: { enabled: boolean }; close(): Promise<void> }>;
   /** The demo's OpenTelemetry SDK: installed (OTLP/HTTP) when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; `undefined` otherwise. */
   startTracing(options?: { env?: NodeJS.ProcessEnv | undefined }): { shutdown(): Promise<void> } | undefined;
+  /** The configuration with the demo's admin application (`demo-admin`, Baton.Admin) for `baton admin`. */
+  withDemoAdmin(config: BatonConfig): BatonConfig;
   /** The configuration with Tasks Web's registered redirect URI moved to its port. */
   withWebPort<T extends { tenants: ReadonlyArray<{ applications: ReadonlyArray<{ clientId: string; redirectUris: readonly string[] }> }> }>(config: T, port: number): T;
   banner(input: {
@@ -130,7 +132,7 @@ export const dev: Command = {
     // Traces over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set: installed before anything starts.
     const tracing = example.startTracing();
     const server = await startServer({
-      config: example.withWebPort(config, webPort),
+      config: example.withDemoAdmin(example.withWebPort(config, webPort)),
       dataDir,
       port,
       tls: 'dev',

@@ -135,3 +135,32 @@ test('a wrong admin secret or a client without the role exits 1 and says why', a
   assert.equal(nosecret.code, 1);
   assert.match(nosecret.stderr, /--client-secret/);
 });
+
+test('baton config plan shows the admin changes; config apply --prune brings the store back to the file', async () => {
+  const config = join(dir, 'baton.json');
+  const data = join(dir, 'data');
+  const config_ = (args: string[]) =>
+    run(process.execPath, [BIN, 'config', ...args, '--config', config, '--data', data], { env: { ...process.env, BATON_KEK: '' } }).then(
+      ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+      (error: { code: number; stdout: string; stderr: string }) => ({ code: error.code, stdout: error.stdout, stderr: error.stderr }),
+    );
+  assert.equal((await baton(['users', 'disable', 'carol@contoso.test'])).code, 0); // already disabled in the file: no change
+  assert.equal((await baton(['users', 'disable', 'olivia@contoso.test'])).code, 0);
+  const plan = await config_(['plan', '--detailed-exitcode']);
+  assert.equal(plan.code, 2, plan.stderr);
+  assert.match(plan.stdout, /^tenant contoso:$/m);
+  assert.match(plan.stdout, /^ {2}~ user olivia@contoso\.test: enabled$/m);
+  assert.match(plan.stdout, /^ {2}~ application tasks-web: redirectUris$/m);
+  assert.match(plan.stdout, /^ {2}= user erin@contoso\.test {2}\(not in the file\)$/m);
+  assert.doesNotMatch(plan.stdout, /carol/);
+  assert.match(plan.stdout, /^Plan: 0 to create, \d+ to update, 0 to delete/m);
+  assert.doesNotMatch(plan.stdout, /demo-secret|Demo-pass|Admin-secret|hmac|scrypt/);
+  const applied = await config_(['apply', '--prune']);
+  assert.equal(applied.code, 0, applied.stderr);
+  assert.match(applied.stdout, /^Applied: /m);
+  const after = await config_(['plan', '--detailed-exitcode']);
+  assert.equal(after.code, 0, after.stdout + after.stderr);
+  assert.match(after.stdout, /^No changes: the store matches the file/m);
+  // The running service follows the store: olivia is enabled again.
+  assert.match((await baton(['users', 'show', 'olivia@contoso.test'])).stdout, / enabled/);
+});

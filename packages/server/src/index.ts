@@ -1,6 +1,7 @@
 export { startServer, createLogger, type ServeOptions, type RunningServer } from './server.ts';
 export { readConfigFile, parseConfig, checkReferences, compileConfig, applyConfig, configWarnings, stableGuid } from './config/load.ts';
 export { BatonConfig } from './config/schema.ts';
+export { planConfig, applyConfigPlan, planSummary, type ConfigPlan, type PlanChange, type PlanAction } from './config/plan.ts';
 export { openStore } from './store/index.ts';
 export type { Store } from './store/types.ts';
 export { loadKek, type Kek } from './crypto/kek.ts';

@@ -93,6 +93,8 @@ test('redirect URIs are replaced with If-Match and validated like the configurat
   assert.equal(ok.status, 200, JSON.stringify(ok.body));
   assert.deepEqual(ok.body.redirectUris, ['http://127.0.0.1:7000/callback', 'https://tasks.example/callback']);
   assert.deepEqual((await server.ctx.directories.get('contoso'))!.application('tasks-web')!.redirectUris, ok.body.redirectUris);
+  // Only the named field changed: a PATCH never resets what it leaves out to a default.
+  assert.deepEqual({ ...ok.body, redirectUris: read.body.redirectUris }, read.body);
   assertProblem(await admin(server, 'PATCH', '/applications/tasks-web', { token, body: { name: 'Stale' }, headers: { 'if-match': etag } }), 412, 'precondition-failed');
 });
 

@@ -222,7 +222,11 @@ export function applicationRoutes(app: FastifyInstance): void {
   app.patch(`${ADMIN_PREFIX}/applications/:client`, async (request, reply) => {
     const req = adminOf(request);
     const { client } = request.params as Params;
-    const input = parseWith(ApplicationUpdate, request.body);
+    const parsed = parseWith(ApplicationUpdate, request.body);
+    // Only the fields the body names: the configuration schema's defaults (`scopes: []` …) must not
+    // stand in for the fields a PATCH leaves out.
+    const named = new Set(Object.keys(request.body as object));
+    const input = Object.fromEntries(Object.entries(parsed).filter(([key]) => named.has(key))) as Partial<typeof parsed>;
     const result = await changeApplication(req, client, 'application.update', 'required', (current) => {
       // Scopes and roles keep the ids the configuration derives from their names.
       const recompiled = compileApplication(
