@@ -12,6 +12,7 @@ import type { ServerContext } from '../context.ts';
 import { problems, ProblemError, sendProblem, toProblem } from './problem.ts';
 import type { AdminActor } from './audit.ts';
 import type { AdminGuards } from './guard.ts';
+import { canonicalJson as canonical } from '../canonical.ts';
 
 /** The largest body the admin API reads (an application with many scopes fits easily). */
 export const ADMIN_BODY_LIMIT = 64 * 1024;
@@ -91,19 +92,6 @@ export function parseWith<S extends z.ZodType>(schema: S, value: unknown, what: 
   const first = errors[0]!;
   if (what === 'query') throw problems.invalidQuery(`${first.path}: ${first.message}`);
   throw problems.invalidBody(`${first.path}: ${first.message}`, errors);
-}
-
-/** JSON with object keys sorted, so a record's ETag does not depend on how an engine orders them. */
-function canonical(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    return `{${Object.keys(value)
-      .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(value);
 }
 
 /** A strong ETag of a stored record (RFC 9110 §8.8.3): its canonical JSON's SHA-256. */

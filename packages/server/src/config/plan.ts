@@ -20,6 +20,7 @@ import type { AppRoleAssignment, ConsentGrant, Policy } from '@baton/core';
 import type { Store } from '../store/types.ts';
 import { ADMIN_CLIENT_ID } from '../admin/application.ts';
 import { applyConfig, type CompiledTenant } from './load.ts';
+import { canonicalJson as canonical } from '../canonical.ts';
 
 export type PlanAction = 'create' | 'update' | 'delete' | 'keep';
 
@@ -38,19 +39,6 @@ export interface PlanChange {
 export interface ConfigPlan {
   changes: PlanChange[];
   unchanged: number;
-}
-
-/** JSON with sorted keys and no undefined members: two records are the same when these are. */
-function canonical(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    return `{${Object.keys(value)
-      .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(value);
 }
 
 /** Field names that differ; `rename` says how to show one (`passwordHash` → `password`). */
