@@ -56,6 +56,8 @@ export interface AuthorizeRequest {
   acrValues: string[];
   /** MSAL's `client_info=1`. */
   clientInfo: boolean;
+  /** RFC 9449 §10 `dpop_jkt`: the code is redeemed only with a DPoP proof of this key. */
+  dpopJkt?: string | undefined;
 }
 
 export type AuthorizeParseResult =
@@ -188,6 +190,10 @@ export function parseAuthorizeRequest(directory: TenantDirectory, given: Readonl
       if (prompt.includes('none') && prompt.length > 1) throw errors.invalidRequest("prompt=none cannot be combined with other prompt values.");
     }
 
+    // RFC 9449 §10: the DPoP key the code will be bound to (an RFC 7638 SHA-256 thumbprint).
+    const dpopJkt = params.dpop_jkt === '' ? undefined : params.dpop_jkt;
+    if (dpopJkt !== undefined && !/^[A-Za-z0-9_-]{43}$/.test(dpopJkt)) throw errors.invalidRequest("The 'dpop_jkt' must be the RFC 7638 SHA-256 thumbprint (43 base64url characters) of the client's DPoP key.");
+
     let maxAge: number | undefined;
     if (params.max_age !== undefined) {
       if (!/^[0-9]{1,9}$/.test(params.max_age)) throw errors.invalidRequest("'max_age' must be a non-negative number of seconds.");
@@ -223,6 +229,7 @@ export function parseAuthorizeRequest(directory: TenantDirectory, given: Readonl
     if (nonce !== undefined) request.nonce = nonce;
     if (resolved !== undefined) request.resource = { api: resolved.api.clientId, scopes: resolved.scopes, isDefault: resolved.isDefault };
     if (challenge !== undefined) request.codeChallenge = challenge;
+    if (dpopJkt !== undefined) request.dpopJkt = dpopJkt;
     if (maxAge !== undefined) request.maxAge = maxAge;
     if (loginHint !== undefined) request.loginHint = loginHint;
     if (claims !== undefined) request.claims = claims;
@@ -246,6 +253,7 @@ const KNOWN_LIMITS: Record<string, number> = {
   response_mode: 64,
   code_challenge: 128,
   code_challenge_method: 32,
+  dpop_jkt: 64,
   prompt: 128,
   max_age: 16,
   client_info: 8,

@@ -37,6 +37,8 @@ export type AccessTokenClaims = {
   uti: string;
   ver: '2.0';
   roles?: string[];
+  /** RFC 7800 / RFC 9449 §6: the DPoP key the token is bound to (its RFC 7638 thumbprint). */
+  cnf?: { jkt: string };
 };
 
 export type AppOnlyAccessClaims = AccessTokenClaims & {
@@ -113,6 +115,8 @@ export interface AppOnlyClaimsInput {
   roles: readonly string[];
   now: number;
   newId?: IdGenerator | undefined;
+  /** The DPoP key the token is bound to (`cnf.jkt`), when the request carried a proof. */
+  jkt?: string | undefined;
 }
 
 /**
@@ -125,13 +129,15 @@ export interface AppOnlyClaimsInput {
 export function buildAppOnlyClaims(input: AppOnlyClaimsInput): AppOnlyAccessClaims {
   const { client } = input;
   if (input.roles.length === 0) throw new TypeError('an app-only token needs at least one role; refuse the request instead');
-  return {
+  const claims: AppOnlyAccessClaims = {
     ...commonClaims(input, client.clientId),
     sub: client.servicePrincipalId,
     oid: client.servicePrincipalId,
     idtyp: 'app',
     roles: [...input.roles],
   };
+  if (input.jkt !== undefined) claims.cnf = { jkt: input.jkt };
+  return claims;
 }
 
 /**
@@ -186,6 +192,8 @@ export interface DelegatedClaimsInput {
   pairwiseSecret: PairwiseSecret;
   now: number;
   newId?: IdGenerator | undefined;
+  /** The DPoP key the token is bound to (`cnf.jkt`), when the request carried a proof. */
+  jkt?: string | undefined;
 }
 
 /**
@@ -212,5 +220,6 @@ export function buildDelegatedClaims(input: DelegatedClaimsInput): DelegatedAcce
   if (input.act !== undefined) claims.act = input.act;
   if (input.profile?.preferred_username !== undefined) claims.preferred_username = input.profile.preferred_username;
   if (input.profile?.name !== undefined) claims.name = input.profile.name;
+  if (input.jkt !== undefined) claims.cnf = { jkt: input.jkt };
   return claims;
 }

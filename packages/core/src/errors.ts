@@ -27,6 +27,8 @@ export type OAuthErrorCode =
   | 'insufficient_scope'
   | 'insufficient_user_authentication'
   | 'temporarily_unavailable'
+  | 'invalid_dpop_proof'
+  | 'use_dpop_nonce'
   | 'server_error';
 
 /** Entra's `suberror` values that MSAL maps to UI hints. */
@@ -66,6 +68,8 @@ const DEFAULT_STATUS: Record<OAuthErrorCode, number> = {
   insufficient_scope: 403,
   insufficient_user_authentication: 401,
   temporarily_unavailable: 503,
+  invalid_dpop_proof: 400,
+  use_dpop_nonce: 400,
   server_error: 500,
 };
 
@@ -168,6 +172,22 @@ export const Entra = {
   chainLoop: 9100002,
   /** Baton's own: an exchange to the subject token's own audience asked for more than that token allowed. */
   scopeWidening: 9100003,
+  /** Baton's own (DPoP, RFC 9449): the DPoP proof is malformed, for another request, stale, replayed or does not verify. */
+  dpopProofInvalid: 9100010,
+  /** Baton's own: the tenant requires a server-provided DPoP nonce (use_dpop_nonce; the nonce is in the DPoP-Nonce header). */
+  dpopNonceRequired: 9100011,
+  /** Baton's own: a refresh token or authorization code bound to one DPoP key was presented with a proof of another (or none). */
+  dpopKeyMismatch: 9100012,
+  /** Baton's own: a DPoP-bound subject token exchanged without a DPoP proof (the new token is never silently unbound). */
+  dpopBoundSubject: 9100013,
+  /** Baton's own: the calling API's policy exchanges only DPoP-bound subject tokens (applications[].dpop.incoming). */
+  dpopIncomingRequired: 9100014,
+  /** Baton's own: a token for this API must be DPoP-bound (its dpop policy), and the request carries no proof. */
+  dpopRequired: 9100015,
+  /** Baton's own: the exchange's DPoP proof is not made with the calling API's own key (a registered thumbprint; never the subject token's key). */
+  dpopNotApiKey: 9100016,
+  /** Baton's own: the calling API's policy requires a DPoP proof on its exchanges (applications[].dpop.exchanged). */
+  dpopExchangedRequired: 9100017,
   sessionRevoked: 50173,
   tenantNotFound: 90002,
   invalidTarget: 500011,

@@ -2,6 +2,7 @@ export * from './errors.ts';
 export * from './types.ts';
 export * from './jws.ts';
 export * from './jws-header.ts';
+export * from './dpop.ts';
 export * from './jwt.ts';
 export * from './directory.ts';
 export * from './scopes.ts';

@@ -26,6 +26,7 @@ import { consentedScopes } from './consent.ts';
 import { JwtError, validateLifetime } from './jwt.ts';
 import { predatesRevocation, userRolesOn } from './users.ts';
 import type { ActorClaim, Application, AppRoleAssignment, ConsentGrant, User } from './types.ts';
+import type { DpopConfirmation } from './dpop.ts';
 
 /** `on_behalf_of`: Microsoft's jwt-bearer OBO request. `token_exchange`: RFC 8693. */
 export type ExchangeDialect = 'on_behalf_of' | 'token_exchange';
@@ -38,6 +39,11 @@ export const EXCHANGE_RULES = [
   'assertion-audience',
   'assertion-lifetime',
   'assertion-delegated',
+  'dpop-bound-subject',
+  'dpop-incoming',
+  'dpop-exchanged',
+  'dpop-api-key',
+  'dpop-required',
   'user-exists',
   'user-enabled',
   'session-live',
@@ -109,6 +115,11 @@ export interface ExchangeRequest {
   actor?: Record<string, unknown> | undefined;
   /** The request's client IP (the middle tier's): recorded, never judged by IP-range policies. */
   ip?: string | undefined;
+  /**
+   * The DPoP proof the exchange request carried (RFC 9449), already checked by the server: the
+   * thumbprint of the caller's key, which the new token is bound to (`cnf.jkt`).
+   */
+  dpop?: DpopConfirmation | undefined;
   options: ExchangeOptions;
 }
 
@@ -218,7 +229,8 @@ export type Decision = ExchangeAllowed | ExchangeRefused;
  */
 const SUBJECT_TOKEN_RULES: ReadonlySet<ExchangeRule> = new Set<ExchangeRule>(
   // `actor-token` through `session-live`: every rule that judges a token the request presented, or the user and sign-in behind it.
-  EXCHANGE_RULES.slice(EXCHANGE_RULES.indexOf('actor-token'), EXCHANGE_RULES.indexOf('session-live') + 1),
+  // The DPoP rules judge the request's proof and the APIs' policies: their errors stand in both forms.
+  EXCHANGE_RULES.slice(EXCHANGE_RULES.indexOf('actor-token'), EXCHANGE_RULES.indexOf('session-live') + 1).filter((rule) => !rule.startsWith('dpop-')),
 );
 
 /** Longest `act` nesting read from a token; deeper is refused without walking it further. */
@@ -261,6 +273,11 @@ export function planExchange(request: ExchangeRequest, now: number): ExchangePla
     trail.push(OUTCOMES['assertion-lifetime'].pass);
     const oid = assertionDelegated(assertion);
     trail.push(OUTCOMES['assertion-delegated'].pass);
+    trail.push(OUTCOMES['dpop-bound-subject'][boundSubjectKeepsBinding(request)]);
+    trail.push(OUTCOMES['dpop-incoming'][incomingBoundAsRequired(request)]);
+    trail.push(OUTCOMES['dpop-exchanged'][exchangeProvedAsRequired(request)]);
+    trail.push(OUTCOMES['dpop-api-key'][proofWithApiKey(request)]);
+    trail.push(OUTCOMES['dpop-required'][dpopRequiredBy(api, request.dpop, 'pass')]);
     const subject = subjectFacts(assertion, oid);
     return { ok: true, outcome: 'plan', reads: readsFor(request, subject, resolved), api, trail, request, now, subject, target };
   } catch (error) {
@@ -283,6 +300,11 @@ export function planExchange(request: ExchangeRequest, now: number): ExchangePla
  * | `assertion-audience` | `invalid_grant` AADSTS50013: not addressed to the caller |
  * | `assertion-lifetime` | `invalid_grant` AADSTS500133 expired; AADSTS50013 not yet valid / no `exp`, `iat` |
  * | `assertion-delegated` | `invalid_grant` AADSTS7000114: app-only token |
+ * | `dpop-bound-subject` | `invalid_dpop_proof` 9100013: a DPoP-bound subject token without a proof on the exchange |
+ * | `dpop-incoming` | `invalid_grant` 9100014: the caller's policy exchanges only DPoP-bound tokens |
+ * | `dpop-exchanged` | `invalid_dpop_proof` 9100017: the caller's policy requires a proof on its exchanges |
+ * | `dpop-api-key` | `invalid_dpop_proof` 9100016: the proof is not made with the caller's own key |
+ * | `dpop-required` | `invalid_dpop_proof` 9100015: tokens for the downstream API are DPoP-bound, no proof |
  * | `user-exists`, `user-enabled` | `invalid_grant` AADSTS50034, AADSTS50057 |
  * | `session-live` | `invalid_grant` AADSTS50173: sessions revoked, session ended or unknown |
  * | `downstream-scopes` | `invalid_scope` AADSTS70011, `invalid_target` AADSTS500011 (also: one audience per token), `invalid_request` AADSTS900144 |
@@ -365,6 +387,7 @@ function finish(plan: ExchangePlan, records: ExchangeRecords): Decision {
       pairwiseSecret: options.pairwiseSecret,
       now,
       newId: options.newId,
+      jkt: request.dpop?.jkt,
     });
     trail.push(OUTCOMES.issue.pass);
     return {
@@ -431,6 +454,103 @@ function actorIsCaller(request: ExchangeRequest, now: number, skew: number): 'pa
     throw errors.invalidGrant('The actor_token has expired or has no exp: obtain a fresh one.', Entra.assertionExpired);
   }
   return 'pass';
+}
+
+/** The `cnf.jkt` of a DPoP-bound token (RFC 9449 §6.1), or undefined for an unbound one. */
+export function boundKeyOf(token: Record<string, unknown>): string | undefined {
+  const cnf = token.cnf;
+  if (cnf === null || typeof cnf !== 'object') return undefined;
+  const jkt = (cnf as { jkt?: unknown }).jkt;
+  return typeof jkt === 'string' ? jkt : undefined;
+}
+
+/**
+ * `dpop-bound-subject`: a DPoP-bound subject token is exchanged only with a DPoP proof, and the new
+ * token is bound to the proof's key. Never silently unbound (the anti-example is Keycloak issue
+ * #50963, where an exchange turned a sender-constrained token into a bearer one).
+ */
+function boundSubjectKeepsBinding({ assertion, dpop, caller }: ExchangeRequest): 'pass' | 'skip' {
+  if (boundKeyOf(assertion) === undefined) return 'skip';
+  if (dpop === undefined) {
+    throw dpopError(
+      'invalid_dpop_proof',
+      `The token being exchanged is DPoP-bound (cnf.jkt), and this exchange request carries no DPoP proof: '${caller.clientId}' must send a DPoP header made with its own key, and the new token is bound to that key (rule dpop-bound-subject). A bound token is never exchanged for an unbound one.`,
+      Entra.dpopBoundSubject,
+    );
+  }
+  return 'pass';
+}
+
+/** `dpop-incoming`: an API whose policy says `dpop.incoming: required` exchanges only DPoP-bound tokens. */
+function incomingBoundAsRequired({ assertion, caller }: ExchangeRequest): 'pass' | 'skip' {
+  if (caller.dpop?.incoming !== true) return 'skip';
+  if (boundKeyOf(assertion) === undefined) {
+    throw dpopError(
+      'invalid_grant',
+      `API '${caller.clientId}' accepts only DPoP-bound tokens (its dpop.incoming policy), and the token being exchanged is a bearer token (no cnf.jkt) (rule dpop-incoming). Its client must get a DPoP-bound token.`,
+      Entra.dpopIncomingRequired,
+    );
+  }
+  return 'pass';
+}
+
+/** `dpop-exchanged`: an API whose policy says `dpop.exchanged: required` sends a DPoP proof with each exchange. */
+function exchangeProvedAsRequired({ dpop, caller }: ExchangeRequest): 'pass' | 'skip' {
+  if (caller.dpop?.exchanged !== true) return 'skip';
+  if (dpop === undefined) {
+    throw dpopError(
+      'invalid_dpop_proof',
+      `API '${caller.clientId}' must send a DPoP proof with each exchange (its dpop.exchanged policy): the tokens it gets are bound to its own key (rule dpop-exchanged).`,
+      Entra.dpopExchangedRequired,
+    );
+  }
+  return 'pass';
+}
+
+/**
+ * `dpop-api-key`: the exchange's proof is made with the calling API's own key — one of its
+ * registered thumbprints (`dpop.keys`) when it registered any, and never the key the subject token
+ * is bound to (that key is its client's: each hop is bound to the key of the API that holds it).
+ */
+function proofWithApiKey({ assertion, dpop, caller }: ExchangeRequest): 'pass' | 'skip' {
+  if (dpop === undefined) return 'skip';
+  const keys = caller.dpop?.keys ?? [];
+  if (keys.length > 0 && !keys.includes(dpop.jkt)) {
+    throw dpopError(
+      'invalid_dpop_proof',
+      `The exchange's DPoP proof is made with a key API '${caller.clientId}' has not registered (jkt '${truncate(dpop.jkt, 64)}'; its dpop.keys name ${keys.length}) (rule dpop-api-key).`,
+      Entra.dpopNotApiKey,
+    );
+  }
+  if (dpop.jkt === boundKeyOf(assertion)) {
+    throw dpopError(
+      'invalid_dpop_proof',
+      `The exchange's DPoP proof is made with the key the token being exchanged is bound to, which is its client's: '${caller.clientId}' must prove possession of its own key (rule dpop-api-key).`,
+      Entra.dpopNotApiKey,
+    );
+  }
+  return keys.length > 0 ? 'pass' : 'skip';
+}
+
+/**
+ * `dpop-required` (every grant): a token for an API whose policy says `dpop.incoming: required`
+ * is issued only DPoP-bound, so a request without a proof is refused. Returns `skip` when the API
+ * has no such policy (or none is named yet), else `onPass`.
+ */
+export function dpopRequiredBy(api: Application | undefined, dpop: DpopConfirmation | undefined, onPass: 'pass'): 'pass' | 'skip' {
+  if (api?.dpop?.incoming !== true) return 'skip';
+  if (dpop === undefined) {
+    throw dpopError(
+      'invalid_dpop_proof',
+      `Tokens for API '${apiName(api)}' are DPoP-bound (its dpop.incoming policy): send a DPoP proof (RFC 9449) with this token request (rule dpop-required).`,
+      Entra.dpopRequired,
+    );
+  }
+  return onPass;
+}
+
+function dpopError(error: 'invalid_dpop_proof' | 'invalid_grant', description: string, entra: number): OAuthError {
+  return new OAuthError(error, { description, entraCodes: [entra] });
 }
 
 /** `assertion-issuer`: a token this tenant issued (or one a multi-tenant hook trusts). */

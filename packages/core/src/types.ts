@@ -16,6 +16,21 @@ export interface Tenant {
   name: string;
   /** `delegation.maxDepth`: how many APIs may stand in one `act` chain. */
   maxDelegationDepth: number;
+  /**
+   * `dpop.nonce: 'required'`: every DPoP proof at the token endpoint must carry a fresh server nonce
+   * (RFC 9449 §8; `use_dpop_nonce` with the `DPoP-Nonce` header otherwise). Absent: not required.
+   */
+  dpopNonceRequired?: boolean | undefined;
+}
+
+/** An API's DPoP policy (RFC 9449), `applications[].dpop` in the configuration. */
+export interface DpopPolicy {
+  /** Tokens addressed to this API must be DPoP-bound: no grant issues it an unbound one, and it exchanges only bound ones. */
+  incoming: boolean;
+  /** This API's own exchanges must carry a DPoP proof, so the tokens it gets for downstream APIs are bound to its key. */
+  exchanged: boolean;
+  /** RFC 7638 thumbprints of this API's own DPoP keys; when given, its exchange proofs must be made with one of them. */
+  keys: string[];
 }
 
 export interface User {
@@ -97,6 +112,8 @@ export interface Application {
    * addressed to it. The stricter of this and the tenant's limit applies; absent: the tenant's.
    */
   maxDelegationDepth?: number | undefined;
+  /** This API's DPoP policy; absent: DPoP allowed, never required. */
+  dpop?: DpopPolicy | undefined;
 }
 
 /** `principal: 'all'` is admin consent for every user of the tenant; otherwise a user's `oid`. */

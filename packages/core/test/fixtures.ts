@@ -160,6 +160,7 @@ export function buildFixture(change?: (config: ChainConfig) => void): Fixture {
     accessTokenLifetimeSeconds: LIFETIME,
     signingAlg: 'ES256',
     ...(a.delegation !== undefined ? { maxDelegationDepth: a.delegation.maxDepth } : {}),
+    ...((a as { dpop?: Application['dpop'] }).dpop !== undefined ? { dpop: (a as { dpop?: Application['dpop'] }).dpop } : {}),
   }));
 
   const consents: ConsentGrant[] = source.consents.map((c) => ({

@@ -112,7 +112,8 @@ describe('decideExchange — happy paths', () => {
     assert.equal(d.expiresIn, LIFETIME);
     assert.deepEqual(
       d.trail.filter((t) => t.outcome === 'skip').map((t) => t.rule),
-      ['actor-token', 'session-live'],
+      // No DPoP proof, no bound token, no API with a DPoP policy: the DPoP rules had nothing to judge.
+      ['actor-token', 'dpop-bound-subject', 'dpop-incoming', 'dpop-exchanged', 'dpop-api-key', 'dpop-required', 'session-live'],
     );
   });
 
@@ -764,6 +765,11 @@ describe('decideExchange — audit trail and purity', () => {
       { rule: 'assertion-audience', outcome: 'pass' },
       { rule: 'assertion-lifetime', outcome: 'pass' },
       { rule: 'assertion-delegated', outcome: 'pass' },
+      { rule: 'dpop-bound-subject', outcome: 'skip' },
+      { rule: 'dpop-incoming', outcome: 'skip' },
+      { rule: 'dpop-exchanged', outcome: 'skip' },
+      { rule: 'dpop-api-key', outcome: 'skip' },
+      { rule: 'dpop-required', outcome: 'skip' },
       { rule: 'user-exists', outcome: 'pass' },
       { rule: 'user-enabled', outcome: 'pass' },
       { rule: 'session-live', outcome: 'skip' },
@@ -789,5 +795,53 @@ describe('decideExchange — audit trail and purity', () => {
     const docs = broken.directory.api('docs-api')!;
     const bad = { ...broken.directory, api: (name: string) => (name === 'api://docs' ? { ...docs, accessTokenLifetimeSeconds: -1 } : broken.directory.api(name)) };
     assert.throws(() => exchange({ directory: bad }, NOW, broken), TypeError);
+  });
+});
+
+describe('decideExchange — DPoP (RFC 9449): bound in, bound out', () => {
+  const CLIENT_JKT = 'c'.repeat(43);
+  const API_JKT = 'a'.repeat(43);
+  const boundToken = () => ({ ...tasksToken(), cnf: { jkt: CLIENT_JKT } });
+  const withPolicy = (clientId: string, dpop: { incoming?: boolean; exchanged?: boolean; keys?: string[] }): Fixture => {
+    return buildFixture((config) => {
+      const app = config.tenants[0]!.applications.find((a) => a.clientId === clientId) as { dpop?: unknown };
+      app.dpop = { incoming: false, exchanged: false, keys: [], ...dpop };
+    });
+  };
+
+  it("a bound subject token with the API's proof: the new token is bound to the API's key", () => {
+    const d = allowed(exchange({ assertion: boundToken(), dpop: { jkt: API_JKT } }));
+    assert.deepEqual(d.claims.cnf, { jkt: API_JKT });
+  });
+
+  it('an unbound exchange with a proof binds the new token; without one it stays a bearer token', () => {
+    assert.deepEqual(allowed(exchange({ dpop: { jkt: API_JKT } })).claims.cnf, { jkt: API_JKT });
+    assert.equal(allowed(exchange()).claims.cnf, undefined);
+  });
+
+  it('dpop-bound-subject: a bound token without a proof is refused in both forms (never silently unbound)', () => {
+    for (const form of ['on_behalf_of', 'token_exchange'] as const) {
+      refused(exchange({ form, assertion: boundToken(), ...(form === 'token_exchange' ? { scope: undefined, audience: 'docs-api' } : {}) }), 'dpop-bound-subject', { error: 'invalid_dpop_proof', entraCodes: [Entra.dpopBoundSubject] });
+    }
+  });
+
+  it("dpop-api-key: the proof may not be made with the subject token's own key, nor with a key the API did not register", () => {
+    refused(exchange({ assertion: boundToken(), dpop: { jkt: CLIENT_JKT } }), 'dpop-api-key', { error: 'invalid_dpop_proof', entraCodes: [Entra.dpopNotApiKey] });
+    const f = withPolicy('tasks-api', { keys: [API_JKT] });
+    refused(exchange({ caller: f.app('tasks-api'), directory: f.directory, dpop: { jkt: 'x'.repeat(43) } }, NOW, f), 'dpop-api-key', { error: 'invalid_dpop_proof', entraCodes: [Entra.dpopNotApiKey] });
+    allowed(exchange({ caller: f.app('tasks-api'), directory: f.directory, dpop: { jkt: API_JKT } }, NOW, f));
+  });
+
+  it("dpop-incoming and dpop-exchanged: the calling API's own policy", () => {
+    const incoming = withPolicy('tasks-api', { incoming: true });
+    refused(exchange({ caller: incoming.app('tasks-api'), directory: incoming.directory, dpop: { jkt: API_JKT } }, NOW, incoming), 'dpop-incoming', { error: 'invalid_grant', entraCodes: [Entra.dpopIncomingRequired] });
+    const exchanged = withPolicy('tasks-api', { exchanged: true });
+    refused(exchange({ caller: exchanged.app('tasks-api'), directory: exchanged.directory }, NOW, exchanged), 'dpop-exchanged', { error: 'invalid_dpop_proof', entraCodes: [Entra.dpopExchangedRequired] });
+  });
+
+  it("dpop-required: a token for an API whose policy requires DPoP is issued only bound", () => {
+    const f = withPolicy('docs-api', { incoming: true });
+    refused(exchange({ directory: f.directory, caller: f.app('tasks-api') }, NOW, f), 'dpop-required', { error: 'invalid_dpop_proof', entraCodes: [Entra.dpopRequired] });
+    allowed(exchange({ directory: f.directory, caller: f.app('tasks-api'), dpop: { jkt: API_JKT } }, NOW, f));
   });
 });

@@ -3,7 +3,7 @@
  * memory (DESIGN principle 4: no store round-trip where a cache with correct invalidation will do);
  * the cache drops a tenant's copy when the store reports a change, from this instance or another.
  */
-import { buildDirectory, type Application, type TenantDirectory } from '@baton/core';
+import { buildDirectory, type Application, type DpopConfirmation, type DpopNonces, type TenantDirectory } from '@baton/core';
 import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Store } from './store/types.ts';
@@ -21,6 +21,8 @@ export interface ServerContext {
   readonly pepper: KeyObject;
   /** HMAC key for pairwise `sub` values. */
   readonly pairwiseKey: KeyObject;
+  /** Server-provided DPoP nonces (RFC 9449 §8), keyed from the KEK so every instance accepts every other's (dpop.ts). */
+  readonly dpopNonces: DpopNonces;
   readonly log: Logger;
   readonly directories: DirectoryCache;
   /** The grants this server's token endpoint answers (built-in ones plus `startServer({ grants })`: grants/registry.ts). */
@@ -68,6 +70,11 @@ export interface TokenRequest {
   ip: string;
   traceparent: string | undefined;
   correlationId: string;
+  /**
+   * The request's DPoP proof (RFC 9449), checked by the token endpoint (dpop.ts): the key the
+   * tokens issued must be bound to (`cnf.jkt`, `token_type: DPoP`). Undefined: no proof.
+   */
+  dpop?: DpopConfirmation | undefined;
 }
 
 /** The JSON body of a successful token response (RFC 6749 §5.1 plus Entra's and RFC 8693's members). */

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { createSecretKey } from 'node:crypto';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
-import type { SigningAlg } from '@baton/core';
+import { DpopNonces, type SigningAlg } from '@baton/core';
 import { openStore } from './store/index.ts';
 import type { Store } from './store/types.ts';
 import { loadKek, type Kek } from './crypto/kek.ts';
@@ -184,6 +184,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       kek,
       pepper: createSecretKey(kek.derive('client-secret-pepper')),
       pairwiseKey: createSecretKey(kek.derive('pairwise-sub')),
+      dpopNonces: new DpopNonces(createSecretKey(kek.derive('dpop-nonce'))),
       log,
       directories,
       grants,

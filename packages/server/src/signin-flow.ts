@@ -132,6 +132,7 @@ async function complete(flow: Flow, session: Session, scopes: string[]): Promise
     clientId: authorize.clientId,
     redirectUri: authorize.redirectUri,
     codeChallenge: authorize.codeChallenge,
+    ...(authorize.dpopJkt !== undefined ? { dpopJkt: authorize.dpopJkt } : {}),
     oid: session.oid,
     resource: authorize.resource === undefined ? undefined : { api: authorize.resource.api, scopes },
     oidcScopes: authorize.oidcScopes,

@@ -47,7 +47,16 @@ export function presentApplication(app: Application) {
     signingAlg: app.signingAlg,
     secrets: app.secrets.map((s) => ({ id: secretId(s), hint: `${s.hint}…`, createdAt: iso(s.createdAt), ...(s.expiresAt !== undefined ? { expiresAt: iso(s.expiresAt) } : {}) })),
     keys: app.jwks.map((k) => ({ kid: k.kid, kty: k.kty, ...(k.crv !== undefined ? { crv: k.crv } : {}) })),
+    ...(app.dpop !== undefined ? { dpop: dpopConfigOf(undefined, app).dpop } : {}),
   };
+}
+
+/** An application's DPoP policy in the configuration's words: the PATCH body's when it names one, else the stored one. */
+function dpopConfigOf(named: z.infer<typeof ApplicationConfig>['dpop'], current: Application): Pick<z.infer<typeof ApplicationConfig>, 'dpop'> {
+  if (named !== undefined) return { dpop: named };
+  const policy = current.dpop;
+  if (policy === undefined) return {};
+  return { dpop: { incoming: policy.incoming ? 'required' : 'allowed', exchanged: policy.exchanged ? 'required' : 'allowed', keys: [...policy.keys] } };
 }
 
 /** What the configuration checks across records (checkReferences), for one application against the live directory. */
@@ -110,6 +119,7 @@ const ApplicationUpdate = ApplicationConfig.pick({
   scopes: true,
   appRoles: true,
   identifierUri: true,
+  dpop: true,
 }).partial();
 
 const SecretCreate = z.strictObject({
@@ -247,6 +257,7 @@ export function applicationRoutes(app: FastifyInstance): void {
           signingAlg: current.signingAlg,
           // Not editable here yet; an update must never drop the API's own, stricter, delegation limit.
           ...(current.maxDelegationDepth !== undefined ? { delegation: { maxDepth: current.maxDelegationDepth } } : {}),
+          ...dpopConfigOf(input.dpop, current),
         },
         (ref) => (ref === (input.identifierUri ?? current.identifierUri) ? current.clientId : (req.directory.api(ref)?.clientId ?? ref)),
         current,

@@ -261,6 +261,7 @@ export async function compileConfig(config: BatonConfig, deps: CompileDeps): Pro
       tid: t.tenantId ?? stableGuid('tenant', t.id),
       name: t.name,
       maxDelegationDepth: t.delegation.maxDepth,
+      ...(t.dpop?.nonce === 'required' ? { dpopNonceRequired: true } : {}),
     };
 
     const users: User[] = [];
@@ -385,6 +386,7 @@ export function compileApplication(
     accessTokenLifetimeSeconds: a.accessTokenLifetimeSeconds,
     signingAlg: a.signingAlg,
     ...(a.delegation !== undefined ? { maxDelegationDepth: a.delegation.maxDepth } : {}),
+    ...(a.dpop !== undefined ? { dpop: { incoming: a.dpop.incoming === 'required', exchanged: a.dpop.exchanged === 'required', keys: [...a.dpop.keys] } } : {}),
   };
 }
 

@@ -111,6 +111,19 @@ export const ApplicationConfig = z.strictObject({
   signingAlg: z.enum(['ES256', 'RS256', 'PS256']).default('ES256'),
   /** This API's own delegation limit: the stricter of it and the tenant's `delegation.maxDepth` applies. */
   delegation: z.strictObject({ maxDepth: z.number().int().min(1).max(16) }).optional(),
+  /**
+   * This API's DPoP policy (RFC 9449; docs/dpop.md): `incoming: 'required'` — every token addressed to it is
+   * DPoP-bound (issued with a proof, exchanged only when bound); `exchanged: 'required'` — its own
+   * exchanges carry a proof, so the tokens it gets for downstream APIs are bound to its key; `keys` —
+   * RFC 7638 thumbprints of its own DPoP keys (its exchange proofs must use one of them).
+   */
+  dpop: z
+    .strictObject({
+      incoming: z.enum(['required', 'allowed']).default('allowed'),
+      exchanged: z.enum(['required', 'allowed']).default('allowed'),
+      keys: z.array(z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'must be an RFC 7638 SHA-256 thumbprint (43 base64url characters)')).max(16).default([]),
+    })
+    .optional(),
 });
 
 export const ConsentConfig = z.strictObject({
@@ -149,6 +162,8 @@ export const TenantConfig = z.strictObject({
   tenantId: guid.optional(),
   name: z.string().min(1).max(256),
   delegation: z.strictObject({ maxDepth: z.number().int().min(1).max(16).default(4) }).default({ maxDepth: 4 }),
+  /** DPoP at the token endpoint (RFC 9449 §8): `nonce: 'required'` makes every proof carry a server nonce. */
+  dpop: z.strictObject({ nonce: z.enum(['required', 'none']).default('none') }).optional(),
   users: z.array(UserConfig).default([]),
   applications: z.array(ApplicationConfig).default([]),
   consents: z.array(ConsentConfig).default([]),

@@ -11,6 +11,7 @@ import { SIGNING_ALGS } from '@baton/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { issuerOf, tokenEndpointOf, type ServerContext } from '../context.ts';
 import { resolveTenant } from '../tenants.ts';
+import { DPOP_SIGNING_ALGS } from '../dpop.ts';
 
 export function metadataFor(ctx: ServerContext, tenantId: string, scopes: string[]): Record<string, unknown> {
   const base = `${ctx.baseUrl}/${tenantId}`;
@@ -30,6 +31,8 @@ export function metadataFor(ctx: ServerContext, tenantId: string, scopes: string
     id_token_signing_alg_values_supported: [...SIGNING_ALGS],
     token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
     token_endpoint_auth_signing_alg_values_supported: ['ES256', 'ES384', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'EdDSA'],
+    // RFC 9449 §5.1: the algorithms a DPoP proof may be signed with (dpop.ts).
+    dpop_signing_alg_values_supported: [...DPOP_SIGNING_ALGS],
     code_challenge_methods_supported: ['S256'],
     scopes_supported: ['openid', 'profile', 'email', 'offline_access', ...scopes],
     claims_supported: ['iss', 'aud', 'sub', 'oid', 'tid', 'azp', 'client_id', 'scp', 'roles', 'idtyp', 'amr', 'acr', 'auth_time', 'sid', 'act', 'name', 'preferred_username', 'email', 'nonce', 'exp', 'iat', 'nbf', 'jti', 'uti', 'ver'],

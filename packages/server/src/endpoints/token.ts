@@ -1,7 +1,7 @@
 /**
  * `POST /{tenant}/oauth2/v2.0/token` (RFC 6749 §3.2), as a readable list of named steps:
  * noCache → resolveTenant → supportedGrantType → authenticateClient → confidentialCheck →
- * stripGrantIrrelevantParams → callGrantHandler. Duplicate parameters were refused by the body
+ * readTokenRequestProof (DPoP, dpop.ts) → stripGrantIrrelevantParams → callGrantHandler. Duplicate parameters were refused by the body
  * parser (http/form.ts) before any of this runs.
  */
 import { errors } from '@baton/core';
@@ -15,6 +15,7 @@ import { authenticateClient, presentedClientId, type AuthenticatedClient } from 
 import { clientLabel, tokenRequestLabels, tokenRouteHooks } from '../observe/metrics.ts';
 import { TokenEndpointLimiter, type Admission } from '../limits.ts';
 import { CLIENT_AUTH_PARAMETERS, isIgnoredParameter, type Grant } from '../grants/registry.ts';
+import { readTokenRequestProof } from '../dpop.ts';
 
 function noCache(reply: FastifyReply): void {
   // RFC 6749 §5.1: token responses must not be cached.
@@ -73,6 +74,8 @@ function tokenEndpoint(ctx: ServerContext, limiter: TokenEndpointLimiter) {
       if (labels) labels.client = client.app.clientId;
       perClient = limiter.admitClient(directory.tenant.id, client.app.clientId);
       confidentialCheck(grant, client);
+      // RFC 9449 §5: a DPoP proof binds what any grant issues to the client's key.
+      const dpop = await readTokenRequestProof(ctx, directory, request, reply);
       const correlation = correlationId(request);
       const traceparent = request.headers.traceparent;
       const response = await grant.handler({
@@ -83,6 +86,7 @@ function tokenEndpoint(ctx: ServerContext, limiter: TokenEndpointLimiter) {
         ip: request.ip,
         traceparent: typeof traceparent === 'string' ? traceparent : undefined,
         correlationId: correlation,
+        dpop,
       });
       return reply.header('client-request-id', correlation).type('application/json; charset=utf-8').send(response);
     } finally {

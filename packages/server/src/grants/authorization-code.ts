@@ -1,6 +1,6 @@
 /**
  * `authorization_code` (RFC 6749 §4.1.3, RFC 7636 §4.6, OIDC Core §3.1.3), as named steps:
- * findCode → boundToClient → boundToRedirectUri → proofOfPossession → notExpired →
+ * findCode → boundToClient → boundToRedirectUri → proofOfPossession → boundToKey (DPoP) → notExpired →
  * userStillAllowed → sessionStillLive → apiStillExists → consumeOnce → issue.
  *
  * Every check runs on a read of the code before it is consumed, so a refused redemption — wrong
@@ -12,7 +12,7 @@
  * (RFC 6749 §4.1.2: "SHOULD revoke … all tokens previously issued based on that authorization
  * code"). Entra answers these refusals with the same `invalid_grant` codes used here.
  */
-import { Entra, errors, predatesRevocation, verifyPkce, type User } from '@baton/core';
+import { Entra, dpopRequiredBy, errors, predatesRevocation, verifyPkce, type DpopConfirmation, type User } from '@baton/core';
 import type { ServerContext } from '../context.ts';
 import type { Grant, TokenRequest } from './registry.ts';
 import { codeId, type CodePayload } from '../tokens/code.ts';
@@ -76,6 +76,20 @@ function proofOfPossession(record: CodeRecord, verifier: string | undefined): vo
   if (!verifyPkce(verifier, challenge)) throw errors.invalidGrant('The code_verifier does not match the code_challenge supplied in the authorization request.', Entra.pkceMismatch);
 }
 
+/** RFC 9449 §10: a code whose authorization request named `dpop_jkt` is redeemed with a proof of that key. */
+function boundToKey(record: CodeRecord, dpop: DpopConfirmation | undefined): void {
+  const jkt = record.payload.dpopJkt;
+  if (jkt === undefined) return;
+  if (dpop === undefined || dpop.jkt !== jkt) {
+    throw errors.invalidGrant(
+      dpop === undefined
+        ? "The authorization request bound the code to a DPoP key (dpop_jkt): redeem it with a DPoP proof made with that key."
+        : 'The DPoP proof is made with another key than the dpop_jkt the authorization request named.',
+      Entra.dpopKeyMismatch,
+    );
+  }
+}
+
 function notExpired(ctx: ServerContext, record: CodeRecord): void {
   if (record.payload.exp <= ctx.now()) throw errors.invalidGrant('The authorization code has expired. Start a new sign-in.', Entra.codeExpired);
 }
@@ -105,12 +119,13 @@ async function sessionStillLive(ctx: ServerContext, record: CodeRecord): Promise
   return session;
 }
 
-async function handler({ ctx, directory, client, params }: TokenRequest) {
+async function handler({ ctx, directory, client, params, dpop }: TokenRequest) {
   const tenantId = directory.tenant.id;
   const record = await findCode(ctx, tenantId, params.code);
   boundToClient(record, client.app.clientId);
   boundToRedirectUri(record, params.redirect_uri);
   proofOfPossession(record, params.code_verifier);
+  boundToKey(record, dpop);
   notExpired(ctx, record);
   const user = await userStillAllowed(ctx, record);
   const session = await sessionStillLive(ctx, record);
@@ -122,6 +137,7 @@ async function handler({ ctx, directory, client, params }: TokenRequest) {
     if (api === undefined) throw errors.invalidGrant('The API the authorization code was issued for no longer exists.', Entra.invalidGrant);
     resource = { api, scopes: payload.resource.scopes };
   }
+  dpopRequiredBy(resource?.api, dpop, 'pass');
   // Every check passed: consume the code (atomic across instances). Losing here is a replay.
   await consumeOnce(ctx, record);
   const response = await signInTokenResponse(ctx, {
@@ -135,6 +151,9 @@ async function handler({ ctx, directory, client, params }: TokenRequest) {
     nonce: payload.nonce,
     clientInfo: params.client_info === '1',
     familyId: record.familyId,
+    dpop,
+    // RFC 9449 §5: a public client's refresh token is bound to its DPoP key.
+    refreshJkt: client.app.public ? dpop?.jkt : undefined,
   });
   ctx.log.info({ client_id: client.app.clientId, family: record.familyId, sid: payload.auth.sid }, 'authorization code redeemed');
   return response;

@@ -12,7 +12,7 @@
  * The rules are core's `decideExchange` (DESIGN "The On-Behalf-Of exchange"); the engine around it
  * is `run-exchange.ts`. This file reads the Microsoft parameters and writes the Microsoft
  * response, which MSAL caches by (assertion hash, client, `scope`, `token_type`):
- * - `token_type` is exactly `Bearer` (another spelling lands under another cache key);
+ * - `token_type` is exactly `Bearer` (another spelling lands under another cache key), or `DPoP` for a bound token;
  * - `scope` holds the resource scopes exactly as requested — plus, for `.default`, the scopes it
  *   stood for — so MSAL's lookup for the same request matches the cached token;
  * - `expires_in` and `ext_expires_in` (Entra's resilience extension; Baton has no outage extension,
@@ -27,6 +27,7 @@ import type { FormParams } from '../http/form.ts';
 import type { Grant, TokenResponse } from './registry.ts';
 import { runExchange, type ExchangeGrantDialect, type ExchangeOutcome, type ExchangeParameters } from './run-exchange.ts';
 import { issueRefreshToken } from '../tokens/refresh.ts';
+import { tokenTypeOf } from '../dpop.ts';
 
 export const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 
@@ -66,7 +67,8 @@ export const onBehalfOfGrant: Grant = {
     const outcome = await runExchange(request, ON_BEHALF_OF);
     const { decision } = outcome;
     const response: TokenResponse = {
-      token_type: 'Bearer',
+      // `Bearer`, or `DPoP` when the exchange carried a proof (RFC 9449 §5): the token is bound to the API's key.
+      token_type: tokenTypeOf(request.dpop),
       scope: '',
       expires_in: decision.expiresIn,
       ext_expires_in: decision.expiresIn,

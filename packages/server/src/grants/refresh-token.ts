@@ -1,6 +1,6 @@
 /**
  * `refresh_token` (RFC 6749 §6, RFC 9700 §4.14), as named steps:
- * findToken → boundToClient → resolveScopes → userStillAllowed → sessionStillLive →
+ * findToken → boundToClient → boundToKey (DPoP) → resolveScopes → userStillAllowed → sessionStillLive →
  * consentStillPresent → conditionalAccess → claimsChallenge → rotate (consume once) → issue.
  *
  * Every check that can refuse runs on a read of the token BEFORE it is consumed (issue 12): a
@@ -27,7 +27,9 @@ import {
   qualifiedScope,
   resolveScopeParameter,
   unmetDemands,
+  dpopRequiredBy,
   type Application,
+  type DpopConfirmation,
   type OidcScope,
   type TenantDirectory,
   type User,
@@ -64,6 +66,23 @@ async function revokeOnReuse(ctx: ServerContext, record: RefreshTokenRecord): Pr
   if (record.familyId === undefined) return;
   const revoked = await ctx.store.revokeFamily(record.tenantId, record.familyId, ctx.now());
   ctx.log.warn({ client_id: record.payload.clientId, family: record.familyId, revoked }, 'refresh token reuse detected: family revoked');
+}
+
+/**
+ * RFC 9449 §5: a refresh token bound to a DPoP key (a public client's) is used only with a proof
+ * of that key. Not consumed on refusal: a thief without the key must not burn the owner's token.
+ */
+function boundToKey(record: RefreshTokenRecord, dpop: DpopConfirmation | undefined): void {
+  const jkt = record.payload.jkt;
+  if (jkt === undefined) return;
+  if (dpop === undefined || dpop.jkt !== jkt) {
+    throw refused(
+      dpop === undefined
+        ? 'The refresh token is bound to a DPoP key: send a DPoP proof made with that key.'
+        : 'The refresh token is bound to another DPoP key than the one this proof was made with.',
+      Entra.dpopKeyMismatch,
+    );
+  }
 }
 
 function boundToClient(record: RefreshTokenRecord, clientId: string): void {
@@ -148,13 +167,15 @@ async function consentStillPresent(ctx: ServerContext, directory: TenantDirector
   return granted;
 }
 
-async function handler({ ctx, directory, client, params, ip }: TokenRequest) {
+async function handler({ ctx, directory, client, params, ip, dpop }: TokenRequest) {
   const tenantId = directory.tenant.id;
   const now = ctx.now();
   const record = await findToken(ctx, tenantId, params.refresh_token);
   boundToClient(record, client.app.clientId);
+  boundToKey(record, dpop);
   // Everything that can refuse runs before `rotate`: a refused refresh must not burn the token.
   const target = resolveScopes(directory, record, params.scope);
+  dpopRequiredBy(target.api, dpop, 'pass');
   const demands = params.claims === undefined || params.claims === '' ? undefined : parseClaimsRequest(params.claims);
   const user = await userStillAllowed(ctx, record);
   const session = await sessionStillLive(ctx, record);
@@ -199,6 +220,9 @@ async function handler({ ctx, directory, client, params, ip }: TokenRequest) {
     clientInfo: params.client_info === '1',
     familyId: record.familyId,
     act: record.payload.act,
+    dpop,
+    // A public client's refresh token stays bound to its key (or is bound from now on).
+    refreshJkt: client.app.public ? (record.payload.jkt ?? dpop?.jkt) : undefined,
     // Rotation keeps the original grant: a later refresh without `scope` renews it, not this one.
     refreshGrant: { resource: record.payload.resource, scopes: record.payload.scopes, oidcScopes: record.payload.oidcScopes },
   });

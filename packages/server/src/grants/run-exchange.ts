@@ -218,6 +218,7 @@ async function exchange<P extends ExchangeParameters>(request: TokenRequest, dia
         resource: params.resource,
         actor,
         ip: request.ip,
+        dpop: request.dpop,
         options: { issuer: issuerOf(ctx, tenant.id), baseUrl: ctx.baseUrl, pairwiseSecret: ctx.pairwiseKey, stepUpSuberror: 'basic_action' },
       },
       ctx.now(),

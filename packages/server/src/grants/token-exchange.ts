@@ -19,6 +19,7 @@
 import { errors, truncate } from '@baton/core';
 import type { FormParams } from '../http/form.ts';
 import type { Grant, TokenResponse } from './registry.ts';
+import { tokenTypeOf } from '../dpop.ts';
 import { runExchange, type ExchangeGrantDialect, type ExchangeParameters } from './run-exchange.ts';
 
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -75,7 +76,7 @@ export const tokenExchangeGrant: Grant = {
     const response: TokenResponse = {
       access_token: outcome.accessToken,
       issued_token_type: outcome.params.issuedType,
-      token_type: 'Bearer',
+      token_type: tokenTypeOf(request.dpop),
       expires_in: decision.expiresIn,
       scope: decision.scope,
     };

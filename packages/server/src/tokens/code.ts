@@ -21,6 +21,8 @@ export interface CodePayload {
   clientId: string;
   redirectUri: string;
   codeChallenge?: string | undefined;
+  /** RFC 9449 §10: the authorization request's `dpop_jkt`; the code is redeemed only with a proof of this key. */
+  dpopJkt?: string | undefined;
   oid: string;
   resource?: { api: string; scopes: string[] } | undefined;
   oidcScopes: OidcScope[];

@@ -38,6 +38,8 @@ export interface DelegatedTokenRequest {
   act?: ActorClaim | undefined;
   sessionExpiresAt?: number | undefined;
   profile?: boolean | undefined;
+  /** The DPoP key the token is bound to (`cnf.jkt`). */
+  jkt?: string | undefined;
 }
 
 export interface IssuedToken {
@@ -64,6 +66,7 @@ export async function issueDelegatedToken(ctx: ServerContext, request: Delegated
     profile: request.profile ? { preferred_username: user.username, name: user.displayName } : undefined,
     pairwiseSecret: ctx.pairwiseKey,
     now,
+    jkt: request.jkt,
   });
   return { token: await signAccessToken(ctx, directory.tenant.id, api, claims), claims, expiresIn: claims.exp - now };
 }

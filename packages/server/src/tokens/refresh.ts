@@ -29,6 +29,8 @@ export interface RefreshTokenPayload {
   notAfter?: number | undefined;
   /** RFC 8693 actor chain of an exchanged grant: tokens renewed with this refresh token keep it. */
   act?: ActorClaim | undefined;
+  /** RFC 9449 §5: the DPoP key a public client's refresh token is bound to; each use must prove it. */
+  jkt?: string | undefined;
 }
 
 export type RefreshTokenRecord = EphemeralRecord<RefreshTokenPayload>;
@@ -59,6 +61,8 @@ export interface IssueRefreshTokenRequest {
   familyId?: string | undefined;
   /** The `act` claim of the tokens this grant issues (OBO / token exchange). */
   act?: ActorClaim | undefined;
+  /** The DPoP key the refresh token is bound to (public clients). */
+  jkt?: string | undefined;
 }
 
 export interface IssuedRefreshToken {
@@ -98,6 +102,7 @@ export async function issueRefreshToken(ctx: ServerContext, request: IssueRefres
     notAfter,
   };
   if (request.act !== undefined) payload.act = request.act;
+  if (request.jkt !== undefined) payload.jkt = request.jkt;
   await ctx.store.putEphemeral<RefreshTokenPayload>({ kind: 'refresh', id: refreshTokenId(token), tenantId, payload, familyId, expiresAt, createdAt: now });
   return { token, familyId, expiresAt };
 }

@@ -2,13 +2,14 @@
  * The token response of the sign-in grants (authorization code, refresh): access token, ID token
  * when `openid` was granted, refresh token when `offline_access` was, and MSAL's `client_info`.
  */
-import { clientInfo, qualifiedScope, type ActorClaim, type Application, type OidcScope, type SignInFacts, type TenantDirectory, type User } from '@baton/core';
+import { clientInfo, qualifiedScope, type DpopConfirmation, type ActorClaim, type Application, type OidcScope, type SignInFacts, type TenantDirectory, type User } from '@baton/core';
 import type { ServerContext } from '../context.ts';
 import type { TokenResponse } from '../grants/registry.ts';
 import { issueDelegatedToken } from './issue.ts';
 import { issueIdToken } from './id-token.ts';
 import { issueRefreshToken } from './refresh.ts';
 import { userinfoApi } from './userinfo-audience.ts';
+import { tokenTypeOf } from '../dpop.ts';
 
 export interface SignInGrant {
   directory: TenantDirectory;
@@ -31,6 +32,13 @@ export interface SignInGrant {
   refreshGrant?: { resource?: string | undefined; scopes: readonly string[]; oidcScopes: readonly OidcScope[] } | undefined;
   /** RFC 8693 actor chain, for grants that came from an exchange. */
   act?: ActorClaim | undefined;
+  /** The request's DPoP proof: the access token is bound to its key (`token_type: DPoP`). */
+  dpop?: DpopConfirmation | undefined;
+  /**
+   * The key the new refresh token is bound to (RFC 9449 §5: a public client's refresh tokens are
+   * bound to its DPoP key; a confidential client's are bound to its authentication instead).
+   */
+  refreshJkt?: string | undefined;
 }
 
 export async function signInTokenResponse(ctx: ServerContext, grant: SignInGrant): Promise<TokenResponse> {
@@ -48,10 +56,11 @@ export async function signInTokenResponse(ctx: ServerContext, grant: SignInGrant
     sessionExpiresAt: grant.sessionExpiresAt,
     profile: oidcScopes.includes('profile'),
     act: grant.act,
+    jkt: grant.dpop?.jkt,
   });
   const granted: string[] = grant.resource === undefined ? [] : grant.resource.scopes.map((value) => qualifiedScope(grant.resource!.api, value));
   const response: TokenResponse = {
-    token_type: 'Bearer',
+    token_type: tokenTypeOf(grant.dpop),
     scope: '',
     expires_in: access.expiresIn,
     ext_expires_in: access.expiresIn,
@@ -70,6 +79,7 @@ export async function signInTokenResponse(ctx: ServerContext, grant: SignInGrant
       sid: grant.auth.sid,
       familyId: grant.familyId,
       act: grant.act,
+      jkt: grant.refreshJkt,
     });
     response.refresh_token = refresh.token;
     response.refresh_token_expires_in = refresh.expiresAt - ctx.now();

@@ -1,0 +1,84 @@
+/**
+ * core's DPoP proof checker and prover (RFC 9449 §4.3): each check with its failure, htu
+ * normalisation, `ath`, the stateless server nonces; proofs made by jose's SignJWT (an independent
+ * implementation) are accepted.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { createHash, generateKeyPairSync, randomUUID } from 'node:crypto';
+import { SignJWT, calculateJwkThumbprint, exportJWK } from 'jose';
+import { DpopNonces, DpopProofError, checkDpopProof, createDpopProver, normaliseHtu, singleDpopHeader, type DpopFailure } from '../src/index.ts';
+
+const NOW = 1_800_000_000;
+const URL_ = 'https://login.example/contoso/oauth2/v2.0/token';
+const ec = () => generateKeyPairSync('ec', { namedCurve: 'P-256' });
+
+function fails(run: () => unknown, failure: DpopFailure, error: 'invalid_dpop_proof' | 'use_dpop_nonce' = 'invalid_dpop_proof'): void {
+  assert.throws(run, (e: unknown) => e instanceof DpopProofError && e.failure === failure && e.error === error);
+}
+
+describe('checkDpopProof', () => {
+  it("accepts a proof made by jose's SignJWT and names its key by jose's thumbprint", async () => {
+    for (const [alg, pair] of [['ES256', ec()], ['PS256', generateKeyPairSync('rsa', { modulusLength: 2048 })], ['EdDSA', generateKeyPairSync('ed25519')]] as const) {
+      const jwk = await exportJWK(pair.publicKey);
+      const proof = await new SignJWT({ htm: 'POST', htu: URL_, jti: randomUUID() }).setProtectedHeader({ typ: 'dpop+jwt', alg, jwk }).setIssuedAt(NOW).sign(pair.privateKey);
+      const checked = checkDpopProof(proof, { method: 'POST', url: URL_ }, { now: NOW });
+      assert.equal(checked.jkt, await calculateJwkThumbprint(jwk), alg);
+    }
+  });
+
+  it('ath: the SHA-256 of the access token presented with the proof', () => {
+    const prover = createDpopProver(ec().privateKey);
+    const proof = prover.prove('GET', 'https://api.example/tasks', { accessToken: 'token-a', now: NOW });
+    assert.equal(checkDpopProof(proof, { method: 'GET', url: 'https://api.example/tasks?page=2' }, { now: NOW, accessToken: 'token-a' }).jkt, prover.jkt);
+    fails(() => checkDpopProof(proof, { method: 'GET', url: 'https://api.example/tasks' }, { now: NOW, accessToken: 'token-b' }), 'ath');
+    fails(() => checkDpopProof(createDpopProver(ec().privateKey).prove('GET', 'https://api.example/tasks', { now: NOW }), { method: 'GET', url: 'https://api.example/tasks' }, { now: NOW, accessToken: 'token-a' }), 'ath');
+  });
+
+  it('method, URI and time window', () => {
+    const proof = createDpopProver(ec().privateKey).prove('POST', URL_, { now: NOW });
+    fails(() => checkDpopProof(proof, { method: 'GET', url: URL_ }, { now: NOW }), 'htm');
+    fails(() => checkDpopProof(proof, { method: 'POST', url: 'https://login.example/fabrikam/oauth2/v2.0/token' }, { now: NOW }), 'htu');
+    fails(() => checkDpopProof(proof, { method: 'POST', url: URL_ }, { now: NOW + 301 }), 'iat');
+    fails(() => checkDpopProof(proof, { method: 'POST', url: URL_ }, { now: NOW - 61 }), 'iat');
+    assert.ok(checkDpopProof(proof, { method: 'POST', url: URL_ }, { now: NOW + 300 }));
+  });
+
+  it('refuses an RSA key under 2048 bits and an algorithm off the list', () => {
+    const small = generateKeyPairSync('rsa', { modulusLength: 1024 });
+    const prover = createDpopProver(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey, 'RS256');
+    const proof = prover.prove('POST', URL_, { now: NOW });
+    fails(() => checkDpopProof(proof, { method: 'POST', url: URL_ }, { now: NOW, algorithms: ['ES256'] }), 'alg');
+    assert.throws(() => createDpopProver(small.privateKey, 'RS256'), TypeError);
+  });
+
+  it('exactly one DPoP header', () => {
+    assert.equal(singleDpopHeader(undefined), undefined);
+    assert.equal(singleDpopHeader(['a.b.c']), 'a.b.c');
+    fails(() => singleDpopHeader(['a.b.c', 'd.e.f']), 'multiple');
+    fails(() => singleDpopHeader('a.b.c, d.e.f'), 'multiple');
+  });
+});
+
+describe('normaliseHtu (RFC 3986 §6.2.2, §6.2.3)', () => {
+  it('case, default port, percent-encoding, dot segments; query and fragment dropped', () => {
+    assert.equal(normaliseHtu('HTTPS://Login.Example:443/a/./b/../%7euser/%2f?x=1#y'), 'https://login.example/a/~user/%2F');
+    assert.equal(normaliseHtu('http://127.0.0.1:80'), 'http://127.0.0.1/');
+    assert.equal(normaliseHtu('ftp://x/'), undefined);
+    assert.equal(normaliseHtu('not a url'), undefined);
+  });
+});
+
+describe('DpopNonces', () => {
+  it('accepts the current and the previous slot, never an older one or another scope', () => {
+    const nonces = new DpopNonces(createHash('sha256').update('secret').digest(), 60);
+    const nonce = nonces.current('contoso', NOW);
+    assert.ok(nonces.accepts('contoso', nonce, NOW));
+    assert.ok(nonces.accepts('contoso', nonce, NOW + 60));
+    assert.ok(!nonces.accepts('contoso', nonce, NOW + 180));
+    assert.ok(!nonces.accepts('fabrikam', nonce, NOW));
+    assert.ok(!nonces.accepts('contoso', undefined, NOW));
+    // Another instance with the same secret accepts it.
+    assert.ok(new DpopNonces(createHash('sha256').update('secret').digest(), 60).accepts('contoso', nonce, NOW));
+  });
+});
