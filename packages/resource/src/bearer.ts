@@ -15,6 +15,11 @@ export const MAX_AUTHORIZATION_LENGTH = 16 * 1024;
 
 // RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token; b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*)$/i;
+// RFC 9449 §7.1: the DPoP scheme carries the same token68 syntax.
+const DPOP = /^DPoP +([A-Za-z0-9\-._~+/]+=*)$/i;
+
+/** The scheme a token was presented with. */
+export type TokenScheme = 'Bearer' | 'DPoP';
 
 /** What `guard.verify` accepts: one header value, every value of a repeated header, or nothing. */
 export type AuthorizationInput = string | readonly string[] | null | undefined;
@@ -28,6 +33,16 @@ export type AuthorizationInput = string | readonly string[] | null | undefined;
  * - another scheme, no token, a token with spaces → 400 `invalid_request`.
  */
 export function bearerToken(input: AuthorizationInput, ctx: ChallengeContext): string {
+  const presented = presentedToken(input, ctx);
+  if (presented.scheme === 'DPoP') return malformed('The Authorization header must use the Bearer scheme.', ctx);
+  return presented.token;
+}
+
+/**
+ * The token from an `Authorization` header and its scheme: `Bearer` (RFC 6750) or `DPoP`
+ * (RFC 9449 §7.1); the same refusals as {@link bearerToken} otherwise.
+ */
+export function presentedToken(input: AuthorizationInput, ctx: ChallengeContext): { scheme: TokenScheme; token: string } {
   let value: string | undefined;
   if (Array.isArray(input)) {
     const values = input as readonly string[];
@@ -48,12 +63,14 @@ export function bearerToken(input: AuthorizationInput, ctx: ChallengeContext): s
   if (value.length > MAX_AUTHORIZATION_LENGTH) throw tooLarge(ctx);
   const trimmed = value.trim();
   const m = BEARER.exec(trimmed);
-  if (m) return m[1] as string;
-  if (/^Bearer\s*[^,]*,\s*(Bearer|Basic|DPoP)\b/i.test(trimmed)) throw duplicate(ctx);
+  if (m) return { scheme: 'Bearer', token: m[1] as string };
+  const d = DPOP.exec(trimmed);
+  if (d) return { scheme: 'DPoP', token: d[1] as string };
+  if (/^(Bearer|DPoP)\s*[^,]*,\s*(Bearer|Basic|DPoP)\b/i.test(trimmed)) throw duplicate(ctx);
   const scheme = /^(\S+)/.exec(trimmed)?.[1] ?? '';
-  const description = /^bearer$/i.test(scheme)
-    ? 'The Authorization header must be "Bearer <token>" with exactly one token.'
-    : 'The Authorization header must use the Bearer scheme.';
+  const description = /^(bearer|dpop)$/i.test(scheme)
+    ? `The Authorization header must be "${/^dpop$/i.test(scheme) ? 'DPoP' : 'Bearer'} <token>" with exactly one token.`
+    : 'The Authorization header must use the Bearer (or DPoP) scheme.';
   return malformed(description, ctx);
 }
 

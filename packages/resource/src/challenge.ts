@@ -19,13 +19,18 @@ function quoted(value: string): string {
 
 /** `Bearer name="value", …`. `params` order is kept (`realm` first by convention). */
 export function bearerChallenge(params: ReadonlyArray<readonly [string, string]>): string {
-  if (params.length === 0) return 'Bearer';
+  return authChallenge('Bearer', params);
+}
+
+/** A challenge of `scheme` (`Bearer`, or `DPoP` for RFC 9449 §7.1), its parameters quoted as {@link bearerChallenge}'s. */
+export function authChallenge(scheme: 'Bearer' | 'DPoP', params: ReadonlyArray<readonly [string, string]>): string {
+  if (params.length === 0) return scheme;
   const parts = params.map(([name, value]) => {
     if (!/^[a-z0-9_.-]+$/i.test(name)) throw new TypeError(`invalid challenge parameter name ${JSON.stringify(name)}`);
     const v = name === 'error_description' ? restricted(value, 400) : name === 'scope' ? restricted(value, 2000) : quoted(value);
     return `${name}="${v}"`;
   });
-  return `Bearer ${parts.join(', ')}`;
+  return `${scheme} ${parts.join(', ')}`;
 }
 
 /**

@@ -11,7 +11,7 @@
  * No message, description or field of these errors ever carries a token or a secret.
  */
 import { defaultStatus, Entra, type JwtErrorCode, type OAuthErrorCode } from '@baton/core';
-import { bearerChallenge, encodeClaimsChallenge } from './challenge.ts';
+import { authChallenge, encodeClaimsChallenge } from './challenge.ts';
 
 /**
  * RFC 6750 §3.1 codes, RFC 9470 §3 (`insufficient_user_authentication`), Entra's claims challenge
@@ -20,7 +20,7 @@ import { bearerChallenge, encodeClaimsChallenge } from './challenge.ts';
  * All but Entra's `insufficient_claims` are codes of `@baton/core`'s catalogue, with its statuses.
  */
 export type GuardErrorCode =
-  | Extract<OAuthErrorCode, 'invalid_request' | 'invalid_token' | 'insufficient_scope' | 'insufficient_user_authentication' | 'temporarily_unavailable'>
+  | Extract<OAuthErrorCode, 'invalid_request' | 'invalid_token' | 'insufficient_scope' | 'insufficient_user_authentication' | 'temporarily_unavailable' | 'invalid_dpop_proof' | 'use_dpop_nonce'>
   | 'insufficient_claims';
 
 /**
@@ -38,11 +38,22 @@ export type GuardErrorReason =
   | 'ERR_APP_ONLY_REFUSED'
   | 'ERR_DELEGATED_REFUSED'
   | 'ERR_STEP_UP_REQUIRED'
-  | 'ERR_CLAIMS_REQUIRED';
+  | 'ERR_CLAIMS_REQUIRED'
+  // DPoP (RFC 9449): the proof, its binding, the route's policy.
+  | 'ERR_DPOP_PROOF_INVALID'
+  | 'ERR_DPOP_PROOF_REPLAYED'
+  | 'ERR_DPOP_KEY_MISMATCH'
+  | 'ERR_DPOP_NONCE_REQUIRED'
+  | 'ERR_DPOP_BOUND_AS_BEARER'
+  | 'ERR_DPOP_NOT_BOUND'
+  | 'ERR_DPOP_REQUIRED';
 
-/** A claims challenge is a 401 (Entra); the other codes answer with core's status for them. */
+/**
+ * A claims challenge is a 401 (Entra), and so are DPoP proof and nonce refusals at a resource
+ * (RFC 9449 §7.1, §9; the token endpoint answers them 400); the other codes answer with core's status.
+ */
 function statusOf(error: GuardErrorCode): number {
-  return error === 'insufficient_claims' ? 401 : defaultStatus(error);
+  return error === 'insufficient_claims' || error === 'invalid_dpop_proof' || error === 'use_dpop_nonce' ? 401 : defaultStatus(error);
 }
 
 export interface GuardErrorOptions {
@@ -56,6 +67,10 @@ export interface GuardErrorOptions {
   params?: ReadonlyArray<readonly [string, string]>;
   status?: number;
   cause?: unknown;
+  /** The challenge's scheme: `DPoP` (RFC 9449 §7.1) for refusals about DPoP. Default `Bearer`. */
+  scheme?: 'Bearer' | 'DPoP' | undefined;
+  /** A server nonce the client must put in its next DPoP proof (`DPoP-Nonce` response header). */
+  dpopNonce?: string | undefined;
 }
 
 /**
@@ -74,6 +89,8 @@ export class GuardError extends Error {
   readonly scope: string | undefined;
   /** The `WWW-Authenticate` header value, or `undefined` for a 503. */
   readonly wwwAuthenticate: string | undefined;
+  /** The `DPoP-Nonce` to send (RFC 9449 §9), if any. */
+  readonly dpopNonce: string | undefined;
 
   constructor(error: GuardErrorCode | undefined, reason: GuardErrorReason, description: string, options: GuardErrorOptions = {}) {
     super(error ? `${error}: ${description}` : description, options.cause === undefined ? undefined : { cause: options.cause });
@@ -82,19 +99,21 @@ export class GuardError extends Error {
     this.description = description;
     this.scope = options.scope;
     this.status = options.status ?? (error ? statusOf(error) : 401);
+    this.dpopNonce = options.dpopNonce;
+    const scheme = options.scheme ?? 'Bearer';
     const tail: Array<readonly [string, string]> = [...(options.params ?? [])];
     if (options.resourceMetadata && this.status === 401) tail.push(['resource_metadata', options.resourceMetadata]);
     if (error === 'temporarily_unavailable') {
       this.wwwAuthenticate = undefined;
     } else if (error === undefined) {
-      this.wwwAuthenticate = bearerChallenge([['realm', options.realm ?? ''], ...tail]);
+      this.wwwAuthenticate = authChallenge(scheme, [['realm', options.realm ?? ''], ...tail]);
     } else {
       const params: Array<readonly [string, string]> = [];
       if (options.realm !== undefined) params.push(['realm', options.realm]);
       params.push(['error', error], ['error_description', description]);
       if (options.scope) params.push(['scope', options.scope]);
       params.push(...tail);
-      this.wwwAuthenticate = bearerChallenge(params);
+      this.wwwAuthenticate = authChallenge(scheme, params);
     }
   }
 
@@ -105,7 +124,9 @@ export class GuardError extends Error {
    * answered right.
    */
   get headers(): Record<string, string> {
-    return this.wwwAuthenticate === undefined ? { 'cache-control': 'no-store' } : { 'www-authenticate': this.wwwAuthenticate, 'cache-control': 'no-store' };
+    const headers: Record<string, string> = this.wwwAuthenticate === undefined ? { 'cache-control': 'no-store' } : { 'www-authenticate': this.wwwAuthenticate, 'cache-control': 'no-store' };
+    if (this.dpopNonce !== undefined) headers['dpop-nonce'] = this.dpopNonce;
+    return headers;
   }
 
   /** A JSON body for developers (the header is what clients act on). `undefined` = send no body. */

@@ -22,6 +22,7 @@ import { checkRequirement, type Guard, type Requirement } from './guard.ts';
 import type { Principal } from './principal.ts';
 import { inServingContext, runWithPrincipal } from './context.ts';
 import { authorizationOf, errorResponse, traceOf } from './respond.ts';
+import { dpopRequestOf } from './dpop.ts';
 
 export type AuthRequest = Request & { auth: Principal };
 
@@ -31,7 +32,8 @@ export function requireAuth(guard: Guard, requirement: Requirement = {}): Reques
   checkRequirement(requirement, 'requireAuth');
   return function batonRequireAuth(req, res, next) {
     inServingContext(req, res, () =>
-      guard.check(authorizationOf(req), requirement).then(
+      // The request a DPoP proof is checked against (the path as the client sent it, before any mount point was stripped).
+      guard.check(authorizationOf(req), requirement, dpopRequestOf(req, req.originalUrl)).then(
         (principal) => {
           (req as AuthRequest).auth = principal;
           runWithPrincipal(principal, () => next(), traceOf(req));

@@ -17,6 +17,7 @@ import { inServingContext, runWithPrincipal } from './context.ts';
 import { checkRequirement, type Guard, type Requirement } from './guard.ts';
 import type { Principal } from './principal.ts';
 import { authorizationOf, errorResponse, traceOf } from './respond.ts';
+import { dpopRequestOf } from './dpop.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -39,7 +40,7 @@ export function requireAuth(guard: Guard, requirement: Requirement = {}): onRequ
   checkRequirement(requirement, 'requireAuth');
   return function batonRequireAuth(request, reply, done) {
     inServingContext(request.raw, reply.raw, () =>
-      guard.check(authorizationOf(request.raw), requirement).then(
+      guard.check(authorizationOf(request.raw), requirement, dpopRequestOf(request.raw)).then(
         (principal) => {
           request.auth = principal;
           runWithPrincipal(principal, () => done(), traceOf(request.raw));

@@ -15,8 +15,15 @@
  * guard.authorize(principal, { scopes: { any: ['Tasks.Read'] } });
  */
 import {
+  checkDpopProof,
   checkJwsHeader,
   decodeJws,
+  DPOP_ALGS,
+  DPOP_FUTURE_SECONDS,
+  DPOP_MAX_AGE_SECONDS,
+  DpopNonces,
+  DpopProofError,
+  singleDpopHeader,
   JwsFormatError,
   JwtError,
   SUPPORTED_JWS_ALGS,
@@ -26,7 +33,8 @@ import {
   type JwsAlg,
   type JwsHeaderPolicy,
 } from '@baton/core';
-import { bearerToken, looksLikeBareToken, MAX_AUTHORIZATION_LENGTH, type AuthorizationInput, type ChallengeContext } from './bearer.ts';
+import { looksLikeBareToken, MAX_AUTHORIZATION_LENGTH, presentedToken, type AuthorizationInput, type ChallengeContext, type TokenScheme } from './bearer.ts';
+import { MemoryDpopReplayCache, type DpopMode, type DpopReplayCache, type DpopRequestInput, type GuardDpopOptions } from './dpop.ts';
 import { ClaimsChallengeError, claimsChallenge, GuardError, insufficientUserAuthentication, type GuardErrorReason } from './errors.ts';
 import { discover, normaliseAuthority } from './discovery.ts';
 import { checkUrl, resolveFetch, type CaOption, type FetchLike } from './http.ts';
@@ -90,19 +98,27 @@ export interface GuardOptions {
    * fetch. `registerBatonMetrics(registry)` from `@baton/resource/prometheus` makes one.
    */
   metrics?: ResourceMetrics;
+  /**
+   * DPoP (RFC 9449; docs/dpop.md): `Authorization: DPoP <token>` with a `DPoP` proof is checked
+   * (`ath`, `cnf.jkt`, `htm`, `htu`, `iat`, single use, nonces); a DPoP-bound token presented as
+   * Bearer is always refused. `mode: 'required'` refuses bearer tokens (routes may override).
+   */
+  dpop?: GuardDpopOptions;
 }
 
 export interface Guard {
   /**
    * Verifies the token in an `Authorization` header value (or the raw token). Pass every value of a
    * repeated header as an array (Node: `req.headersDistinct.authorization`) so duplicates are caught.
+   * `request` (method, absolute URL, `DPoP` headers) is what a DPoP proof is checked against; the
+   * adapters pass it. `dpop` overrides the guard's DPoP mode for this call.
    * @throws GuardError
    */
-  verify(authorization: AuthorizationInput): Promise<Principal>;
+  verify(authorization: AuthorizationInput, request?: DpopRequestInput, dpop?: DpopMode): Promise<Principal>;
   /** Checks a requirement; throws a `GuardError` (403 `insufficient_scope`, 401 step-up) if unmet. */
   authorize(principal: Principal, requirement?: Requirement): void;
-  /** `verify` then `authorize`. */
-  check(authorization: AuthorizationInput, requirement?: Requirement): Promise<Principal>;
+  /** `verify` then `authorize` (the requirement's `dpop` overriding the guard's mode). */
+  check(authorization: AuthorizationInput, requirement?: Requirement, request?: DpopRequestInput): Promise<Principal>;
   /** Fetches discovery and keys now instead of at the first request; rejects if they cannot be fetched. */
   ready(): Promise<void>;
   /** A claims challenge carrying this guard's `realm` conventions and the issuer's `authorization_uri`. */
@@ -201,6 +217,7 @@ class TokenGuard {
   readonly #challenge: ChallengeContext;
   readonly #cache: Lru<CacheEntry>;
   readonly #issuer: LoadOnce<Issuer>;
+  readonly #dpop: { mode: DpopMode; algorithms: readonly JwsAlg[]; replay: DpopReplayCache; nonces: DpopNonces | undefined; origin: string | undefined };
 
   constructor(options: GuardOptions) {
     if (options === null || typeof options !== 'object') throw new TypeError(`${WHERE}: options are required`);
@@ -234,6 +251,7 @@ class TokenGuard {
     this.#issuer = this.#issuerSource(options);
     this.#cache = new Lru<CacheEntry>(cacheSize);
     this.audiences = Object.freeze(this.#audiences);
+    this.#dpop = readDpopOptions(options.dpop, this.#clock);
   }
 
   /** The application's metrics, when given. */
@@ -246,14 +264,83 @@ class TokenGuard {
     return this.#issuer.value?.issuer;
   }
 
-  async verify(authorization: AuthorizationInput): Promise<Principal> {
-    const token = typeof authorization === 'string' && looksLikeBareToken(authorization) ? authorization : bearerToken(authorization, this.#challenge);
+  async verify(authorization: AuthorizationInput, request?: DpopRequestInput, dpop: DpopMode = this.#dpop.mode): Promise<Principal> {
+    let scheme: TokenScheme = 'Bearer';
+    let token: string;
+    if (typeof authorization === 'string' && looksLikeBareToken(authorization)) {
+      token = authorization;
+    } else {
+      try {
+        ({ scheme, token } = presentedToken(authorization, this.#challenge));
+      } catch (error) {
+        // RFC 9449 §7.1: a route that takes only DPoP challenges with the DPoP scheme.
+        if (dpop === 'required' && error instanceof GuardError && error.reason === 'ERR_BEARER_MISSING') {
+          throw new GuardError(undefined, 'ERR_BEARER_MISSING', 'The request has no DPoP-bound token.', { ...this.#challenge, scheme: 'DPoP', params: [['algs', this.#dpop.algorithms.join(' ')]] });
+        }
+        throw error;
+      }
+    }
     const cacheKey = sha256b64u(token);
     const hit = this.#cache.get(cacheKey, this.#clock());
     // A cached verification stands only while its key is still published (a withdrawn key revokes it).
     const issuer = this.#issuer.value;
-    if (hit !== undefined && issuer !== undefined && issuer.jwks.has(hit.kid)) return hit.principal;
-    return this.#verifyUncached(token, cacheKey);
+    const principal = hit !== undefined && issuer !== undefined && issuer.jwks.has(hit.kid) ? hit.principal : await this.#verifyUncached(token, cacheKey);
+    // A bearer token on a route that allows it (the common case) costs nothing more.
+    if (scheme === 'Bearer' && dpop === 'allowed' && principal.claims.cnf === undefined) return principal;
+    return this.#checkDpop(principal, scheme, token, request, dpop);
+  }
+
+  // — DPoP (RFC 9449 §7) —
+
+  /**
+   * The token's binding and the request's proof: a bound token only with the DPoP scheme and a
+   * proof of its key (made for this method and URL, fresh, unused, carrying our nonce when we ask
+   * for one, `ath` the token's hash); an unbound token never with the DPoP scheme, and not at all
+   * on a route that requires DPoP.
+   */
+  async #checkDpop(principal: Principal, scheme: TokenScheme, token: string, request: DpopRequestInput | undefined, mode: DpopMode): Promise<Principal> {
+    const jkt = boundKey(principal.claims);
+    if (scheme === 'Bearer') {
+      if (jkt !== undefined) throw this.#dpopError('invalid_token', 'ERR_DPOP_BOUND_AS_BEARER', 'The token is DPoP-bound: present it as "Authorization: DPoP <token>" with a DPoP proof of its key.');
+      if (mode === 'required') throw this.#dpopError('invalid_token', 'ERR_DPOP_REQUIRED', 'This endpoint accepts only DPoP-bound tokens (RFC 9449): get a token with a DPoP proof and present it with one.');
+      return principal;
+    }
+    if (jkt === undefined) throw this.#dpopError('invalid_token', 'ERR_DPOP_NOT_BOUND', 'The token is not DPoP-bound (no cnf.jkt): present it with the Bearer scheme.');
+    if (request === undefined) throw this.#dpopError('invalid_dpop_proof', 'ERR_DPOP_PROOF_INVALID', 'This API cannot check DPoP proofs here (the guard was not given the request).');
+    const now = Math.floor(this.#clock() / 1000);
+    let proof;
+    try {
+      const header = singleDpopHeader(request.dpop ?? undefined);
+      if (header === undefined) throw new DpopProofError('missing', 'The request has no DPoP proof: send a DPoP header made with the key the token is bound to.');
+      proof = checkDpopProof(header, { method: request.method, url: this.#publicUrl(request.url) }, { now, algorithms: this.#dpop.algorithms, accessToken: token });
+    } catch (error) {
+      if (error instanceof DpopProofError) throw this.#dpopError('invalid_dpop_proof', 'ERR_DPOP_PROOF_INVALID', error.message);
+      throw error;
+    }
+    if (proof.jkt !== jkt) throw this.#dpopError('invalid_dpop_proof', 'ERR_DPOP_KEY_MISMATCH', 'The DPoP proof is made with another key than the one the token is bound to.');
+    const nonces = this.#dpop.nonces;
+    if (nonces !== undefined && !nonces.accepts(this.realm, proof.nonce, now)) {
+      throw this.#dpopError('use_dpop_nonce', 'ERR_DPOP_NONCE_REQUIRED', 'This API requires a server nonce in each DPoP proof: repeat the request with the nonce of the DPoP-Nonce header.', nonces.current(this.realm, now));
+    }
+    const fresh = await this.#dpop.replay.useOnce(`${jkt}:${proof.jti}`, (DPOP_MAX_AGE_SECONDS + DPOP_FUTURE_SECONDS) * 1000);
+    if (!fresh) throw this.#dpopError('invalid_dpop_proof', 'ERR_DPOP_PROOF_REPLAYED', 'The DPoP proof was already used: make a fresh proof for each request.');
+    return principal;
+  }
+
+  #dpopError(error: 'invalid_token' | 'invalid_dpop_proof' | 'use_dpop_nonce', reason: GuardErrorReason, description: string, dpopNonce?: string): GuardError {
+    return new GuardError(error, reason, description, { ...this.#challenge, scheme: 'DPoP', params: [['algs', this.#dpop.algorithms.join(' ')]], dpopNonce });
+  }
+
+  /** The URL the client addressed: the request's, under the configured public origin when there is one. */
+  #publicUrl(url: string): string {
+    const origin = this.#dpop.origin;
+    if (origin === undefined) return url;
+    try {
+      const parsed = new URL(url);
+      return `${origin}${parsed.pathname}${parsed.search}`;
+    } catch {
+      return url;
+    }
   }
 
   authorize(principal: Principal, requirement: Requirement = {}): void {
@@ -266,10 +353,10 @@ class TokenGuard {
     this.#checkAuthentication(principal, requirement);
   }
 
-  check(authorization: AuthorizationInput, requirement?: Requirement): Promise<Principal> {
+  check(authorization: AuthorizationInput, requirement?: Requirement, request?: DpopRequestInput): Promise<Principal> {
     // One span per check (tracing.ts): the result, and for a refusal its error code and reason.
     return inSpan('baton.guard', { attributes: { 'baton.guard.audience': this.audiences[0] as string } }, async (span) => {
-      const principal = await this.verify(authorization);
+      const principal = await this.verify(authorization, request, requirement?.dpop ?? this.#dpop.mode);
       this.authorize(principal, requirement);
       if (span.isRecording()) {
         span.setAttributes({ 'baton.guard.result': 'allow', 'baton.guard.app_only': principal.appOnly });
@@ -465,6 +552,33 @@ class TokenGuard {
   }
 }
 
+/** The `cnf.jkt` of a DPoP-bound token, or undefined. */
+function boundKey(claims: Record<string, unknown>): string | undefined {
+  const cnf = claims.cnf;
+  if (cnf === null || typeof cnf !== 'object') return undefined;
+  const jkt = (cnf as { jkt?: unknown }).jkt;
+  return typeof jkt === 'string' ? jkt : undefined;
+}
+
+function readDpopOptions(options: GuardDpopOptions | undefined, clock: () => number) {
+  const o = options ?? {};
+  if (o === null || typeof o !== 'object') throw new TypeError(`${WHERE}: dpop must be an object`);
+  const mode = o.mode ?? 'allowed';
+  if (mode !== 'required' && mode !== 'allowed') throw new TypeError(`${WHERE}: dpop.mode must be 'required' or 'allowed'`);
+  const algorithms = o.algorithms ?? DPOP_ALGS;
+  if (!Array.isArray(algorithms) || algorithms.length === 0 || algorithms.some((alg) => !DPOP_ALGS.includes(alg))) {
+    throw new TypeError(`${WHERE}: dpop.algorithms must be a non-empty list of ${DPOP_ALGS.join(', ')}`);
+  }
+  if (o.replay !== undefined && (o.replay === null || typeof o.replay.useOnce !== 'function')) throw new TypeError(`${WHERE}: dpop.replay must have useOnce(key, ttlMs)`);
+  let nonces: DpopNonces | undefined;
+  if (o.nonce !== undefined) {
+    if (!(o.nonce.secret instanceof Uint8Array) || o.nonce.secret.length < 32) throw new TypeError(`${WHERE}: dpop.nonce.secret must be at least 32 bytes`);
+    nonces = new DpopNonces(Buffer.from(o.nonce.secret), o.nonce.periodSeconds ?? 300);
+  }
+  const origin = o.origin === undefined ? undefined : new URL(checkUrl(o.origin, `${WHERE}: dpop.origin`)).origin;
+  return { mode, algorithms, replay: o.replay ?? new MemoryDpopReplayCache({ clock }), nonces, origin };
+}
+
 /** A refused check is the guard working (a 4xx answer): result and reason, not an ERROR; a 503 or a bug is one. */
 function refusedCheck(span: Span, error: unknown): void {
   if (!span.isRecording()) return;
@@ -498,7 +612,7 @@ export function createGuard(options: GuardOptions): Guard {
         },
       );
     return guardObject(guard, {
-      verify: (authorization) => counted(guard.verify(authorization)),
+      verify: (authorization, request, dpop) => counted(guard.verify(authorization, request, dpop)),
       authorize(principal, requirement) {
         try {
           guard.authorize(principal, requirement);
@@ -508,13 +622,13 @@ export function createGuard(options: GuardOptions): Guard {
         }
         metrics.guard('ok');
       },
-      check: (authorization, requirement) => counted(guard.check(authorization, requirement)),
+      check: (authorization, requirement, request) => counted(guard.check(authorization, requirement, request)),
     });
   }
   return guardObject(guard, {
-    verify: (authorization) => guard.verify(authorization),
+    verify: (authorization, request, dpop) => guard.verify(authorization, request, dpop),
     authorize: (principal, requirement) => guard.authorize(principal, requirement),
-    check: (authorization, requirement) => guard.check(authorization, requirement),
+    check: (authorization, requirement, request) => guard.check(authorization, requirement, request),
   });
 }
 

@@ -38,7 +38,10 @@ export function requireAuth(guard: Guard, requirement: Requirement = {}): Middle
     const serve = <T>(fn: () => T): T => (incoming !== undefined && outgoing !== undefined ? inServingContext(incoming, outgoing, fn) : inInboundContext(trace, fn));
     let principal: Principal;
     try {
-      principal = await serve(() => guard.check(authorization, requirement));
+      // The request a DPoP proof is checked against: Fetch's Request has the absolute URL.
+      const dpop = c.req.raw.headers.get('dpop');
+      const request = { method: c.req.method, url: c.req.url, dpop: incoming?.headersDistinct?.dpop ?? (dpop === null ? undefined : [dpop]) };
+      principal = await serve(() => guard.check(authorization, requirement, request));
     } catch (error) {
       const response = errorFetchResponse(error);
       if (response === undefined) throw error;

@@ -6,7 +6,8 @@
  */
 export { createGuard, checkRequirement, DEFAULT_ALGORITHMS, type Guard, type GuardOptions, type Requirement, type AnyAll } from './guard.ts';
 export type { Principal, Actor } from './principal.ts';
-export { MAX_AUTHORIZATION_LENGTH, type AuthorizationInput } from './bearer.ts';
+export { MAX_AUTHORIZATION_LENGTH, type AuthorizationInput, type TokenScheme } from './bearer.ts';
+export { MemoryDpopReplayCache, dpopRequestOf, type DpopMode, type DpopReplayCache, type DpopRequestInput, type GuardDpopOptions } from './dpop.ts';
 export {
   GuardError,
   ClaimsChallengeError,

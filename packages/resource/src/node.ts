@@ -12,6 +12,7 @@ import { inServingContext, runWithPrincipal } from './context.ts';
 import { checkRequirement, type Guard, type Requirement } from './guard.ts';
 import type { Principal } from './principal.ts';
 import { authorizationOf, traceOf, writeErrorResponse } from './respond.ts';
+import { dpopRequestOf } from './dpop.ts';
 
 /**
  * Verifies the request's bearer token and checks `requirement`. On refusal, writes the response
@@ -22,7 +23,7 @@ import { authorizationOf, traceOf, writeErrorResponse } from './respond.ts';
  */
 export async function authenticate(req: IncomingMessage, res: ServerResponse, guard: Guard, requirement: Requirement = {}): Promise<Principal | undefined> {
   try {
-    return await inServingContext(req, res, () => guard.check(authorizationOf(req), requirement));
+    return await inServingContext(req, res, () => guard.check(authorizationOf(req), requirement, dpopRequestOf(req)));
   } catch (error) {
     if (writeErrorResponse(res, error)) return undefined;
     throw error;

@@ -14,10 +14,11 @@
  * const cache = new RedisTokenCacheStore({ redis: process.env.REDIS_URL, key: Buffer.from(process.env.TOKEN_CACHE_KEY, 'base64') });
  * const obo = createOboClient({ ..., cache });
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import { MemoryTokenCacheStore, type CachedToken, type TokenCacheStore } from './cache.ts';
 import { consoleLogger, type Logger } from './obo.ts';
+import { MemoryDpopReplayCache, type DpopReplayCache } from './dpop.ts';
 
 export interface RedisTokenCacheOptions {
   /**
@@ -190,5 +191,120 @@ export class RedisTokenCacheStore implements TokenCacheStore {
     } catch {
       return undefined;
     }
+  }
+}
+
+export interface RedisDpopReplayCacheOptions {
+  /** An ioredis client (yours: not closed by `close()`), or a URL / options to open one (closed by `close()`). */
+  redis: Redis | string | RedisOptions;
+  /** Prefix of the Redis keys. Default `baton:dpop:`. */
+  prefix?: string;
+  /** Milliseconds a Redis command may take before memory is used instead. Default 250. */
+  commandTimeout?: number;
+  logger?: Logger;
+}
+
+/**
+ * The guard's DPoP replay cache on Redis (`SET key 1 PX ttl NX`: atomic), so a proof accepted by one
+ * replica of an API is refused by every other. Keys are SHA-256 hashes of `jkt:jti`.
+ *
+ * When Redis cannot be reached the cache works from this process's memory (a replay across
+ * replicas is then not caught) and says so once in the log — an API keeps answering rather than
+ * refusing every DPoP request for Redis's sake. `failClosed: true` refuses instead.
+ *
+ * @example
+ * const guard = createGuard({ authority, audience, dpop: { replay: new RedisDpopReplayCache({ redis: process.env.REDIS_URL }) } });
+ */
+export class RedisDpopReplayCache implements DpopReplayCache {
+  readonly #redis: Redis;
+  readonly #owned: boolean;
+  readonly #prefix: string;
+  readonly #timeout: number;
+  readonly #memory = new MemoryDpopReplayCache();
+  readonly #logger: Logger;
+  readonly #failClosed: boolean;
+  #degraded = false;
+
+  constructor(options: RedisDpopReplayCacheOptions & { failClosed?: boolean }) {
+    const where = 'RedisDpopReplayCache';
+    if (options === null || typeof options !== 'object') throw new TypeError(`${where}: options are required`);
+    this.#prefix = options.prefix ?? 'baton:dpop:';
+    this.#timeout = options.commandTimeout ?? 250;
+    if (!Number.isFinite(this.#timeout) || this.#timeout <= 0) throw new TypeError(`${where}: commandTimeout must be a positive number of milliseconds`);
+    this.#logger = options.logger ?? consoleLogger;
+    this.#failClosed = options.failClosed === true;
+    const own: RedisOptions = { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2000, lazyConnect: false };
+    if (options.redis instanceof Redis) {
+      this.#redis = options.redis;
+      this.#owned = false;
+    } else if (typeof options.redis === 'string') {
+      this.#redis = new Redis(options.redis, own);
+      this.#owned = true;
+    } else if (options.redis !== null && typeof options.redis === 'object') {
+      this.#redis = new Redis({ ...own, ...options.redis });
+      this.#owned = true;
+    } else {
+      throw new TypeError(`${where}: redis must be an ioredis client, a URL or ioredis options`);
+    }
+    this.#redis.on('error', () => this.#down());
+    this.#redis.on('ready', () => {
+      if (this.#degraded) {
+        this.#degraded = false;
+        this.#logger.info('Redis DPoP replay cache available again', { prefix: this.#prefix });
+      }
+    });
+  }
+
+  /** Resolves when Redis is ready (true) or after `timeoutMs` (false). */
+  async ready(timeoutMs = 2000): Promise<boolean> {
+    if (this.#redis.status === 'ready') return true;
+    return new Promise<boolean>((resolve) => {
+      const onReady = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        this.#redis.off('ready', onReady);
+        resolve(false);
+      }, timeoutMs);
+      this.#redis.once('ready', onReady);
+    });
+  }
+
+  async useOnce(key: string, ttlMs: number): Promise<boolean> {
+    // Memory first: a replay to the same replica costs no round trip.
+    if (!this.#memory.useOnce(key, ttlMs)) return false;
+    if (this.#redis.status !== 'ready') return this.#unavailable();
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const stored = await Promise.race([
+        this.#redis.set(this.#prefix + createHash('sha256').update(key).digest('base64url'), '1', 'PX', Math.ceil(ttlMs), 'NX'),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error('Redis command timed out')), this.#timeout);
+        }),
+      ]);
+      return stored === 'OK';
+    } catch {
+      return this.#unavailable();
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (!this.#owned) return;
+    if (this.#redis.status === 'ready') await this.#redis.quit().catch(() => this.#redis.disconnect());
+    else this.#redis.disconnect();
+  }
+
+  #unavailable(): boolean {
+    this.#down();
+    return !this.#failClosed;
+  }
+
+  #down(): void {
+    if (this.#degraded) return;
+    this.#degraded = true;
+    this.#logger.warn('Redis DPoP replay cache unavailable; replays are caught per process only', { prefix: this.#prefix, status: this.#redis.status });
   }
 }

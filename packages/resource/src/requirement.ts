@@ -31,6 +31,11 @@ export interface Requirement {
   acrValues?: readonly string[];
   /** RFC 9470: the user must have authenticated within this many seconds (`auth_time`). */
   maxAge?: number;
+  /**
+   * DPoP (RFC 9449) on this route: `required` — only DPoP-bound tokens with a valid proof (a bearer
+   * token is refused); `allowed` — bearer tokens too. Default: the guard's `dpop.mode`.
+   */
+  dpop?: 'required' | 'allowed';
 }
 
 export function nonEmptyStrings(value: unknown, where: string): string[] {
@@ -71,6 +76,7 @@ export function checkRequirement(requirement: Requirement, where = 'requirement'
   if (requirement.maxAge !== undefined && (!Number.isInteger(requirement.maxAge) || requirement.maxAge < 0)) {
     throw new TypeError(`${where}.maxAge must be a non-negative integer (seconds)`);
   }
+  if (requirement.dpop !== undefined && requirement.dpop !== 'required' && requirement.dpop !== 'allowed') throw new TypeError(`${where}.dpop must be 'required' or 'allowed'`);
   validated.add(requirement);
   return requirement;
 }
