@@ -74,6 +74,8 @@ export function createDownstream(options: DownstreamOptions): Downstream {
   }
   const obo = options.obo;
   const metrics = checkMetrics(options.metrics, where);
+  /** The downstream API's latest `DPoP-Nonce` (RFC 9449 §9), per origin. */
+  const dpopNonces = new Map<string, string>();
   const api = resourceOf(scopes[0] as string);
 
   return (principal?: Principal) => {
@@ -107,13 +109,22 @@ export function createDownstream(options: DownstreamOptions): Downstream {
           }
         };
         // One CLIENT span per HTTP request (OTel HTTP client conventions); the next API continues it.
-        const call = (token: string) =>
+        const send = (token: { accessToken: string; tokenType: string }) =>
           inSpan(method, { kind: SpanKind.CLIENT, attributes }, async (span) => {
-            headers.set('authorization', `Bearer ${token}`);
+            // A DPoP-bound token goes with a proof of this API's key, made for this method and URL (RFC 9449 §7).
+            const prover = token.tokenType === 'DPoP' ? obo.dpop : undefined;
+            if (prover !== undefined) {
+              headers.set('authorization', `DPoP ${token.accessToken}`);
+              headers.set('dpop', prover.prove(method, url.href, { accessToken: token.accessToken, nonce: dpopNonces.get(url.origin) }));
+            } else {
+              headers.set('authorization', `Bearer ${token.accessToken}`);
+            }
             if (!ownTrace) for (const [name, value] of Object.entries(outgoingTraceHeaders(trace))) headers.set(name, value);
             try {
               const res = await fetchFn(url, { ...init, headers });
               recordHttpStatus(span, res.status);
+              const nonce = res.headers.get('dpop-nonce');
+              if (prover !== undefined && nonce !== null && nonce !== '') dpopNonces.set(url.origin, nonce);
               return res;
             } catch (error) {
               // The caller's own abort stays an abort; a network failure is the downstream API's.
@@ -121,16 +132,23 @@ export function createDownstream(options: DownstreamOptions): Downstream {
               throw new DownstreamUnavailableError(url.origin, { cause: error });
             }
           });
+        // The API asked for its DPoP nonce: once more with it (a proof is single use; the body must be replayable).
+        const call = async (token: { accessToken: string; tokenType: string }) => {
+          const res = await send(token);
+          if (res.status !== 401 || token.tokenType !== 'DPoP' || !replayable(init.body) || !/^DPoP\b[^]*error="use_dpop_nonce"/i.test(res.headers.get('www-authenticate') ?? '')) return res;
+          await res.body?.cancel().catch(() => {});
+          return send(token);
+        };
 
         const exchange = async (): Promise<Response> => {
-          const first = await call((await obtain()).accessToken);
+          const first = await call(await obtain());
           const claims = claimsChallengeOf(first);
           if (claims === undefined) return first;
           await first.body?.cancel().catch(() => {});
           if (!replayable(init.body)) throw new ClaimsChallengeError(claims);
           // The token service may satisfy the claims from the original sign-in; otherwise it answers
           // interaction_required and the user steps up.
-          const second = await call((await obtain(claims)).accessToken);
+          const second = await call(await obtain(claims));
           const again = claimsChallengeOf(second);
           if (again === undefined) return second;
           await second.body?.cancel().catch(() => {});

@@ -22,7 +22,8 @@
  * const { accessToken } = await obo.onBehalfOf(req.auth, ['api://docs/Docs.Read']);
  */
 import { performance } from 'node:perf_hooks';
-import { sha256b64u } from '@baton/core';
+import { createDpopProver, sha256b64u, type DpopProver, type JwsAlg } from '@baton/core';
+import type { JsonWebKey, KeyObject } from 'node:crypto';
 import { checkMetrics, errorCodeLabel, type ResourceMetrics, type TokenKind } from './metrics.ts';
 import { MemoryTokenCacheStore, type CachedToken, type TokenCacheStore } from './cache.ts';
 import { clientAuthentication } from './client-auth.ts';
@@ -70,6 +71,13 @@ export interface OboClientOptions {
   logger?: Logger;
   /** The application's metrics (metrics.ts): cache lookups, token requests and their duration. */
   metrics?: ResourceMetrics;
+  /**
+   * This API's DPoP key (RFC 9449; docs/dpop.md): a private `KeyObject` or JWK (EC P-256, RSA, Ed25519).
+   * Every token request carries a proof made with it (retried once with the service's nonce when
+   * asked), the tokens come back bound to it (`tokenType: 'DPoP'`), and `createDownstream` presents
+   * them with a proof per call. Tokens are cached per key.
+   */
+  dpop?: { key: KeyObject | JsonWebKey; alg?: JwsAlg };
 }
 
 export interface OboRequest {
@@ -100,6 +108,8 @@ export interface AppTokenOptions {
 
 export interface OboClient {
   readonly clientId: string;
+  /** The DPoP prover of this API's key, when `dpop` was given (`createDownstream` signs its proofs with it). */
+  readonly dpop?: DpopProver | undefined;
   /** OBO (or RFC 8693) exchange of `request.assertion`. */
   acquire(request: OboRequest): Promise<AcquiredToken>;
   /** `acquire` for a verified caller. */
@@ -132,6 +142,8 @@ export function tokenCacheKey(parts: {
   claims?: string | undefined;
   audience?: string | undefined;
   resource?: string | undefined;
+  /** The DPoP key the token is bound to (its thumbprint): a token bound to one key is useless to another. */
+  jkt?: string | undefined;
 }): string {
   const material = JSON.stringify([
     parts.kind,
@@ -142,6 +154,7 @@ export function tokenCacheKey(parts: {
     parts.claims ?? null,
     parts.audience ?? null,
     parts.resource ?? null,
+    ...(parts.jkt === undefined ? [] : [parts.jkt]),
   ]);
   return `${parts.kind}:${sha256b64u(material)}`;
 }
@@ -192,6 +205,7 @@ class TokenClient {
   readonly #tokenEndpoint: LoadOnce<string>;
   readonly #inflight = new Map<string, Promise<AcquiredToken>>();
   readonly #metrics: ResourceMetrics | undefined;
+  readonly dpop: DpopProver | undefined;
 
   constructor(options: OboClientOptions) {
     if (options === null || typeof options !== 'object') throw new TypeError(`${WHERE}: options are required`);
@@ -213,14 +227,15 @@ class TokenClient {
     // Client authentication, checked now.
     const authentication = clientAuthentication(options.credential, clientId, this.#clock, WHERE);
     this.#tokenEndpoint = tokenEndpointSource(options, fetchFn, timeout);
-    this.#requester = new TokenRequester({ clientId, authentication, fetch: fetchFn, timeout, ...retry, clock: this.#clock, logger: this.#logger });
+    this.dpop = readDpopKey(options.dpop);
+    this.#requester = new TokenRequester({ clientId, authentication, fetch: fetchFn, timeout, ...retry, clock: this.#clock, logger: this.#logger, dpop: this.dpop });
   }
 
   async acquire(request: OboRequest): Promise<AcquiredToken> {
     const scopes = this.#checkRequest(request);
     const url = await this.#tokenEndpoint.get();
     const { clientId } = this;
-    const key = tokenCacheKey({ kind: 'obo', tokenEndpoint: url, clientId, scopes, assertion: request.assertion, claims: request.claims, audience: request.audience, resource: request.resource });
+    const key = tokenCacheKey({ kind: 'obo', tokenEndpoint: url, clientId, scopes, assertion: request.assertion, claims: request.claims, audience: request.audience, resource: request.resource, jkt: this.dpop?.jkt });
     const grant = this.#form === 'microsoft' ? 'on_behalf_of' : 'token_exchange';
     return this.#cached(key, request.forceRefresh, grant, scopes, () => this.#requester.post(url, this.#exchangeParams(request, scopes), grant));
   }
@@ -243,7 +258,7 @@ class TokenClient {
     const normalised = normaliseScopes(scopes, 'appToken');
     this.#refuseConfusedDeputy(normalised, options);
     const url = await this.#tokenEndpoint.get();
-    const key = tokenCacheKey({ kind: 'app', tokenEndpoint: url, clientId: this.clientId, scopes: normalised });
+    const key = tokenCacheKey({ kind: 'app', tokenEndpoint: url, clientId: this.clientId, scopes: normalised, jkt: this.dpop?.jkt });
     return this.#cached(key, options.forceRefresh, 'client_credentials', normalised, () => this.#requester.post(url, { grant_type: 'client_credentials', scope: normalised.join(' ') }, 'client_credentials'));
   }
 
@@ -353,7 +368,7 @@ class TokenClient {
     const margin = Math.min(this.#refreshMargin, lifetime / 2);
     const token: CachedToken = {
       accessToken: response.access_token,
-      tokenType: 'Bearer',
+      tokenType: response.token_type,
       expiresAt: Math.floor(now / 1000) + lifetime,
       ...(response.scope ? { scopes: response.scope.split(' ').filter(Boolean) } : {}),
     };
@@ -363,11 +378,22 @@ class TokenClient {
   }
 }
 
+function readDpopKey(dpop: OboClientOptions['dpop']): DpopProver | undefined {
+  if (dpop === undefined) return undefined;
+  if (dpop === null || typeof dpop !== 'object' || dpop.key === undefined) throw new TypeError(`${WHERE}: dpop.key must be a private KeyObject or JWK`);
+  try {
+    return createDpopProver(dpop.key, dpop.alg);
+  } catch (error) {
+    throw new TypeError(`${WHERE}: dpop.key: ${(error as Error).message}`);
+  }
+}
+
 export function createOboClient(options: OboClientOptions): OboClient {
   const client = new TokenClient(options);
   // Methods that need no `this`, as before: `const { onBehalfOf } = obo` keeps working.
   return {
     clientId: client.clientId,
+    dpop: client.dpop,
     acquire: (request) => client.acquire(request),
     onBehalfOf: (principal, scopes, opts) => client.onBehalfOf(principal, scopes, opts),
     appToken: (scopes, opts) => client.appToken(scopes, opts),

@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { decodeJws } from '@baton/core';
+import { decodeJws, type DpopProver } from '@baton/core';
 import type { ClientAuthentication } from './client-auth.ts';
 import { currentContext, outgoingTraceHeaders } from './context.ts';
 import { SpanKind, failSpan, httpClientAttributes, inSpan, recordHttpStatus } from './tracing.ts';
@@ -34,6 +34,8 @@ export interface TokenRequesterOptions {
   maxDelayMs: number;
   clock: () => number;
   logger: Logger;
+  /** This API's DPoP key (RFC 9449): each token request carries a fresh proof, and the tokens come back bound to it. */
+  dpop?: DpopProver | undefined;
 }
 
 /** Seconds to wait per `Retry-After` (delta-seconds or HTTP-date), or `undefined`. */
@@ -47,10 +49,12 @@ export function retryAfterSeconds(value: string | null, nowMs: number): number |
 
 /** What one attempt came to: a response to read, or a wait before the next attempt. */
 /** An answer to read, or a retry after a wait (`status` 0: the service was not reached). */
-type Attempt = { response: Response } | { retryAfterMs: number; status: number };
+type Attempt = { response: Response } | { retryAfterMs: number; status: number; nonce?: true };
 
 export class TokenRequester {
   readonly #o: TokenRequesterOptions;
+  /** The token service's latest `DPoP-Nonce` (RFC 9449 §8), sent in the next proof. */
+  #dpopNonce: string | undefined;
 
   constructor(options: TokenRequesterOptions) {
     this.#o = options;
@@ -63,25 +67,34 @@ export class TokenRequester {
     const clientRequestId = randomUUID();
     const served = currentContext();
     const target = new URL(url);
+    let nonceRetried = false;
     for (let attempt = 0; ; attempt++) {
       // One CLIENT span per HTTP request (OTel HTTP conventions); the token service continues it.
       const outcome = await inSpan('POST', { kind: SpanKind.CLIENT, attributes: { ...httpClientAttributes('POST', target), 'baton.obo.grant': what, ...(attempt > 0 ? { 'http.request.resend_count': attempt } : {}) } }, async (span) => {
         const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', 'client-request-id': clientRequestId, ...outgoingTraceHeaders(served) };
-        const result = await this.#attempt(url, params, headers, attempt, what);
+        const result = await this.#attempt(url, params, headers, attempt, what, nonceRetried);
         if ('response' in result || result.status > 0) recordHttpStatus(span, 'response' in result ? result.response.status : result.status);
         else failSpan(span, { error: 'network_error' });
         return result;
       });
       if ('response' in outcome) return this.#readTokenResponse(outcome.response);
+      if (outcome.nonce) {
+        // use_dpop_nonce: once more at once with the nonce just given; not counted as a retry.
+        nonceRetried = true;
+        attempt--;
+        continue;
+      }
       await sleep(outcome.retryAfterMs);
     }
   }
 
-  async #attempt(url: string, params: Record<string, string>, headers: Record<string, string>, attempt: number, what: string): Promise<Attempt> {
-    const { clientId, retries, logger } = this.#o;
+  async #attempt(url: string, params: Record<string, string>, headers: Record<string, string>, attempt: number, what: string, nonceRetried: boolean): Promise<Attempt> {
+    const { clientId, retries, logger, dpop } = this.#o;
     const clientRequestId = headers['client-request-id'];
     const body = new URLSearchParams(params);
     this.#o.authentication.apply(body, headers, url);
+    // A fresh proof per attempt (a proof is single use), with the service's latest nonce.
+    if (dpop !== undefined) headers.dpop = dpop.prove('POST', url, { nonce: this.#dpopNonce });
     let res: Response;
     try {
       res = await this.#o.fetch(url, { method: 'POST', headers, body, redirect: 'manual', signal: AbortSignal.timeout(this.#o.timeout) });
@@ -91,6 +104,18 @@ export class TokenRequester {
         return { retryAfterMs: this.#backoff(attempt), status: 0 };
       }
       throw new OboError(0, { error: 'temporarily_unavailable', error_description: 'the token service could not be reached' }, { cause: error });
+    }
+    const nonce = res.headers.get('dpop-nonce');
+    if (dpop !== undefined && nonce !== null && nonce !== '') {
+      const fresh = nonce !== this.#dpopNonce;
+      this.#dpopNonce = nonce;
+      if (fresh && !nonceRetried && res.status === 400) {
+        const refusal = await readJsonObject(res.clone(), 64 * 1024).catch(() => undefined);
+        if (refusal?.error === 'use_dpop_nonce') {
+          await res.body?.cancel().catch(() => {});
+          return { retryAfterMs: 0, status: 400, nonce: true };
+        }
+      }
     }
     if (res.status !== 429 && res.status < 500) return { response: res };
     const wait = retryAfterSeconds(res.headers.get('retry-after'), this.#o.clock());
@@ -122,11 +147,13 @@ export class TokenRequester {
     if (typeof json.access_token !== 'string' || json.access_token === '') {
       throw new OboError(res.status, { error: 'server_error', error_description: 'the token response has no access_token' });
     }
-    if (typeof json.token_type !== 'string' || json.token_type.toLowerCase() !== 'bearer') {
-      throw new OboError(res.status, { error: 'server_error', error_description: 'the token response is not a Bearer token' });
+    const tokenType = typeof json.token_type === 'string' ? json.token_type.toLowerCase() : '';
+    // A DPoP-bound token only when this client sent a proof (RFC 9449 §5); a Bearer one otherwise.
+    if (tokenType !== 'bearer' && !(tokenType === 'dpop' && this.#o.dpop !== undefined)) {
+      throw new OboError(res.status, { error: 'server_error', error_description: `the token response is not a ${this.#o.dpop === undefined ? 'Bearer' : 'Bearer or DPoP'} token` });
     }
     const expiresIn = this.#expiresIn(json.expires_in, json.access_token);
-    return { access_token: json.access_token, token_type: json.token_type, expires_in: expiresIn, ...(typeof json.scope === 'string' ? { scope: json.scope } : {}) };
+    return { access_token: json.access_token, token_type: tokenType === 'dpop' ? 'DPoP' : 'Bearer', expires_in: expiresIn, ...(typeof json.scope === 'string' ? { scope: json.scope } : {}) };
   }
 
   /** RFC 6749 §5.1 makes `expires_in` optional: without it, the JWT access token's `exp`, else a minute. */
