@@ -15,6 +15,11 @@ import { median } from './stats.ts';
 export interface LoadRequest {
   body: string;
   headers?: Record<string, string>;
+  /**
+   * Headers made afresh for each request sent (autocannon's `setupRequest`): a DPoP proof is single
+   * use, so each request needs its own.
+   */
+  fresh?: () => Record<string, string>;
 }
 
 export interface LoadSpec {
@@ -102,7 +107,15 @@ async function once(spec: LoadSpec, seconds: number, record: boolean): Promise<R
     timeout: 10,
     method: spec.method ?? 'POST',
     headers: spec.headers,
-    requests: spec.requests.map((r) => ({ method: spec.method ?? 'POST', ...(r.body ? { body: r.body } : {}), ...(r.headers ? { headers: { ...spec.headers, ...r.headers } } : {}) })),
+    requests: spec.requests.map((r) => {
+      const fresh = r.fresh;
+      return {
+        method: spec.method ?? 'POST',
+        ...(r.body ? { body: r.body } : {}),
+        ...(r.headers ? { headers: { ...spec.headers, ...r.headers } } : {}),
+        ...(fresh ? { setupRequest: (request: { headers?: Record<string, string> }) => ({ ...request, headers: { ...request.headers, ...fresh() } }) } : {}),
+      };
+    }),
   });
   if (record) {
     instance.on('response', (_client: unknown, statusCode: number, _bytes: number, responseTime: number) => {

@@ -38,6 +38,8 @@ export interface Shared {
   signCeiling?: number;
   verifySignCeiling?: number;
   obo?: number;
+  /** The same exchanges DPoP-bound (a fresh proof per request), in the same interleaved rounds. */
+  oboDpop?: number;
   /** oidc-provider client_credentials measured in alternation with the OBO rounds. */
   peerClientCredentialsForObo?: number;
   guardCold?: number;

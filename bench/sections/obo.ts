@@ -3,7 +3,10 @@
  * received from tasks-web (`aud` tasks-api, `scp` Tasks.ReadWrite) for `api://docs/Docs.Read`, in
  * Microsoft's form (`jwt-bearer`, `requested_token_use=on_behalf_of`), over HTTPS with keep-alive.
  * 256 distinct user tokens rotate, so nothing the server might remember per token helps it.
- * oidc-provider's client_credentials runs beside it, rounds alternating (the 1.5× target).
+ * oidc-provider's client_credentials runs beside it, rounds alternating (the 1.5× target), and so
+ * does the same exchange DPoP-bound (RFC 9449): each request carries a fresh proof of tasks-api's
+ * key, made by the load generator, and gets a token bound to it — the cost of DPoP next to bearer
+ * in the same run (one extra signature verification is the floor).
  *
  * Skipped, with the server's answer as the reason, while one exchange does not succeed (the grant
  * not there yet, or broken).
@@ -11,6 +14,8 @@
 import { runInterleaved, valid, type LoadResult } from '../lib/load.ts';
 import { auditDurations, basic, decodeJwt, injectRate, probe, profiledWindow, startBaton, startPeer, type BatonServer } from '../lib/servers.ts';
 import { skipped, type BenchContext, type Section, type SectionResult } from '../lib/types.ts';
+import { generateKeyPairSync } from 'node:crypto';
+import { createDpopProver } from '@baton/core';
 import { loadNote, loadSpec } from './token.ts';
 
 export const OBO_VS_CRYPTO_TARGET = 0.7;
@@ -32,6 +37,16 @@ export async function probeExchange(server: BatonServer): Promise<string | undef
   return `one OBO exchange did not succeed (HTTP ${answer.status}, ${why})`;
 }
 
+/** One DPoP-bound exchange outside the load; `undefined` when it worked (a DPoP token bound to the key), else why not. */
+async function probeDpopExchange(server: BatonServer, proof: string): Promise<string | undefined> {
+  const url = `${server.ready.url}/contoso/oauth2/v2.0/token`;
+  const answer = await probe(url, oboBody(server.assertions[1] as string), { 'content-type': 'application/x-www-form-urlencoded', ...OBO_HEADERS, dpop: proof }, server.ready.ca);
+  const body = typeof answer.body === 'object' ? answer.body : {};
+  const jwt = decodeJwt(body.access_token);
+  if (answer.status === 200 && body.token_type === 'DPoP' && (jwt?.payload.cnf as { jkt?: string } | undefined)?.jkt !== undefined) return undefined;
+  return `the DPoP-bound variant is skipped: one DPoP exchange did not succeed (HTTP ${answer.status}, ${String(body.error)}: ${String(body.error_description ?? '').slice(0, 200)})`;
+}
+
 export const oboSection: Section = {
   name: 'obo',
   title: 'Token service: On-Behalf-Of exchanges (HTTPS, keep-alive)',
@@ -48,8 +63,15 @@ export const oboSection: Section = {
       const peerSpec = loadSpec(ctx, `${peer.ready.url}/token`, { authorization: basic(peer.ready.clientId, peer.ready.clientSecret) }, [peerBody], peer.pid);
       // The ceiling: the same server, transport and form, verify + sign, nothing else (bench/servers/baton.ts).
       const ceilingSpec = loadSpec(ctx, `${server.ready.url}/bench/verify-sign`, OBO_HEADERS, server.assertions.map((a) => oboBody(a)), server.pid);
-      ctx.log('obo: Baton On-Behalf-Of | oidc-provider client_credentials | verify+sign ceiling, rounds interleaved');
-      const [result, peerResult, ceiling] = (await runInterleaved([spec, peerSpec, ceilingSpec])) as [LoadResult, LoadResult, LoadResult];
+      // The same exchanges, DPoP-bound: a fresh proof per request (single use, iat now).
+      // The proof names the token endpoint as clients address it: the issuer's base (localhost).
+      const htu = `${server.ready.publicUrl}/contoso/oauth2/v2.0/token`;
+      const prover = createDpopProver(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey);
+      const dpopSpec = { ...spec, requests: spec.requests.map((r) => ({ ...r, fresh: () => ({ dpop: prover.prove('POST', htu) }) })) };
+      const dpopProblem = await probeDpopExchange(server, prover.prove('POST', htu));
+      if (dpopProblem) ctx.log(`obo: ${dpopProblem}`);
+      ctx.log('obo: Baton On-Behalf-Of | oidc-provider client_credentials | verify+sign ceiling | DPoP-bound On-Behalf-Of, rounds interleaved');
+      const [result, peerResult, ceiling, dpopResult] = (await runInterleaved(dpopProblem ? [spec, peerSpec, ceilingSpec] : [spec, peerSpec, ceilingSpec, dpopSpec])) as [LoadResult, LoadResult, LoadResult, LoadResult | undefined];
       ctx.shared.obo = valid(result, (r) => r.rps);
       ctx.shared.verifySignCeiling = valid(ceiling, (r) => r.rps);
       ctx.shared.peerClientCredentialsForObo = valid(peerResult, (r) => r.rps);
@@ -73,6 +95,22 @@ export const oboSection: Section = {
         data: { result, peer: peerResult, ceiling, assertions: ASSERTIONS, crypto_bound_for_service_cores: bound },
         profiles: [],
       };
+      if (dpopResult !== undefined) {
+        const ratio = dpopResult.rps / result.rps;
+        ctx.shared.oboDpop = valid(dpopResult, (r) => r.rps);
+        section.rows.push({
+          section: 'obo',
+          measure: 'Baton On-Behalf-Of exchange, DPoP-bound',
+          rate: dpopResult.rps,
+          p50: dpopResult.p50,
+          p99: dpopResult.p99,
+          note: loadNote(dpopResult, `${ratio.toFixed(2)}× the bearer exchange (proof verify + jti write per request; proofs made by the load generator)`),
+        });
+        section.data.dpop = dpopResult;
+        section.data.dpop_vs_bearer = ratio;
+      } else {
+        section.data.dpop_skipped = dpopProblem;
+      }
       // Where the time per exchange goes: inside the grant handler (the audit event's durationMs),
       // through Fastify without the network (app.inject), and over HTTPS under load.
       const handler = await auditDurations(server.logPath);
