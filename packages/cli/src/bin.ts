@@ -95,7 +95,10 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`baton: unknown command '${[name, rest[0]].filter(Boolean).join(' ')}'\n\n${USAGE}\n`);
     return 2;
   }
-  if (args.includes('--help') || args.includes('-h')) {
+  // After `--` every word is an argument (an id that starts with '-', a literal '--help').
+  const end = args.indexOf('--');
+  const flags = end < 0 ? args : args.slice(0, end);
+  if (flags.includes('--help') || flags.includes('-h')) {
     process.stdout.write(`${helpFor(command)}\n`);
     return 0;
   }
@@ -112,7 +115,9 @@ async function main(argv: string[]): Promise<number> {
     }
     values = withEnvironment(command, values, process.env);
   } catch (error) {
-    process.stderr.write(`baton ${command.name}: ${(error as Error).message}\n\n${helpFor(command)}\n`);
+    const unknownOption = (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && (command.positionals ?? []).length > 0;
+    const hint = unknownOption ? `\n(an argument that starts with '-' goes after '--': baton ${command.name} -- ARG)` : '';
+    process.stderr.write(`baton ${command.name}: ${(error as Error).message}${hint}\n\n${helpFor(command)}\n`);
     return 2;
   }
   return command.run(values, positionals);

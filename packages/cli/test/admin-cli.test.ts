@@ -59,6 +59,13 @@ test('baton admin --help lists the commands; a missing argument exits 2', async 
   assert.match(missing.stderr, /expects USER/);
   const unknown = await baton(['users', 'frobnicate']);
   assert.equal(unknown.code, 2);
+  // An argument that starts with '-' is a flag before '--' (with a hint saying so), an argument after it.
+  const dashed = await baton(['apps', 'show', '-x1']);
+  assert.equal(dashed.code, 2);
+  assert.match(dashed.stderr, /goes after '--'/);
+  const literal = await baton(['apps', 'show', '--', '--help']);
+  assert.equal(literal.code, 1, 'not the help: the application named --help, which does not exist');
+  assert.match(literal.stderr, /404/);
 });
 
 test('users: list, disable, enable, revoke-sessions (human and --json)', async () => {
@@ -82,6 +89,7 @@ test('apps: a secret added is printed once and works; revoked, it does not', asy
   assert.equal(added.code, 0, added.stderr);
   const secret = added.stdout.trim();
   const id = /^secret (\S+) /.exec(added.stderr)![1]!;
+  assert.match(id, /^sec_/, 'an id never starts with a dash, which would read as a flag');
   const token = async () =>
     (await fetch(`${url}/contoso/oauth2/v2.0/token`, {
       method: 'POST',
@@ -90,7 +98,7 @@ test('apps: a secret added is printed once and works; revoked, it does not', asy
     })).status;
   assert.equal(await token(), 200);
   assert.ok((await baton(['apps', 'show', 'indexer'])).stdout.includes(id));
-  assert.equal((await baton(['apps', 'secrets', 'revoke', 'indexer', id])).code, 0);
+  assert.equal((await baton(['apps', 'secrets', 'revoke', 'indexer', '--', id])).code, 0, 'after --, every word is an argument');
   assert.equal(await token(), 401);
   const uris = await baton(['apps', 'redirect-uris', 'set', 'tasks-web', 'http://127.0.0.1:7000/callback', 'https://tasks.example/cb']);
   assert.equal(uris.code, 0, uris.stderr);

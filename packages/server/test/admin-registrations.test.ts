@@ -5,12 +5,13 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { createSigner } from '@baton/core';
 import { startTestServer, basic, type TestServer } from './harness.ts';
 import { obo, userToken } from './obo-fixtures.ts';
 import { adminLogOf, type AdminChangeEvent } from '../src/admin/audit.ts';
 import { admin, adminConfigure, adminToken, assertProblem } from './admin-kit.ts';
+import { SECRET_ID_PREFIX, secretId } from '../src/admin/applications.ts';
 
 let server: TestServer;
 let token: string;
@@ -40,6 +41,22 @@ test('applications are listed (the built-in admin API among them) and read with 
   assert.equal(one.body.secrets[0].hint, 'tas…');
   const builtIn = await admin(server, 'GET', '/applications/baton-admin', { token });
   assertProblem(await admin(server, 'PATCH', '/applications/baton-admin', { token, body: { name: 'Mine' }, headers: { 'if-match': builtIn.headers.get('etag')! } }), 409, 'conflict');
+});
+
+test('a secret id never starts with a dash, even when its hash\'s base64url digest does (1 in 64)', () => {
+  // The first stored hash, in a fixed sequence, whose SHA-256 in base64url starts with '-': an id
+  // made of the digest alone would be read as a flag by the command line.
+  let hash = '';
+  for (let i = 0; ; i++) {
+    hash = `hash-${i}`;
+    if (createHash('sha256').update(hash).digest('base64url').startsWith('-')) break;
+  }
+  const record = { hash, hint: 'abc', createdAt: 0 };
+  const id = secretId(record);
+  assert.ok(!id.startsWith('-'), id);
+  assert.ok(id.startsWith(SECRET_ID_PREFIX));
+  assert.match(id, /^sec_[A-Za-z0-9_-]{16}$/);
+  assert.equal(secretId({ ...record, createdAt: 99 }), id, 'derived from the hash alone: the same on every instance');
 });
 
 test('create an application, add a secret (shown once), use it, rotate it, revoke it', async () => {

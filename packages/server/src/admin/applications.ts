@@ -22,9 +22,17 @@ import { problems, type FieldProblem } from './problem.ts';
 const MAX_SECRETS = 10;
 const MAX_KEYS = 10;
 
-/** A secret's id in the admin API: derived from its stored hash (one-way; the hash itself is never shown). */
+/** What every secret id starts with. */
+export const SECRET_ID_PREFIX = 'sec_';
+
+/**
+ * A secret's id in the admin API: derived from its stored hash (one-way; the hash itself is never
+ * shown), so it is the same on every instance and after a restart, with nothing more stored. The
+ * fixed prefix keeps it from starting with `-` (base64url's alphabet has it: 1 digest in 64),
+ * which a command line would take for a flag (`baton admin apps secrets revoke indexer <id>`).
+ */
 export function secretId(record: ClientSecretRecord): string {
-  return createHash('sha256').update(record.hash).digest('base64url').slice(0, 16);
+  return SECRET_ID_PREFIX + createHash('sha256').update(record.hash).digest('base64url').slice(0, 16);
 }
 
 const iso = (seconds: number) => new Date(seconds * 1000).toISOString();
