@@ -126,6 +126,26 @@ test('an allowed On-Behalf-Of exchange: one trace continuing the caller, the dec
   }
 });
 
+test('a request its caller did not sample records no span; its audit event and log line still name the caller\'s trace', async () => {
+  const assertion = await userToken(server, { scopes: ['Tasks.ReadWrite'] });
+  exporter.reset();
+  const { result: res, events } = await auditDuring(server, () =>
+    server.post(
+      '/contoso/oauth2/v2.0/token',
+      { grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', requested_token_use: 'on_behalf_of', assertion, scope: 'api://docs/Docs.Read' },
+      // Flags 00: the caller did not sample this trace; the provider's default sampler is ParentBased.
+      { authorization: basic('tasks-api', secretOf('tasks-api')), traceparent: `00-${TRACE_ID}-${CALLER_SPAN}-00` },
+    ),
+  );
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  assert.deepEqual(exporter.getFinishedSpans().map((s) => s.name), [], 'no span of an unsampled request');
+  const [event] = events;
+  assert.equal(event?.traceId, TRACE_ID);
+  assert.match(String(event?.spanId), /^[0-9a-f]{16}$/, "the request's (unrecorded) span in the caller's trace");
+  const line = logLines.find((l) => (l.event as { seq?: number } | undefined)?.seq === event?.seq);
+  assert.equal(line?.trace_id, TRACE_ID);
+});
+
 test('the refused step-up exchange is an ERROR span carrying the conditional-access rule; the endpoint span records the 400 without failing', async () => {
   const assertion = await userToken(server, { amr: ['pwd'] });
   exporter.reset();

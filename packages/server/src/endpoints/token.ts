@@ -10,7 +10,7 @@ import type { GrantLookup, ServerContext } from '../context.ts';
 import { resolveTenant } from '../tenants.ts';
 import { formBody, requireParam, type FormParams } from '../http/form.ts';
 import { correlationId, toOAuthError } from '../http/errors.ts';
-import { SpanKind, failSpan, inSpan, inboundContext, tracer, withContext, type Span } from '../observe/tracing.ts';
+import { SpanKind, failSpan, inRequestSpan, inSpan, inboundContext, type Span } from '../observe/tracing.ts';
 import { authenticateClient, presentedClientId, type AuthenticatedClient } from '../client-auth.ts';
 import { clientLabel, tokenRequestLabels, tokenRouteHooks } from '../observe/metrics.ts';
 import { TokenEndpointLimiter, type Admission } from '../limits.ts';
@@ -46,6 +46,7 @@ function stripGrantIrrelevantParams(params: FormParams, grant: Grant): FormParam
 
 /** The token endpoint's span name (OTel HTTP conventions: method and route template). */
 const SPAN_NAME = 'POST /{tenant}/oauth2/v2.0/token';
+const SPAN_OPTIONS = { kind: SpanKind.SERVER, attributes: { 'http.request.method': 'POST', 'http.route': '/{tenant}/oauth2/v2.0/token' } };
 
 function tokenEndpoint(ctx: ServerContext, limiter: TokenEndpointLimiter) {
   async function token(request: FastifyRequest<{ Params: { tenant: string } }>, reply: FastifyReply, span: Span) {
@@ -97,26 +98,23 @@ function tokenEndpoint(ctx: ServerContext, limiter: TokenEndpointLimiter) {
 
   // A SERVER span per request, child of the caller's span named by `traceparent` (observe/tracing.ts).
   return function tracedToken(request: FastifyRequest<{ Params: { tenant: string } }>, reply: FastifyReply) {
-    return withContext(inboundContext(request.headers), () =>
-      tracer.startActiveSpan(SPAN_NAME, { kind: SpanKind.SERVER, attributes: { 'http.request.method': 'POST', 'http.route': '/{tenant}/oauth2/v2.0/token' } }, async (span) => {
-        try {
-          const sent = await token(request, reply, span);
-          if (span.isRecording()) span.setAttributes({ 'http.response.status_code': reply.statusCode, 'baton.result': 'issued' });
-          return sent;
-        } catch (error) {
-          if (span.isRecording()) {
-            // The answer the error handler will give (http/errors.ts); OTel marks a SERVER span
-            // failed for 5xx only: a refusal is the endpoint working.
-            const oauth = toOAuthError(error);
-            span.setAttributes({ 'http.response.status_code': oauth.status, 'baton.result': oauth.error, 'error.type': oauth.error });
-            if (oauth.status >= 500) failSpan(span, error);
-          }
-          throw error;
-        } finally {
-          span.end();
-        }
-      }),
-    );
+    return inRequestSpan(SPAN_NAME, SPAN_OPTIONS, inboundContext(request.headers), async (span) => {
+      if (!span.isRecording()) return token(request, reply, span);
+      try {
+        const sent = await token(request, reply, span);
+        span.setAttributes({ 'http.response.status_code': reply.statusCode, 'baton.result': 'issued' });
+        return sent;
+      } catch (error) {
+        // The answer the error handler will give (http/errors.ts); OTel marks a SERVER span
+        // failed for 5xx only: a refusal is the endpoint working.
+        const oauth = toOAuthError(error);
+        span.setAttributes({ 'http.response.status_code': oauth.status, 'baton.result': oauth.error, 'error.type': oauth.error });
+        if (oauth.status >= 500) failSpan(span, error);
+        throw error;
+      } finally {
+        span.end();
+      }
+    });
   };
 }
 

@@ -35,7 +35,7 @@ import {
 } from '@baton/core';
 import { issuerOf, type ServerContext } from '../context.ts';
 import { auditLogOf, traceIdsOf, validTraceparent, type AuditEventInput } from '../audit.ts';
-import { SpanStatusCode, tracer, type Span } from '../observe/tracing.ts';
+import { SpanKind, SpanStatusCode, inSpan, type Span } from '../observe/tracing.ts';
 import { signAccessToken } from '../tokens/issue.ts';
 import { exchangeSession } from '../session.ts';
 import { checkOwnSignature, isOwnTokenFailure, readOwnToken, type OwnTokenFailure } from '../tokens/verify.ts';
@@ -147,7 +147,8 @@ export interface ExchangeOutcome<P extends ExchangeParameters = ExchangeParamete
  */
 export function runExchange<P extends ExchangeParameters>(request: TokenRequest, dialect: ExchangeGrantDialect<P>): Promise<ExchangeOutcome<P>> {
   // The decision's span: its rule, decision and API as attributes; a refusal is an ERROR naming the rule.
-  return tracer.startActiveSpan('baton.exchange', { attributes: { 'baton.exchange.form': dialect.form } }, (span) => exchange(request, dialect, span).finally(() => span.end()));
+  // A refusal's status is set by recordDecision (the rule), not by the thrown error.
+  return inSpan('baton.exchange', { 'baton.exchange.form': dialect.form }, (span) => exchange(request, dialect, span), SpanKind.INTERNAL, () => {});
 }
 
 async function exchange<P extends ExchangeParameters>(request: TokenRequest, dialect: ExchangeGrantDialect<P>, span: Span): Promise<ExchangeOutcome<P>> {
