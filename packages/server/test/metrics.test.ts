@@ -11,6 +11,8 @@ import { createSigner } from '@baton/core';
 import type { Registry } from 'prom-client';
 import { startTestServer, basic, type TestServer } from './harness.ts';
 import { OBO_GRANT, obo, oboConfigure, secretOf, userToken } from './obo-fixtures.ts';
+import { ServerMetrics, tokenRequestLabels, tokenRouteHooks } from '../src/observe/metrics.ts';
+import { toOAuthError } from '../src/http/errors.ts';
 import { ALICE, Browser, authorizeUrl, formOf, pkce, runFlow, webParams } from './signin-kit.ts';
 
 let server: TestServer;
@@ -147,6 +149,39 @@ describe('token requests', () => {
     const beforeScope = await sample('baton_token_requests_total', scope);
     assert.equal((await clientCredentials('indexer', secretOf('indexer'), { scope: 'api://nowhere/.default' })).status, 400);
     assert.equal(await sample('baton_token_requests_total', scope), beforeScope + 1);
+  });
+
+  test('a client over its rate limit (429) counts as rate_limited; a store that is down (503) as temporarily_unavailable', async () => {
+    const limited = await startTestServer({
+      metrics: {},
+      configure(raw) {
+        oboConfigure(raw);
+        raw.limits = { tokenEndpoint: { perClient: { requestsPerSecond: 0.001, burst: 1 } } };
+      },
+    });
+    try {
+      const once = () => limited.post('/contoso/oauth2/v2.0/token', { grant_type: 'client_credentials', scope: 'api://docs/.default' }, { authorization: basic('indexer', secretOf('indexer')) });
+      assert.equal((await once()).status, 200);
+      const refused = await once();
+      assert.equal(refused.status, 429);
+      assert.equal(refused.body.error, 'temporarily_unavailable', 'the client is answered the OAuth code');
+      const labels = { tenant: 'contoso', grant: 'client_credentials', client: 'indexer' };
+      assert.equal(await sample('baton_token_requests_total', { ...labels, result: 'rate_limited' }, limited), 1);
+      assert.equal(await sample('baton_token_requests_total', { ...labels, result: 'temporarily_unavailable' }, limited), 0);
+    } finally {
+      await limited.close();
+    }
+    // A store's connection failing is answered 503 temporarily_unavailable (http/errors.ts): the hooks
+    // the token route runs, given the error the store throws, count it apart from the 429.
+    const metrics = new ServerMetrics({ store: server.ctx.store, now: () => 0 }, { processMetrics: false });
+    const hooks = tokenRouteHooks(metrics, toOAuthError);
+    const request = {};
+    Object.assign(tokenRequestLabels(request), { tenant: 'contoso', grant: 'client_credentials', client: 'indexer' });
+    hooks.onError(request, {}, Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }), () => {});
+    hooks.onSend(request, { statusCode: 503, elapsedTime: 1 }, '', () => {});
+    const text = await metrics.registry.metrics();
+    assert.match(text, /baton_token_requests_total\{tenant="contoso",grant="client_credentials",client="indexer",result="temporarily_unavailable"\} 1/);
+    assert.doesNotMatch(text, /result="rate_limited"/);
   });
 
   test('made-up client ids, grant types and tenants never become labels: they count as unknown', async () => {

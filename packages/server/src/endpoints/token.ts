@@ -122,5 +122,5 @@ function tokenEndpoint(ctx: ServerContext, limiter: TokenEndpointLimiter) {
 export function tokenRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const handler = tokenEndpoint(ctx, new TokenEndpointLimiter(ctx.tokenEndpointLimits));
   if (ctx.metrics === undefined) app.post('/:tenant/oauth2/v2.0/token', handler);
-  else app.post('/:tenant/oauth2/v2.0/token', tokenRouteHooks(ctx.metrics, (error) => toOAuthError(error).error), handler);
+  else app.post('/:tenant/oauth2/v2.0/token', tokenRouteHooks(ctx.metrics, toOAuthError), handler);
 }

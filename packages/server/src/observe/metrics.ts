@@ -89,15 +89,28 @@ export function tokenRequestLabels(request: object): TokenRequestLabels {
   return state;
 }
 
+/** The `result` of a token request refused by the abuse limits (429), told apart from a 503 `temporarily_unavailable`. */
+export const RATE_LIMITED = 'rate_limited';
+
 /**
- * The token route's hooks: `onError` notes the OAuth error code (errors thrown before the handler
- * — a body that is not a form, too large, a repeated parameter — included), `onSend` counts
- * the request with whatever labels the endpoint filled in, and times it.
+ * A refused token request's `result` label: the OAuth error code answered, except a 429 (the
+ * abuse limits: the client is told `temporarily_unavailable` too) is `rate_limited`, so that a
+ * client over its limit and a store that is down (503) are two series.
  */
-export function tokenRouteHooks(metrics: ServerMetrics, toErrorCode: (error: unknown) => string) {
+export function tokenResult(answer: { error: string; status: number }): string {
+  return answer.status === 429 ? RATE_LIMITED : errorLabel(answer.error);
+}
+
+/**
+ * The token route's hooks: `onError` notes the answer's `result` (`tokenResult`; errors thrown
+ * before the handler — a body that is not a form, too large, a repeated parameter — included),
+ * `onSend` counts the request with whatever labels the endpoint filled in, and times it.
+ * `toAnswer` is the error handler's reading of an error (http/errors.ts `toOAuthError`).
+ */
+export function tokenRouteHooks(metrics: ServerMetrics, toAnswer: (error: unknown) => { error: string; status: number }) {
   return {
     onError(request: object, _reply: unknown, error: unknown, done: () => void) {
-      (tokenRequestLabels(request) as TokenRequestState).result = errorLabel(toErrorCode(error));
+      (tokenRequestLabels(request) as TokenRequestState).result = tokenResult(toAnswer(error));
       done();
     },
     // Counted as the answer is sent (not at onResponse, which runs after the client may have read it).
@@ -164,7 +177,7 @@ export class ServerMetrics {
 
     const tokenRequests = new Counter({
       name: 'baton_token_requests_total',
-      help: "Token endpoint requests by tenant, grant type, client and result ('ok' or the OAuth error code). Unregistered tenants, clients and grant types are 'unknown'.",
+      help: "Token endpoint requests by tenant, grant type, client and result ('ok', the OAuth error code, or 'rate_limited' for a 429). Unregistered tenants, clients and grant types are 'unknown'.",
       labelNames: ['tenant', 'grant', 'client', 'result'],
       registers,
     });
@@ -286,7 +299,7 @@ export class ServerMetrics {
     });
   }
 
-  /** One answered token request. `result` is `ok` or an OAuth error code (bounded by {@link errorLabel}). */
+  /** One answered token request. `result` is `ok`, an OAuth error code (bounded by {@link errorLabel}) or {@link RATE_LIMITED}. */
   tokenRequest(labels: TokenRequestLabels, result: string, seconds: number): void {
     this.#tokenRequests.get(labels.tenant, labels.grant, labels.client, result).inc();
     this.#tokenDuration.get(labels.grant).observe(seconds);
