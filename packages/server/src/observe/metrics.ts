@@ -11,14 +11,16 @@
  * is ever a label. The names follow Prometheus' conventions: `baton_` prefix, base units
  * (seconds), `_total` for counters. The list and its PromQL live in docs/operations.md (Metrics).
  *
- * Hot-path cost: the label children of the per-request metrics are cached by their label values
- * (one string key, no label object per request), so a token request costs one Map lookup per
- * metric and the increments.
+ * Hot-path cost: the per-request counters and histograms are observe/series.ts's label-bound
+ * series, cached by their label values (one string key, no label object per request), so a token
+ * request costs one Map lookup per metric and a few additions; the in-flight gauge is read at scrape
+ * time from two numbers.
  */
 import { performance } from 'node:perf_hooks';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { AggregatorRegistry, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { BoundCounter, BoundHistogram } from './series.ts';
 import { EXCHANGE_RULES, OAUTH_ERROR_CODES, type JwsAlg, type SigningAlg, type TenantDirectory } from '@baton/core';
 import type { Store } from '../store/types.ts';
 import { observeStore } from '../store/observed.ts';
@@ -132,38 +134,16 @@ export function errorLabel(code: string): string {
   return ERROR_CODES.has(code) ? code : 'other';
 }
 
-/** Children of one labelled metric, cached by the joined label values. */
-class Children<C> {
-  readonly #byKey = new Map<string, C>();
-  readonly #make: (values: string[]) => C;
-
-  constructor(make: (values: string[]) => C) {
-    this.#make = make;
-  }
-
-  get(...values: string[]): C {
-    const key = values.join('\u0000');
-    let child = this.#byKey.get(key);
-    if (child === undefined) {
-      child = this.#make(values);
-      this.#byKey.set(key, child);
-    }
-    return child;
-  }
-}
-
-type CounterChild = ReturnType<Counter<string>['labels']>;
-type HistogramChild = ReturnType<Histogram<string>['labels']>;
-
 export class ServerMetrics {
   readonly registry = new Registry();
-  readonly #tokenRequests: Children<CounterChild>;
-  readonly #tokenDuration: Children<HistogramChild>;
-  readonly #exchanges: Children<CounterChild>;
-  readonly #jws: Children<HistogramChild>;
-  readonly #jwsInFlight: Record<'sign' | 'verify', ReturnType<Gauge<'operation'>['labels']>>;
-  readonly #store: Children<HistogramChild>;
-  readonly #signIns: Children<CounterChild>;
+  readonly #tokenRequests: BoundCounter;
+  readonly #tokenDuration: BoundHistogram;
+  readonly #exchanges: BoundCounter;
+  readonly #jws: BoundHistogram;
+  /** JWS operations in flight, read by the gauge at scrape time (a number, not a metric call per signature). */
+  readonly #jwsInFlight = { sign: 0, verify: 0 };
+  readonly #store: BoundHistogram;
+  readonly #signIns: BoundCounter;
 
   constructor(source: MetricsSource, options: Pick<MetricsOptions, 'processMetrics'> = {}) {
     const registers = [this.registry];
@@ -175,47 +155,45 @@ export class ServerMetrics {
       for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) this.registry.removeSingleMetric(name);
     }
 
-    const tokenRequests = new Counter({
+    this.#tokenRequests = new BoundCounter({
       name: 'baton_token_requests_total',
       help: "Token endpoint requests by tenant, grant type, client and result ('ok', the OAuth error code, or 'rate_limited' for a 429). Unregistered tenants, clients and grant types are 'unknown'.",
       labelNames: ['tenant', 'grant', 'client', 'result'],
       registers,
     });
-    this.#tokenRequests = new Children((v) => tokenRequests.labels(...v));
-    const tokenDuration = new Histogram({
+    this.#tokenDuration = new BoundHistogram({
       name: 'baton_token_request_duration_seconds',
       help: 'Token endpoint response time by grant type, from the request line to the response sent.',
       labelNames: ['grant'],
       buckets: REQUEST_BUCKETS,
       registers,
     });
-    this.#tokenDuration = new Children((v) => tokenDuration.labels(...v));
 
-    const exchanges = new Counter({
+    this.#exchanges = new BoundCounter({
       name: 'baton_token_exchanges_total',
       help: "Token exchanges (On-Behalf-Of and RFC 8693) by tenant, dialect, decision (allow, refuse, error), the rule that decided, the calling API and the downstream API ('none' before it is known).",
       labelNames: ['tenant', 'form', 'decision', 'rule', 'caller', 'api'],
       registers,
     });
-    this.#exchanges = new Children((v) => exchanges.labels(...v));
 
-    const jws = new Histogram({
+    this.#jws = new BoundHistogram({
       name: 'baton_jws_duration_seconds',
       help: "Time to sign a token or verify a token's signature on libuv's thread pool, queueing included, by operation and algorithm.",
       labelNames: ['operation', 'alg'],
       buckets: CRYPTO_BUCKETS,
       registers,
     });
-    this.#jws = new Children((v) => jws.labels(...v));
-    const jwsInFlight = new Gauge({
+    const inFlight = this.#jwsInFlight;
+    new Gauge({
       name: 'baton_jws_operations_in_flight',
       help: "JWS signatures and verifications handed to libuv's thread pool and not finished (queued or running).",
       labelNames: ['operation'],
       registers,
+      collect() {
+        this.labels('sign').set(inFlight.sign);
+        this.labels('verify').set(inFlight.verify);
+      },
     });
-    this.#jwsInFlight = { sign: jwsInFlight.labels('sign'), verify: jwsInFlight.labels('verify') };
-    this.#jwsInFlight.sign.set(0);
-    this.#jwsInFlight.verify.set(0);
     new Gauge({
       name: 'baton_password_hash_pool',
       help: "The password-hashing pool (scrypt, at most half of libuv's threads): hashes running and waiting for a slot. Process-wide.",
@@ -228,22 +206,20 @@ export class ServerMetrics {
       },
     });
 
-    const store = new Histogram({
+    this.#store = new BoundHistogram({
       name: 'baton_store_call_duration_seconds',
       help: "Store calls by operation (the Store interface's method) and result ('ok' or 'error').",
       labelNames: ['operation', 'result'],
       buckets: STORE_BUCKETS,
       registers,
     });
-    this.#store = new Children((v) => store.labels(...v));
 
-    const signIns = new Counter({
+    this.#signIns = new BoundCounter({
       name: 'baton_signin_attempts_total',
       help: "Interactive sign-in attempts by tenant, step (password, mfa) and result (ok, failed, throttled, disabled).",
       labelNames: ['tenant', 'step', 'result'],
       registers,
     });
-    this.#signIns = new Children((v) => signIns.labels(...v));
 
     // The three key gauges read the store once per scrape: the first of their collects to run
     // starts the read, the others (run concurrently by the registry) wait for the same one.
@@ -301,36 +277,36 @@ export class ServerMetrics {
 
   /** One answered token request. `result` is `ok`, an OAuth error code (bounded by {@link errorLabel}) or {@link RATE_LIMITED}. */
   tokenRequest(labels: TokenRequestLabels, result: string, seconds: number): void {
-    this.#tokenRequests.get(labels.tenant, labels.grant, labels.client, result).inc();
-    this.#tokenDuration.get(labels.grant).observe(seconds);
+    this.#tokenRequests.labels(labels.tenant, labels.grant, labels.client, result).inc();
+    this.#tokenDuration.labels(labels.grant).observe(seconds);
   }
 
   /** One exchange's audit event (the metrics subscribe to the audit feed). */
   exchange(event: ExchangeAuditEvent): void {
     // `caller` was authenticated and `api` resolved from the directory: both registered.
-    this.#exchanges.get(event.tenant, event.form, event.decision, RULES.has(event.rule) ? event.rule : 'other', event.caller, event.api ?? 'none').inc();
+    this.#exchanges.labels(event.tenant, event.form, event.decision, RULES.has(event.rule) ? event.rule : 'other', event.caller, event.api ?? 'none').inc();
   }
 
   signIn(tenant: string, step: SignInStep, result: SignInResult): void {
-    this.#signIns.get(tenant, step, result).inc();
+    this.#signIns.labels(tenant, step, result).inc();
   }
 
   /** Times `work` (a JWS operation already handed to the thread pool) and counts it in flight meanwhile. */
   async jws<T>(operation: 'sign' | 'verify', alg: JwsAlg, work: Promise<T>): Promise<T> {
     const started = performance.now();
-    const inFlight = this.#jwsInFlight[operation];
-    inFlight.inc();
+    const inFlight = this.#jwsInFlight;
+    inFlight[operation]++;
     try {
       return await work;
     } finally {
-      inFlight.dec();
-      this.#jws.get(operation, alg).observe((performance.now() - started) / 1000);
+      inFlight[operation]--;
+      this.#jws.labels(operation, alg).observe((performance.now() - started) / 1000);
     }
   }
 
   /** A finished store call. */
   storeCall(operation: string, ok: boolean, seconds: number): void {
-    this.#store.get(operation, ok ? 'ok' : 'error').observe(seconds);
+    this.#store.labels(operation, ok ? 'ok' : 'error').observe(seconds);
   }
 }
 
