@@ -35,7 +35,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { postgresRestart } from './lib/postgres-restart.ts';
 import { keyRotationUnderLoad } from './lib/key-rotation.ts';
-import { issueUserToken, SECRETS, freePort } from './lib/serve.ts';
+import { issueUserToken, SECRETS } from './lib/serve.ts';
+import { freePort } from '../packages/server/test/free-port.ts';
 import { generateTestKey, startIssuer } from '../packages/resource/test/fixtures/issuer.ts';
 
 type Figures = Record<string, number | string | boolean>;

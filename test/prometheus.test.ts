@@ -12,13 +12,13 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { auditLogOf } from '@baton/server';
 import { startChain, type RunningChain } from '@baton/example-chain';
 import { startTestServer, basic, type TestServer } from '../packages/server/test/harness.ts';
 import { secretOf, userToken } from '../packages/server/test/obo-fixtures.ts';
+import { freePort } from '../packages/server/test/free-port.ts';
 
 const OPERATIONS = new URL('../docs/operations.md', import.meta.url);
 
@@ -28,14 +28,6 @@ let chain: RunningChain;
 let prometheus: ChildProcess | undefined;
 let prometheusUrl: string;
 let prometheusLog = '';
-
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
 
 /** Polls `check` until it returns a value (no fixed sleeps: Prometheus scrapes every second). */
 async function eventually<T>(what: string, check: () => Promise<T | undefined>, attempts = 240): Promise<T> {

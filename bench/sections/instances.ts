@@ -11,7 +11,6 @@
  * closer to N×.
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,21 +23,11 @@ import { probe } from '../lib/servers.ts';
 import { skipped, type BenchContext, type Section, type SectionResult } from '../lib/types.ts';
 import { OBO_HEADERS, oboBody } from './obo.ts';
 import { loadNote, loadSpec } from './token.ts';
+import { freePort } from '../../packages/server/test/free-port.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = join(ROOT, 'packages/cli/src/bin.ts');
 const CONFIG = join(ROOT, 'examples/chain/baton.json');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function cliSupportsWorkers(): Promise<boolean> {
   try {

@@ -8,7 +8,7 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { chown, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { freePort } from './serve.ts';
+import { freePort } from '../../packages/server/test/free-port.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 

@@ -6,10 +6,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from '../../packages/server/test/free-port.ts';
 
 export const ROOT = new URL('../../', import.meta.url).pathname;
 export const BIN = join(ROOT, 'packages/cli/src/bin.ts');
@@ -112,18 +112,6 @@ export async function issueUserToken(served: Served, user = 'alice@contoso.test'
 }
 
 export const SECRETS: Record<string, string> = Object.fromEntries(['indexer', 'tasks-api', 'docs-api', 'audit-api', 'reports-api'].map((id) => [id, `${id}-demo-secret-for-local-use-only`]));
-
-/** A TCP port nothing listens on right now (loopback). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** One of several instances: `served.url` is the shared public URL, `base` where this one listens. */
 export interface Instance {

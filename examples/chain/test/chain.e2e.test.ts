@@ -35,6 +35,7 @@ import { auditLogOf, createLogger, readConfigFile, startServer, type RunningServ
 import { startChain, startTracing, withWebPort, type RunningChain, type Tracing } from '../src/index.ts';
 import { silentWriter } from '../src/log.ts';
 import { actChain } from '../src/chain-log.ts';
+import { freePort } from '../../../packages/server/test/free-port.ts';
 
 const CONFIG = fileURLToPath(new URL('../baton.json', import.meta.url));
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
@@ -59,18 +60,6 @@ let tracing: Tracing | undefined;
 const TRACE_UI = 'http://127.0.0.1:16686/trace/{traceId}';
 /** Script errors and CSP violations seen by the browser: the pages must have none. */
 const browserProblems: string[] = [];
-
-/** A port nobody listens on now (the OS picks it). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as import('node:net').AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 async function shot(name: string, options: { fullPage?: boolean } = {}): Promise<void> {
   if (!SHOTS) return;

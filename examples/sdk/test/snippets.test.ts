@@ -17,6 +17,7 @@ import { protect } from '@baton/resource/node';
 import { auditLogOf, type ExchangeAuditEvent } from '@baton/server';
 import { startTestServer, type TestServer } from '../../../packages/server/test/harness.ts';
 import { userToken } from '../../../packages/server/test/obo-fixtures.ts';
+import { freePort } from '../../../packages/server/test/free-port.ts';
 
 const FRAMEWORKS = ['express', 'fastify', 'hono', 'node'] as const;
 const fileOf = (framework: string) => fileURLToPath(new URL(`../${framework}.ts`, import.meta.url));
@@ -27,14 +28,6 @@ let downstream: Server;
 let downstreamUrl: string;
 const events: ExchangeAuditEvent[] = [];
 let stopAudit: () => void;
-
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
 
 before(async () => {
   baton = await startTestServer({ tls: 'dev' });
