@@ -73,9 +73,9 @@ export function evaluateTargets(shared: Shared, ctx: Pick<BenchContext, 'service
       'observe-cost',
       `client_credentials with observability on (${shared.observeOnName ?? 'metrics'}) / off`,
       1 - OBSERVE_MAX_COST,
-      shared.observeOn,
-      shared.observeOff,
-      `${fmtNumber(shared.observeOn)} / ${fmtNumber(shared.observeOff)} req/s (rounds interleaved)`,
+      shared.observeRatio ?? shared.observeOn,
+      shared.observeRatio === undefined ? shared.observeOff : 1,
+      `median of per-round paired ratios; medians ${fmtNumber(shared.observeOn)} / ${fmtNumber(shared.observeOff)} req/s (rounds interleaved)`,
       why('observe', NO_FIGURE),
     ),
   );

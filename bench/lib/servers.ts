@@ -110,6 +110,17 @@ export async function profiledWindow(
  * Requests per second through the Baton server's `app.inject` (Fastify + the handler, no TLS, no
  * socket), one at a time, measured inside the server process after a warm-up of the same length.
  */
+/**
+ * `count` requests through the Baton server's `app.inject`, one at a time, measured inside the
+ * server process: the rate and the server's CPU time per request (all its threads: the signatures
+ * on libuv's pool included).
+ */
+export async function injectCost(handle: ServerHandle<unknown>, path: string, headers: Record<string, string>, bodies: string[], run: { count: number }): Promise<{ rate: number; cpuMicros: number }> {
+  const argument = JSON.stringify({ url: path, headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, bodies, ms: 0, count: run.count });
+  const answer = await handle.command(`inject ${argument}`, 'inject', 300_000);
+  return { rate: answer.inject as number, cpuMicros: answer.cpuMicros as number };
+}
+
 export async function injectRate(handle: ServerHandle<unknown>, path: string, headers: Record<string, string>, bodies: string[], ms: number): Promise<number> {
   const argument = JSON.stringify({ url: path, headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, bodies, ms });
   await handle.command(`inject ${argument}`, 'inject', ms + 60_000);

@@ -47,10 +47,12 @@ export interface Shared {
   rawVerify?: number;
   jose?: number;
   chainOverheadMs?: number;
-  /** client_credentials req/s with observability off, and with the fullest variant on (sections/observe.ts). */
+  /** client_credentials req/s with observability off, and with the judged variant on (sections/observe.ts). */
   observeOff?: number;
   observeOn?: number;
   observeOnName?: string;
+  /** The judged variant's median paired per-round ratio to off (sections/observe.ts). */
+  observeRatio?: number;
   /** p50 OBO latency by engine and grant count. */
   state?: Record<string, { small?: number; large?: number; smallN?: number; largeN?: number }>;
 }
