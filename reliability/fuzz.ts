@@ -1,6 +1,7 @@
 /**
  * `npm run fuzz`: the HTTP fuzzer (packages/server/test/fuzz-kit.ts) against a live `baton serve`
- * (the CLI, the demo configuration, SQLite, loopback): ≥ 100,000 generated requests by default,
+ * (the CLI, the demo configuration plus an admin application holding Baton.Admin, SQLite,
+ * loopback; the admin API is fuzzed with its token): ≥ 100,000 generated requests by default,
  * every invariant checked, and the server's own log checked for unexpected errors. Writes a JSON
  * report to reliability/results/ and prints the summary that goes into docs/reliability.md.
  *
@@ -8,17 +9,26 @@
  *   npm run fuzz -- --requests 5000 --seed 7
  */
 import { parseArgs } from 'node:util';
-import { writeFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, writeFile, rm, mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runFuzz } from '../packages/server/test/fuzz-kit.ts';
-import { serve, issueUserToken, SECRETS, ROOT } from './lib/serve.ts';
+import { serve, issueUserToken, SECRETS, ROOT, CONFIG } from './lib/serve.ts';
 
 const { values } = parseArgs({ options: { requests: { type: 'string', default: '100000' }, seed: { type: 'string', default: '20261204' }, concurrency: { type: 'string', default: '16' } } });
 const requests = Number(values.requests);
 const seed = Number(values.seed);
 if (!Number.isInteger(requests) || requests < 1 || !Number.isInteger(seed)) throw new Error('--requests and --seed must be integers');
 
-const served = await serve();
+// The demo configuration plus an administrator, so the admin API is fuzzed with a real admin token.
+const ADMIN = { clientId: 'fuzz-admin', secret: 'fuzz-admin-secret-for-local-use-only' };
+const configDir = await mkdtemp(join(tmpdir(), 'baton-fuzz-config-'));
+const raw = JSON.parse(await readFile(CONFIG, 'utf8'));
+raw.tenants[0].applications.push({ name: 'Fuzz Admin', clientId: ADMIN.clientId, secrets: [ADMIN.secret] });
+raw.tenants[0].appRoleAssignments.push({ client: ADMIN.clientId, resource: 'api://baton-admin', roles: ['Baton.Admin'] });
+const config = join(configDir, 'baton.json');
+await writeFile(config, JSON.stringify(raw));
+const served = await serve({ config });
 try {
   const app = await fetch(`${served.url}/contoso/oauth2/v2.0/token`, {
     method: 'POST',
@@ -26,7 +36,13 @@ try {
     body: 'grant_type=client_credentials&scope=api%3A%2F%2Fdocs%2F.default',
   });
   const appToken = ((await app.json()) as { access_token: string }).access_token;
-  const seeds = { tokens: [appToken, await issueUserToken(served)], secrets: SECRETS, tenant: 'contoso', redirectUri: 'http://127.0.0.1:7000/callback' };
+  const adminAnswer = await fetch(`${served.url}/contoso/oauth2/v2.0/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${ADMIN.clientId}:${ADMIN.secret}`).toString('base64')}` },
+    body: 'grant_type=client_credentials&scope=api%3A%2F%2Fbaton-admin%2F.default',
+  });
+  const adminToken = ((await adminAnswer.json()) as { access_token: string }).access_token;
+  const seeds = { tokens: [appToken, await issueUserToken(served)], secrets: SECRETS, tenant: 'contoso', redirectUri: 'http://127.0.0.1:7000/callback', adminTokens: [adminToken] };
   let last = 0;
   const report = await runFuzz({
     baseUrl: served.url,
@@ -54,12 +70,13 @@ try {
     requestsPerSecond: Math.round(report.requests / report.seconds),
   };
   const file = join(ROOT, 'reliability/results', `fuzz-${summary.date.slice(0, 19).replace(/[:T]/g, '-')}.json`);
+  await mkdir(join(ROOT, 'reliability/results'), { recursive: true }); // out of git: absent in a fresh checkout
   await writeFile(file, `${JSON.stringify(summary, null, 2)}\n`);
   process.stdout.write(
     [
       `fuzz: ${report.requests} requests (seed ${seed}) in ${report.seconds} s (${summary.requestsPerSecond}/s) against baton serve (SQLite)`,
       `violations: ${report.violations.length}; server log 'unexpected error' lines: ${unexpected.length}`,
-      `store compared after ${report.batchesCompared} batches (${report.batchesSkipped} batches held a request that may write: a sign-in step or a refresh token issued)`,
+      `store compared after ${report.batchesCompared} batches (${report.batchesSkipped} batches held a request that may write: a sign-in step, a refresh token issued or an accepted admin change)`,
       `by endpoint: ${JSON.stringify(report.byEndpoint)}`,
       `by status: ${JSON.stringify(report.byStatus)}`,
       `by method: ${JSON.stringify(report.byMethod)}`,
@@ -72,4 +89,5 @@ try {
 } finally {
   await served.stop();
   await rm(served.dataDir, { recursive: true, force: true });
+  await rm(configDir, { recursive: true, force: true });
 }

@@ -8,10 +8,15 @@
  * cookies, correlation ids, traceparent) and JWS segments (headers with crit/jku/jwk/typ/alg
  * variations, payloads, signatures; real tokens with one segment swapped).
  *
+ * With `seeds.adminTokens` (app-only tokens holding Baton.Admin), one request in five goes to the
+ * admin API (`/{tenant}/admin/v1/…`, every route): mostly with the real admin token, hostile ids,
+ * JSON bodies of its field names with hostile values, If-Match values and cursors.
+ *
  * Invariants, per response:
  * - status < 500;
  * - an error is an OAuth error JSON (`error` from the RFC 6749/6750/8693 set, a string
- *   `error_description`), or an HTML error page on browser-facing routes;
+ *   `error_description`), an RFC 9457 problem (`type`, `title`, `status` equal to the answer's,
+ *   `detail`; the only error shape of the admin API), or an HTML error page on browser-facing routes;
  * - no stack trace (no `at file:line:col`, no `node:internal`);
  * - nothing the request sent comes back unescaped: the marker `<x-fz` never appears raw in an HTML
  *   body or in any header;
@@ -32,6 +37,8 @@ export interface FuzzSeeds {
   secrets: Record<string, string>;
   tenant: string;
   redirectUri: string;
+  /** App-only tokens holding Baton.Admin on the tenant's admin API: with them the admin routes are fuzzed too. */
+  adminTokens?: string[];
 }
 
 export interface FuzzRequest {
@@ -163,6 +170,81 @@ const CONTENT_TYPES = [
   'multipart/form-data; boundary=fz', 'application/xml', 'application/x-www-form-urlencoded; charset=iso-8859-1', 'application/jwt',
 ];
 
+/** The admin API's routes (admin/routes.ts), with the ids each takes. */
+const ADMIN_ROUTES: { method: string; path: string; body: boolean }[] = [
+  { method: 'GET', path: '/users', body: false },
+  { method: 'POST', path: '/users', body: true },
+  { method: 'GET', path: '/users/{user}', body: false },
+  { method: 'PATCH', path: '/users/{user}', body: true },
+  ...['disable', 'enable', 'reset-mfa', 'revoke-sessions'].map((verb) => ({ method: 'POST', path: `/users/{user}/${verb}`, body: true })),
+  { method: 'GET', path: '/applications', body: false },
+  { method: 'POST', path: '/applications', body: true },
+  { method: 'GET', path: '/applications/{client}', body: false },
+  { method: 'PATCH', path: '/applications/{client}', body: true },
+  { method: 'POST', path: '/applications/{client}/secrets', body: true },
+  { method: 'POST', path: '/applications/{client}/secrets/{id}/rotate', body: true },
+  { method: 'DELETE', path: '/applications/{client}/secrets/{id}', body: false },
+  { method: 'POST', path: '/applications/{client}/keys', body: true },
+  { method: 'DELETE', path: '/applications/{client}/keys/{id}', body: false },
+  { method: 'GET', path: '/consents', body: false },
+  { method: 'POST', path: '/consents', body: true },
+  { method: 'GET', path: '/consents/{id}', body: false },
+  { method: 'DELETE', path: '/consents/{id}', body: false },
+  { method: 'GET', path: '/role-assignments', body: false },
+  { method: 'POST', path: '/role-assignments', body: true },
+  { method: 'DELETE', path: '/role-assignments/{id}', body: false },
+  { method: 'GET', path: '/policies', body: false },
+  { method: 'GET', path: '/policies/{id}', body: false },
+  { method: 'PUT', path: '/policies/{id}', body: true },
+  { method: 'DELETE', path: '/policies/{id}', body: false },
+];
+
+const ADMIN_FIELDS = [
+  'username', 'displayName', 'password', 'enabled', 'totpSecret', 'clientId', 'name', 'public', 'redirectUris', 'identifierUri', 'scopes',
+  'appRoles', 'requiredAccess', 'knownClientApplications', 'accessTokenLifetimeSeconds', 'signingAlg', 'jwks', 'jwk', 'secrets',
+  'expiresInDays', 'graceSeconds', 'client', 'resource', 'for', 'roles', 'resources', 'require', 'mfa', 'maxAuthAgeSeconds', '__proto__', 'constructor',
+] as const;
+
+/** A request to the admin API: mostly with a real admin token, hostile ids, bodies, If-Match values and cursors. */
+function adminRequestArbitrary(seeds: FuzzSeeds): fc.Arbitrary<FuzzRequest> {
+  const adminTokens = seeds.adminTokens ?? [];
+  const hostile = valueArbitrary(seeds, false);
+  const id = (plausible: string[]) => fc.oneof({ weight: 3, arbitrary: fc.constantFrom(...plausible) }, { weight: 2, arbitrary: hostile.map(encodeURIComponent) }, { weight: 1, arbitrary: fc.constantFrom('..', '%2e%2e', '%00', 'a'.repeat(300), '%2F') });
+  const ids = fc.record({
+    user: id(['alice@contoso.test', 'bob@contoso.test', 'nobody@contoso.test', '00000000-0000-0000-0000-000000000000']),
+    client: id(['indexer', 'tasks-web', 'tasks-api', 'baton-admin', 'ops', 'nope']),
+    id: id(['sec_AAAAAAAAAAAAAAAA', 'k1', '00000000-0000-0000-0000-000000000000', 'Fresh MFA', '-leading-dash']),
+  });
+  const json = fc.oneof(
+    { weight: 4, arbitrary: fc.dictionary(fc.constantFrom(...ADMIN_FIELDS), fc.oneof(fc.jsonValue({ maxDepth: 3 }), hostile, fc.array(hostile, { maxLength: 3 }))).map((v) => JSON.stringify(v)) },
+    { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 4 }).map((v) => JSON.stringify(v)) },
+    { weight: 1, arbitrary: fc.constantFrom('{', '{"a":1,"a":2}', '[]', 'null', '"x"', `{"username":"${'x'.repeat(70_000)}"}`, '{"__proto__":{"admin":true}}', `{"displayName":${JSON.stringify(MARKER)}}`) },
+    { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 200 }) },
+  );
+  const authorization = fc.oneof(
+    { weight: 8, arbitrary: adminTokens.length ? fc.constantFrom(...adminTokens).map((t) => `Bearer ${t}`) : fc.constant(undefined) },
+    { weight: 1, arbitrary: fc.constant(undefined) },
+    { weight: 2, arbitrary: jwsArbitrary(seeds).map((t) => `Bearer ${t}`) },
+    { weight: 1, arbitrary: fc.constantFrom(...Object.entries(seeds.secrets)).map(([c, secret]) => `Basic ${Buffer.from(`${c}:${secret}`).toString('base64')}`) },
+  );
+  const ifMatch = fc.oneof({ weight: 3, arbitrary: fc.constant(undefined) }, { weight: 2, arbitrary: fc.constantFrom('*', '"0"', 'W/"abc"', '"a", "b"', MARKER, '""') }, { weight: 1, arbitrary: fc.string({ maxLength: 80 }).filter((v) => /^[\x20-\x7e]*$/.test(v)) });
+  const query = fc.array(fc.tuple(fc.constantFrom('cursor', 'limit', 'client', 'resource', 'for', 'cursor', MARKER), fc.oneof(hostile, fc.constantFrom('0', '-1', '1e9', '50', 'eyJvZmZzZXQiOjF9', 'AAAA'))), { maxLength: 3 });
+  const contentType = fc.oneof({ weight: 6, arbitrary: fc.constant('application/json') }, { weight: 1, arbitrary: fc.constantFrom(...CONTENT_TYPES, 'application/merge-patch+json', 'application/json; charset=latin1') }, { weight: 1, arbitrary: fc.constant(undefined) });
+  return fc
+    .record({ route: fc.constantFrom(...ADMIN_ROUTES), ids, tenant: fc.oneof({ weight: 8, arbitrary: fc.constant(seeds.tenant) }, { weight: 1, arbitrary: fc.constantFrom('fabrikam', 'common', 'nope') }), authorization, ifMatch, query, contentType, json, otherMethod: fc.oneof({ weight: 12, arbitrary: fc.constant('') }, { weight: 1, arbitrary: fc.constantFrom('PUT', 'PATCH', 'DELETE', 'POST', 'OPTIONS', 'HEAD') }) })
+    .map((r) => {
+      const method = r.otherMethod === '' ? r.route.method : r.otherMethod;
+      const path = r.route.path.replace('{user}', r.ids.user).replace('{client}', r.ids.client).replace('{id}', r.ids.id);
+      const headers: Record<string, string> = {};
+      if (r.authorization !== undefined) headers.authorization = r.authorization;
+      if (r.ifMatch !== undefined) headers['if-match'] = r.ifMatch;
+      const sendsBody = method !== 'GET' && method !== 'HEAD' && (r.route.body || method !== r.route.method);
+      if (sendsBody && r.contentType !== undefined) headers['content-type'] = r.contentType;
+      const q = method === 'GET' ? encodePairs(r.query) : '';
+      return { method, path: `/${r.tenant}/admin/v1${path}${q === '' ? '' : `?${q}`}`, headers, body: sendsBody ? r.json : undefined, endpoint: 'admin' };
+    });
+}
+
 /** One generated request. */
 export function requestArbitrary(seeds: FuzzSeeds): fc.Arbitrary<FuzzRequest> {
   const endpoint = fc.constantFrom(...ENDPOINTS);
@@ -194,7 +276,7 @@ export function requestArbitrary(seeds: FuzzSeeds): fc.Arbitrary<FuzzRequest> {
     },
     { requiredKeys: [] },
   );
-  return fc
+  const endpointRequest = fc
     // Query strings without the 1–70 KiB values: those would all stop at the 16 KiB header limit (431).
     .record({ endpoint, tenant, id, method, authorization, contentType, body, query: pairsArbitrary(seeds, false), extraHeaders, withBody: fc.boolean() })
     .map((r) => {
@@ -207,6 +289,9 @@ export function requestArbitrary(seeds: FuzzSeeds): fc.Arbitrary<FuzzRequest> {
       const path = `${r.endpoint.path(r.tenant, r.id)}${query === '' ? '' : `?${query}`}`;
       return { method: m, path, headers, body: sendsBody ? r.body : undefined, endpoint: r.endpoint.name };
     });
+  if (seeds.adminTokens === undefined) return endpointRequest;
+  // One request in five to the admin API (its routes are as many as all the others together).
+  return fc.oneof({ weight: 4, arbitrary: endpointRequest }, { weight: 1, arbitrary: adminRequestArbitrary(seeds) });
 }
 
 const OAUTH_ERRORS = new Set([
@@ -250,7 +335,18 @@ export async function sendAndCheck(baseUrl: string, request: FuzzRequest, violat
   for (const [name, value] of response.headers) if (value.includes(MARKER_RAW)) fail('echo', `header ${name}: ${value}`);
   if (type.startsWith('text/html') && text.includes(MARKER_RAW)) fail('echo', `html body echoes the marker: …${text.slice(Math.max(0, text.indexOf(MARKER_RAW) - 80), text.indexOf(MARKER_RAW) + 40)}…`);
   if (status >= 400 && request.method !== 'HEAD') {
-    if (type.startsWith('application/json')) {
+    if (type.startsWith('application/problem+json')) {
+      // The admin API's errors: RFC 9457 problem details.
+      let body: any;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        fail('shape', `not JSON: ${text}`);
+      }
+      if (body !== undefined && (typeof body !== 'object' || body === null || typeof body.type !== 'string' || typeof body.title !== 'string' || body.status !== status || typeof body.detail !== 'string')) fail('shape', text);
+    } else if (request.endpoint === 'admin' && type.startsWith('application/json')) {
+      fail('shape', `an admin API error that is not problem+json: ${text}`);
+    } else if (type.startsWith('application/json')) {
       let body: any;
       try {
         body = JSON.parse(text);
@@ -266,7 +362,9 @@ export async function sendAndCheck(baseUrl: string, request: FuzzRequest, violat
   }
   const location = response.headers.get('location');
   const refused = status >= 400 || (location !== null && /[?&#]error=/.test(location));
-  const mayWrite = !refused && (WRITING_STEPS.has(request.endpoint) || (request.endpoint === 'token' && text.includes('"refresh_token"')));
+  const mayWrite =
+    !refused &&
+    (WRITING_STEPS.has(request.endpoint) || (request.endpoint === 'token' && text.includes('"refresh_token"')) || (request.endpoint === 'admin' && request.method !== 'GET' && request.method !== 'HEAD'));
   return { status, mayWrite };
 }
 
