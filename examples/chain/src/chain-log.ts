@@ -32,9 +32,11 @@ export interface TokenView {
   jti?: unknown;
   iat?: unknown;
   exp?: unknown;
+  /** RFC 9449: `{ jkt }`, the thumbprint of the key the token is bound to (DPoP), absent for a bearer token. */
+  cnf?: unknown;
 }
 
-const SHOWN: ReadonlyArray<keyof TokenView> = ['aud', 'sub', 'oid', 'tid', 'azp', 'scp', 'roles', 'act', 'amr', 'acr', 'idtyp', 'preferred_username', 'jti', 'iat', 'exp'];
+const SHOWN: ReadonlyArray<keyof TokenView> = ['aud', 'sub', 'oid', 'tid', 'azp', 'scp', 'roles', 'act', 'amr', 'acr', 'idtyp', 'preferred_username', 'jti', 'iat', 'exp', 'cnf'];
 
 export interface DecisionView {
   /** Who decided: the token service (an exchange, a sign-in, client credentials), the SDK, or the API. */

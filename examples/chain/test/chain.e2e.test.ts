@@ -216,6 +216,8 @@ test('alice signs in, creates a task, attaches a document after a step-up to MFA
   assert.equal((await third.locator('.act .actor-name').allTextContents()).join(' ← '), 'docs-api ← tasks-api');
   assert.match((await third.locator('.decision').textContent()) ?? '', /on_behalf_of/);
   assert.match((await hops.nth(0).locator('table.claims').textContent()) ?? '', /mfa/);
+  // DPoP: each hop's cnf.jkt is shown (checked against the data below).
+  const hopKeyShown = /cnf\.jkt([A-Za-z0-9_-]{10})…/.exec((await hops.nth(1).locator('table.claims').textContent()) ?? '')?.[1];
   const firstAttempt = page.locator('article.request', { hasText: 'Attach document “Q3 figures” to a task' }).filter({ hasNotText: 'retried' });
   const refusedExchange = firstAttempt.locator('section.hop.exchange.refused');
   await refusedExchange.waitFor();
@@ -243,6 +245,14 @@ test('alice signs in, creates a task, attaches a document after a step-up to MFA
   assert.deepEqual(actChain(audit?.token?.act), ['docs-api', 'tasks-api']);
   assert.equal(audit?.token?.azp, 'docs-api');
   assert.equal(audit?.token?.aud, 'audit-api');
+
+  // DPoP end to end (RFC 9449): each hop's token is bound to the key of the one who holds it —
+  // Tasks Web's, then Tasks API's, then Docs API's — three different keys, shown in the chain view.
+  const jkts = request.hops.filter((h) => h.kind === 'call').map((h) => (h.token?.cnf as { jkt?: string } | undefined)?.jkt);
+  assert.equal(jkts.length, 3);
+  for (const jkt of jkts) assert.match(jkt ?? '', /^[A-Za-z0-9_-]{43}$/);
+  assert.equal(new Set(jkts).size, 3, 'three hops, three keys');
+  assert.equal(hopKeyShown, jkts[1]!.slice(0, 10), "the chain view showed the Docs API hop's key");
 });
 
 /** The one span of `spans` that `match` picks (and a readable failure otherwise). */

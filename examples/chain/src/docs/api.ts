@@ -9,6 +9,7 @@
  * - One app-only route, `/index/documents`, for applications holding the application permission
  *   `Docs.ReadAll` (the indexer). It is the only route an app-only token reaches.
  */
+import { generateKeyPairSync } from 'node:crypto';
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import { createDownstream, createGuard, createOboClient, ClaimsChallengeError, OboError, type Principal } from '@baton/resource';
@@ -150,7 +151,9 @@ export async function startDocsApi(options: DocsApiOptions): Promise<RunningApi 
   // The guard: tokens addressed to this API (its client id or identifier URI), from this tenant's issuer.
   const guard = createGuard({ authority: options.authority, audience: [DOCS_API, 'api://docs'], ...tls, onError: (e) => log.warn('token issuer unreachable', { cause: e.message }), metrics: options.metrics });
   // The On-Behalf-Of client for the third hop, and the one downstream API it calls.
-  const obo = createOboClient({ authority: options.authority, clientId: DOCS_API, credential: { clientSecret: options.clientSecret }, ...tls, logger: log, metrics: options.metrics });
+  // This API's own DPoP key (RFC 9449): the tokens it gets On-Behalf-Of are bound to it, and its
+  // downstream calls prove it — a hop token copied from here is worthless elsewhere.
+  const obo = createOboClient({ authority: options.authority, clientId: DOCS_API, credential: { clientSecret: options.clientSecret }, ...tls, logger: log, metrics: options.metrics, dpop: { key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey } });
   const auditApi = createDownstream({ obo, scopes: ['api://audit/Audit.Write'], baseUrl: options.auditUrl, metrics: options.metrics });
 
   /** Records a change at the Audit API, in the user's name (OBO). Throws if it cannot be recorded. */

@@ -10,6 +10,7 @@
  * The anti-pattern switch (`antiPattern.enabled`) makes it do what the seed warns against: use its
  * own application identity for a user's request. The SDK refuses (`ConfusedDeputyError`).
  */
+import { generateKeyPairSync } from 'node:crypto';
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import express, { type Request, type Response as ExpressResponse } from 'express';
@@ -135,7 +136,9 @@ export async function startTasksApi(options: TasksApiOptions): Promise<RunningAp
   const tls = options.ca === undefined ? {} : { ca: options.ca };
 
   const guard = createGuard({ authority: options.authority, audience: [TASKS_API, 'api://tasks'], ...tls, onError: (e) => log.warn('token issuer unreachable', { cause: e.message }), metrics: options.metrics });
-  const obo = createOboClient({ authority: options.authority, clientId: TASKS_API, credential: { clientSecret: options.clientSecret }, ...tls, logger: log, metrics: options.metrics });
+  // This API's own DPoP key (RFC 9449): the tokens it gets On-Behalf-Of are bound to it, and its
+  // downstream calls prove it — a hop token copied from here is worthless elsewhere.
+  const obo = createOboClient({ authority: options.authority, clientId: TASKS_API, credential: { clientSecret: options.clientSecret }, ...tls, logger: log, metrics: options.metrics, dpop: { key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey } });
   // One downstream per need: reading asks only for Docs.Read, changing only for Docs.Write.
   const docsRead = createDownstream({ obo, scopes: ['api://docs/Docs.Read'], baseUrl: options.docsUrl, metrics: options.metrics });
   const docsWrite = createDownstream({ obo, scopes: ['api://docs/Docs.Write'], baseUrl: options.docsUrl, metrics: options.metrics });
@@ -147,10 +150,12 @@ export async function startTasksApi(options: TasksApiOptions): Promise<RunningAp
    * `appToken()` knows it runs inside a user's request and throws `ConfusedDeputyError`.
    */
   async function docsAsApplication(path: string, init: RequestInit = {}): Promise<Response> {
-    const { accessToken } = await obo.appToken(['api://docs/.default']);
+    const { accessToken, tokenType } = await obo.appToken(['api://docs/.default']);
     const headers = new Headers(init.headers);
-    headers.set('authorization', `Bearer ${accessToken}`);
-    return fetch(new URL(path, options.docsUrl), { ...init, headers });
+    const url = new URL(path, options.docsUrl);
+    headers.set('authorization', `${tokenType} ${accessToken}`);
+    if (tokenType === 'DPoP' && obo.dpop) headers.set('dpop', obo.dpop.prove(init.method ?? 'GET', url.href, { accessToken }));
+    return fetch(url, { ...init, headers });
   }
 
   /** A call to the Docs API for the user of this request; `undefined` if the answer was already sent. */

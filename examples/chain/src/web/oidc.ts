@@ -3,9 +3,14 @@
  * `state` and `nonce`, the ID token validated by the library, refresh tokens, RP-initiated logout.
  *
  * Tasks Web is a *public* client (`tasks-web` has no secret): PKCE is what binds the code to this
- * server's sign-in attempt.
+ * server's sign-in attempt, and DPoP (RFC 9449) what binds its tokens to this server: each token
+ * request carries a proof of Tasks Web's own key (openid-client's DPoP support), so the access and
+ * refresh tokens it gets are worthless to anyone without that key. Calls to the Tasks API carry a
+ * proof of the same key per request (`proof`).
  */
+import { generateKeyPairSync, webcrypto } from 'node:crypto';
 import * as client from 'openid-client';
+import { createDpopProver } from '@baton/core';
 import { fetchWithCa } from '@baton/resource';
 
 export interface OidcOptions {
@@ -32,6 +37,8 @@ export interface PendingSignIn {
 
 export interface SignedIn {
   accessToken: string;
+  /** `dpop` (bound to Tasks Web's key) or `bearer`. */
+  tokenType: string;
   refreshToken: string | undefined;
   idToken: string | undefined;
   /** Epoch ms. */
@@ -47,9 +54,23 @@ export interface Oidc {
   refresh(refreshToken: string, previous: SignedIn): Promise<SignedIn>;
   /** RP-initiated logout URL. */
   logoutUrl(idToken: string | undefined, postLogoutRedirectUri: string, state: string): Promise<string>;
+  /** A DPoP proof of Tasks Web's key for one API request (`ath` = the access token's hash). */
+  proof(method: string, url: string, accessToken: string): string;
+  /** The RFC 7638 thumbprint of Tasks Web's DPoP key (its tokens' `cnf.jkt`). */
+  readonly jkt: string;
 }
 
 export function createOidc(options: OidcOptions): Oidc {
+  // Tasks Web's DPoP key, for this process's lifetime: one key, two uses — openid-client's proofs at
+  // the token endpoint (a WebCrypto key pair), core's prover for the API calls.
+  const pair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const prover = createDpopProver(pair.privateKey);
+  const algorithm = { name: 'ECDSA', namedCurve: 'P-256' };
+  const dpopKeys = Promise.all([
+    webcrypto.subtle.importKey('jwk', pair.privateKey.export({ format: 'jwk' }), algorithm, false, ['sign']),
+    webcrypto.subtle.importKey('jwk', pair.publicKey.export({ format: 'jwk' }), algorithm, true, ['verify']),
+  ]).then(([privateKey, publicKey]) => ({ privateKey, publicKey }) as client.CryptoKeyPair);
+  const dpop = async (c: client.Configuration) => client.getDPoPHandle(c, await dpopKeys);
   let configuration: Promise<client.Configuration> | undefined;
   const config = () => {
     configuration ??= client
@@ -77,6 +98,7 @@ export function createOidc(options: OidcOptions): Oidc {
           };
     return {
       accessToken: tokens.access_token,
+      tokenType: tokens.token_type,
       refreshToken: tokens.refresh_token ?? previous?.refreshToken,
       idToken: tokens.id_token ?? previous?.idToken,
       expiresAt: Date.now() + (tokens.expiresIn() ?? 300) * 1000,
@@ -115,18 +137,25 @@ export function createOidc(options: OidcOptions): Oidc {
       // The URL Baton redirected to, rebuilt on the registered redirect URI (not on the Host header).
       const current = new URL(options.redirectUri);
       current.search = search;
-      const tokens = await client.authorizationCodeGrant(c, current, {
-        pkceCodeVerifier: pending.verifier,
-        expectedState: pending.state,
-        expectedNonce: pending.nonce,
-        idTokenExpected: true,
-      });
+      const tokens = await client.authorizationCodeGrant(
+        c,
+        current,
+        {
+          pkceCodeVerifier: pending.verifier,
+          expectedState: pending.state,
+          expectedNonce: pending.nonce,
+          idTokenExpected: true,
+        },
+        undefined,
+        { DPoP: await dpop(c) },
+      );
       return signedIn(tokens);
     },
     async refresh(refreshToken, previous) {
       const c = await config();
       // No `scope`: the original grant is renewed (Baton's refresh tokens are multi-resource, like Entra's).
-      return signedIn(await client.refreshTokenGrant(c, refreshToken), previous);
+      // The refresh token is bound to Tasks Web's key (a public client's): the proof is required.
+      return signedIn(await client.refreshTokenGrant(c, refreshToken, undefined, { DPoP: await dpop(c) }), previous);
     },
     async logoutUrl(idToken, postLogoutRedirectUri, state) {
       const c = await config();
@@ -134,5 +163,9 @@ export function createOidc(options: OidcOptions): Oidc {
       if (idToken !== undefined) params.id_token_hint = idToken;
       return client.buildEndSessionUrl(c, params).href;
     },
+    proof(method, url, accessToken) {
+      return prover.prove(method, url, { accessToken });
+    },
+    jkt: prover.jkt,
   };
 }

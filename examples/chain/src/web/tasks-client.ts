@@ -63,7 +63,7 @@ export class TasksClient {
       for (let attempt = 0; attempt < 2; attempt++) {
         const tokens = await this.freshTokens(session, attempt > 0);
         if (tokens === undefined) return { kind: 'signin', traceId };
-        const res = await this.#send(tokens.accessToken, traceparent, method, path, body);
+        const res = await this.#send(tokens, traceparent, method, path, body);
         if (res.status === 401) {
           const claims = await this.#claimsChallenge(res);
           if (claims !== undefined) {
@@ -99,11 +99,15 @@ export class TasksClient {
     );
   }
 
-  #send(accessToken: string, traceparent: string, method: string, path: string, body: Record<string, unknown> | undefined): Promise<Response> {
-    return fetch(new URL(path, this.#options.tasksApiUrl), {
+  #send(tokens: SignedIn, traceparent: string, method: string, path: string, body: Record<string, unknown> | undefined): Promise<Response> {
+    const url = new URL(path, this.#options.tasksApiUrl);
+    // A DPoP-bound token goes with a proof of Tasks Web's key, made for this request (RFC 9449 §7).
+    const bound = tokens.tokenType.toLowerCase() === 'dpop';
+    return fetch(url, {
       method,
       headers: {
-        authorization: `Bearer ${accessToken}`,
+        authorization: `${bound ? 'DPoP' : 'Bearer'} ${tokens.accessToken}`,
+        ...(bound ? { dpop: this.#options.oidc.proof(method, url.href, tokens.accessToken) } : {}),
         traceparent,
         accept: 'application/json',
         ...(body === undefined ? {} : { 'content-type': 'application/json' }),

@@ -71,6 +71,9 @@
     const noAct = token.idtyp === 'app' ? '— (app-only: no user, nothing delegated)' : '— (first hop: no API has exchanged it)';
     rows.push(claimRow('act', token.act === undefined ? el('span', { class: 'muted', text: noAct }) : actNode(token.act)));
     if (token.preferred_username !== undefined) rows.push(claimRow('user', el('span', { text: token.preferred_username })));
+    // DPoP (RFC 9449): the key this hop's token is bound to; each hop's holder proves its own.
+    const jkt = token.cnf && typeof token.cnf.jkt === 'string' ? token.cnf.jkt : undefined;
+    rows.push(claimRow('cnf.jkt', jkt === undefined ? el('span', { class: 'muted', text: '— (bearer token: not sender-constrained)' }) : text(jkt, true)));
     return el('table', { class: 'claims' }, el('tbody', null, rows));
   }
 
