@@ -110,3 +110,14 @@ test('oversized parameters are refused without echoing an oversized state', () =
   assertOAuthError(redirected(parse({ whatever: 'x'.repeat(9000) })).error, { error: 'invalid_request', entraCodes: [900144] });
   assertOAuthError(pageError(parse({ client_id: 'c'.repeat(200) })), { error: 'invalid_request', entraCodes: [900144] });
 });
+
+test('dpop_jkt (RFC 9449 §10): a thumbprint is kept for the code; anything else goes back to the client as invalid_request', () => {
+  const jkt = 'a'.repeat(43);
+  const ok = parse({ dpop_jkt: jkt });
+  assert.ok(ok.ok);
+  assert.equal(ok.ok && ok.request.dpopJkt, jkt);
+  assert.ok(parse().ok && (parse() as { request: { dpopJkt?: string } }).request.dpopJkt === undefined);
+  const bad = redirected(parse({ dpop_jkt: 'not a thumbprint' }));
+  assert.equal(bad.error.error, 'invalid_request');
+  assert.match(bad.error.description, /dpop_jkt/);
+});

@@ -201,3 +201,23 @@ test('the change log holds every change with its actor, and no secret', async ()
   assert.ok(!text.includes(secret) && !text.includes('hmac-sha256$'));
   for (const s of stored!.secrets) assert.ok(!text.includes(s.hash));
 });
+
+test("an API's DPoP policy through the admin API: shown, changed by a PATCH, in force at the token endpoint at once", async () => {
+  const before = await admin(server, 'GET', '/applications/docs-api', { token });
+  assert.equal(before.body.dpop, undefined);
+  assert.equal((await clientCredentials('indexer', 'indexer-demo-secret-for-local-use-only')).status, 200);
+  assertProblem(await admin(server, 'PATCH', '/applications/docs-api', { token, body: { dpop: { incoming: 'sometimes' } }, headers: { 'if-match': before.headers.get('etag')! } }), 400, 'invalid-body');
+  const patched = await admin(server, 'PATCH', '/applications/docs-api', { token, body: { dpop: { incoming: 'required' } }, headers: { 'if-match': before.headers.get('etag')! } });
+  assert.equal(patched.status, 200, JSON.stringify(patched.body));
+  assert.deepEqual(patched.body.dpop, { incoming: 'required', exchanged: 'allowed', keys: [] });
+  // Tokens for the Docs API are now DPoP-bound only: a client-credentials request without a proof is refused (9100015).
+  const refused = await clientCredentials('indexer', 'indexer-demo-secret-for-local-use-only');
+  assert.equal(refused.status, 400);
+  assert.deepEqual([refused.body.error, refused.body.error_codes], ['invalid_dpop_proof', [9100015]]);
+  // A PATCH of another field keeps the policy; clearing it back to allowed lifts it.
+  const renamed = await admin(server, 'PATCH', '/applications/docs-api', { token, body: { name: 'Docs API (renamed)' }, headers: { 'if-match': patched.headers.get('etag')! } });
+  assert.deepEqual(renamed.body.dpop, { incoming: 'required', exchanged: 'allowed', keys: [] });
+  const lifted = await admin(server, 'PATCH', '/applications/docs-api', { token, body: { name: 'Docs API', dpop: { incoming: 'allowed' } }, headers: { 'if-match': renamed.headers.get('etag')! } });
+  assert.equal(lifted.status, 200);
+  assert.equal((await clientCredentials('indexer', 'indexer-demo-secret-for-local-use-only')).status, 200);
+});

@@ -15,6 +15,8 @@ import { startTestServer, decodeJwt, basic, type TestServer } from './harness.ts
 import { oboConfigure, userToken, obo, exchange, lastAudit, secretOf, OBO_GRANT } from './obo-fixtures.ts';
 import { issueDelegatedToken } from '../src/tokens/issue.ts';
 import { issueRefreshToken } from '../src/tokens/refresh.ts';
+import { issueCode } from '../src/tokens/code.ts';
+import { sessionPayload } from './obo-fixtures.ts';
 
 let server: TestServer;
 let nonceServer: TestServer;
@@ -223,6 +225,36 @@ describe('refresh tokens and codes of public clients', () => {
     // The rotated refresh token is bound to the same key.
     assertRefused(await refresh(ok.body.refresh_token, thief.prove('POST', server.tokenUrl())), 'invalid_grant', 9100012);
     assert.equal((await refresh(ok.body.refresh_token, owner.prove('POST', server.tokenUrl()))).status, 200);
+  });
+
+  test('dpop_jkt (RFC 9449 §10): the code is redeemed only with a proof of that key (9100012), and then binds its tokens', async () => {
+    const owner = createDpopProver(ec().privateKey);
+    const user = (await server.ctx.store.getUserByName('contoso', 'alice@contoso.test'))!;
+    const now = server.ctx.now();
+    const sid = `sid-${randomUUID()}`;
+    await server.ctx.store.putEphemeral({ kind: 'session', id: sid, tenantId: 'contoso', payload: sessionPayload(user.oid), familyId: sid, expiresAt: now + 900, createdAt: now });
+    const { calculatePKCECodeChallenge, randomPKCECodeVerifier } = oidc;
+    const verifier = randomPKCECodeVerifier();
+    const code = await issueCode(server.ctx, 'contoso', {
+      clientId: 'tasks-web',
+      redirectUri: 'http://127.0.0.1:7000/callback',
+      codeChallenge: await calculatePKCECodeChallenge(verifier),
+      dpopJkt: owner.jkt,
+      oid: user.oid,
+      resource: { api: 'tasks-api', scopes: ['Tasks.ReadWrite'] },
+      oidcScopes: ['openid', 'offline_access'],
+      auth: { amr: ['pwd'], acr: '1', authTime: now, sid },
+    });
+    const redeem = (dpop?: string) =>
+      server.post('/contoso/oauth2/v2.0/token', { grant_type: 'authorization_code', client_id: 'tasks-web', code, redirect_uri: 'http://127.0.0.1:7000/callback', code_verifier: verifier }, dpop === undefined ? {} : { dpop });
+    assertRefused(await redeem(), 'invalid_grant', 9100012);
+    assertRefused(await redeem(createDpopProver(ec().privateKey).prove('POST', server.tokenUrl())), 'invalid_grant', 9100012);
+    const ok = await redeem(owner.prove('POST', server.tokenUrl()));
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    assert.equal(ok.body.token_type, 'DPoP');
+    assert.equal(decodeJwt(ok.body.access_token).payload.cnf.jkt, owner.jkt);
+    // A public client's refresh token from it is bound to the same key.
+    assertRefused(await refresh(ok.body.refresh_token, createDpopProver(ec().privateKey).prove('POST', server.tokenUrl())), 'invalid_grant', 9100012);
   });
 
   test('a public client refreshing an unbound token with a proof binds the next one', async () => {
