@@ -20,8 +20,14 @@ import { createHmac, createPrivateKey, createPublicKey, randomUUID, sign as cryp
 import { decodeJws, derToP1363, jwkThumbprint, keyFitsAlg, sha256b64u, verifyJwsSignature, JwsFormatError, type DecodedJws, type JwsAlg } from './jws.ts';
 import { normaliseTyp } from './jws-header.ts';
 
+/**
+ * A proof's algorithm: a JWS algorithm core verifies, or `Ed25519` — RFC 9864's fully-specified name
+ * for EdDSA over Ed25519, which current clients (oauth4webapi, openid-client) put in their proofs.
+ */
+export type DpopAlg = JwsAlg | 'Ed25519';
+
 /** The algorithms a DPoP proof may be signed with (asymmetric only; `none` and HMAC never). */
-export const DPOP_ALGS: readonly JwsAlg[] = ['ES256', 'RS256', 'PS256', 'EdDSA'];
+export const DPOP_ALGS: readonly DpopAlg[] = ['ES256', 'RS256', 'PS256', 'EdDSA', 'Ed25519'];
 
 /** The longest proof accepted, in characters: an RSA-4096 `jwk` and a long `htu` stay far below it. */
 export const MAX_DPOP_PROOF_CHARS = 8 * 1024;
@@ -70,7 +76,7 @@ export interface DpopRequest {
 
 export interface DpopCheckOptions {
   /** Accepted algorithms; default {@link DPOP_ALGS}. */
-  algorithms?: readonly JwsAlg[] | undefined;
+  algorithms?: readonly DpopAlg[] | undefined;
   /** Epoch seconds. */
   now: number;
   /** Default {@link DPOP_MAX_AGE_SECONDS}. */
@@ -89,7 +95,7 @@ export interface DpopProof {
   iat: number;
   /** The server-provided nonce the proof carries, if any; the caller judges it. */
   nonce: string | undefined;
-  alg: JwsAlg;
+  alg: DpopAlg;
 }
 
 /** The RFC 7800 confirmation claim of a DPoP-bound token. */
@@ -135,8 +141,13 @@ export function checkDpopProof(proof: string, request: DpopRequest, options: Dpo
   const alg = header.alg;
   if (!(algorithms as readonly string[]).includes(alg)) throw new DpopProofError('alg', `The DPoP proof's algorithm is not accepted; use ${algorithms.join(', ')}.`);
   const key = proofKey(header.jwk);
-  if (!keyFitsAlg(key.object, alg as JwsAlg)) throw new DpopProofError('jwk', `The DPoP proof's jwk does not fit its algorithm ${alg} (RSA keys must be at least 2048 bits).`);
-  if (!verifyJwsSignature(decoded, key.object, alg as JwsAlg)) throw new DpopProofError('signature', "The DPoP proof's signature does not verify with the key in its header.");
+  // `Ed25519` is EdDSA with an Ed25519 key (RFC 9864 §2.2): verified as such.
+  const jwsAlg: JwsAlg = alg === 'Ed25519' ? 'EdDSA' : (alg as JwsAlg);
+  if (!keyFitsAlg(key.object, jwsAlg) || (alg === 'Ed25519' && key.object.asymmetricKeyType !== 'ed25519')) {
+    throw new DpopProofError('jwk', `The DPoP proof's jwk does not fit its algorithm ${alg} (RSA keys must be at least 2048 bits).`);
+  }
+  const signed = alg === 'Ed25519' ? { ...decoded, header: { ...header, alg: 'EdDSA' } } : decoded;
+  if (!verifyJwsSignature(signed, key.object, jwsAlg)) throw new DpopProofError('signature', "The DPoP proof's signature does not verify with the key in its header.");
   const { jti, htm, htu, iat } = payload;
   if (typeof jti !== 'string' || jti === '' || jti.length > 256) throw new DpopProofError('claims', 'The DPoP proof needs a jti (a unique string of at most 256 characters).');
   if (typeof htm !== 'string' || typeof htu !== 'string' || typeof iat !== 'number' || !Number.isFinite(iat)) {
@@ -159,7 +170,7 @@ export function checkDpopProof(proof: string, request: DpopRequest, options: Dpo
   }
   const nonce = payload.nonce;
   if (nonce !== undefined && (typeof nonce !== 'string' || nonce.length > 256)) throw new DpopProofError('claims', "The DPoP proof's nonce is malformed.");
-  return { jkt: key.jkt, jti, iat, nonce, alg: alg as JwsAlg };
+  return { jkt: key.jkt, jti, iat, nonce, alg: alg as DpopAlg };
 }
 
 /** The proof's `jwk`: a public EC, RSA or OKP key, imported, with its thumbprint. */

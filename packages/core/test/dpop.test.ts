@@ -82,3 +82,16 @@ describe('DpopNonces', () => {
     assert.ok(new DpopNonces(createHash('sha256').update('secret').digest(), 60).accepts('contoso', nonce, NOW));
   });
 });
+
+describe('Ed25519 (RFC 9864)', () => {
+  it("accepts a proof whose alg is the fully-specified Ed25519 (as oauth4webapi signs), never with another key type", async () => {
+    const pair = generateKeyPairSync('ed25519');
+    const jwk = await exportJWK(pair.publicKey);
+    const proof = await new SignJWT({ htm: 'POST', htu: URL_, jti: randomUUID() }).setProtectedHeader({ typ: 'dpop+jwt', alg: 'Ed25519', jwk }).setIssuedAt(NOW).sign(pair.privateKey);
+    assert.equal(checkDpopProof(proof, { method: 'POST', url: URL_ }, { now: NOW }).alg, 'Ed25519');
+    // An Ed448 key is EdDSA, never Ed25519.
+    const ed448 = generateKeyPairSync('ed448');
+    const other = await new SignJWT({ htm: 'POST', htu: URL_, jti: randomUUID() }).setProtectedHeader({ typ: 'dpop+jwt', alg: 'Ed25519', jwk: await exportJWK(ed448.publicKey) }).setIssuedAt(NOW).sign(ed448.privateKey).catch(() => undefined);
+    if (other !== undefined) fails(() => checkDpopProof(other, { method: 'POST', url: URL_ }, { now: NOW }), 'jwk');
+  });
+});

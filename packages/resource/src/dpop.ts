@@ -7,7 +7,7 @@
  * runs at its token endpoint.
  */
 import type { IncomingMessage } from 'node:http';
-import type { JwsAlg } from '@baton/core';
+import type { DpopAlg } from '@baton/core';
 import { Lru } from './lru.ts';
 
 /** `required`: only DPoP-bound tokens with a proof; `allowed` (default): bearer tokens too, but a bound token always needs its proof. */
@@ -16,8 +16,8 @@ export type DpopMode = 'required' | 'allowed';
 export interface GuardDpopOptions {
   /** Default for every route (a route's requirement may say otherwise). Default `allowed`. */
   mode?: DpopMode;
-  /** Proof algorithms accepted. Default ES256, RS256, PS256, EdDSA. */
-  algorithms?: readonly JwsAlg[];
+  /** Proof algorithms accepted. Default ES256, RS256, PS256, EdDSA (and its RFC 9864 name Ed25519). */
+  algorithms?: readonly DpopAlg[];
   /** Where seen proofs are remembered. Default: in memory (one process). Share it across replicas: `RedisDpopReplayCache`. */
   replay?: DpopReplayCache;
   /**

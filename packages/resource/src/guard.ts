@@ -30,6 +30,7 @@ import {
   sha256b64u,
   validateClaims,
   verifyJwsSignature,
+  type DpopAlg,
   type JwsAlg,
   type JwsHeaderPolicy,
 } from '@baton/core';
@@ -217,7 +218,7 @@ class TokenGuard {
   readonly #challenge: ChallengeContext;
   readonly #cache: Lru<CacheEntry>;
   readonly #issuer: LoadOnce<Issuer>;
-  readonly #dpop: { mode: DpopMode; algorithms: readonly JwsAlg[]; replay: DpopReplayCache; nonces: DpopNonces | undefined; origin: string | undefined };
+  readonly #dpop: { mode: DpopMode; algorithms: readonly DpopAlg[]; replay: DpopReplayCache; nonces: DpopNonces | undefined; origin: string | undefined };
 
   constructor(options: GuardOptions) {
     if (options === null || typeof options !== 'object') throw new TypeError(`${WHERE}: options are required`);

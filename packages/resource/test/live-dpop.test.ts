@@ -119,7 +119,7 @@ async function refused(response: Response, error: string, reasonPattern: RegExp)
   assert.equal(response.status, 401, await response.clone().text());
   const challenge = response.headers.get('www-authenticate') ?? '';
   assert.match(challenge, new RegExp(`^DPoP .*error="${error}"`), challenge);
-  assert.match(challenge, /algs="ES256 RS256 PS256 EdDSA"/);
+  assert.match(challenge, /algs="ES256 RS256 PS256 EdDSA Ed25519"/);
   const body = (await response.json()) as { error: string; error_description: string };
   assert.equal(body.error, error);
   assert.match(body.error_description, reasonPattern);
@@ -184,7 +184,7 @@ for (const adapter of ['express', 'fastify', 'hono', 'node'] as const) {
       await refused(await call(url('/required'), { method: 'POST', token: bearer, dpop: indexerKey.prove('POST', url('/required'), { accessToken: bearer }) }), 'invalid_token', /not DPoP-bound/);
       const none = await call(url('/required'), { method: 'POST' });
       assert.equal(none.status, 401);
-      assert.match(none.headers.get('www-authenticate') ?? '', /^DPoP realm="docs-api", algs="ES256 RS256 PS256 EdDSA"$/);
+      assert.match(none.headers.get('www-authenticate') ?? '', /^DPoP realm="docs-api", algs="ES256 RS256 PS256 EdDSA Ed25519"$/);
     });
   });
 }
