@@ -8,6 +8,8 @@ export { createGuard, checkRequirement, DEFAULT_ALGORITHMS, type Guard, type Gua
 export type { Principal, Actor } from './principal.ts';
 export { MAX_AUTHORIZATION_LENGTH, type AuthorizationInput, type TokenScheme } from './bearer.ts';
 export { MemoryDpopReplayCache, dpopRequestOf, type DpopMode, type DpopReplayCache, type DpopRequestInput, type GuardDpopOptions } from './dpop.ts';
+/** DPoP proofs for a client of your own (one per request: `prover.prove(method, url, { accessToken })`). */
+export { createDpopProver, type DpopProver, type DpopAlg } from '@baton/core';
 export {
   GuardError,
   ClaimsChallengeError,

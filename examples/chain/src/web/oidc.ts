@@ -10,8 +10,7 @@
  */
 import { generateKeyPairSync, webcrypto } from 'node:crypto';
 import * as client from 'openid-client';
-import { createDpopProver } from '@baton/core';
-import { fetchWithCa } from '@baton/resource';
+import { createDpopProver, fetchWithCa } from '@baton/resource';
 
 export interface OidcOptions {
   /** `https://localhost:8443/contoso/v2.0` */
