@@ -11,7 +11,7 @@
  * The builders are pure except for the random `jti`, which `newId` replaces in tests.
  */
 import { createHmac, KeyObject, randomUUID, type BinaryLike } from 'node:crypto';
-import type { ActorClaim, Application, Tenant } from './types.ts';
+import type { ActorClaim, Application, MayActClaim, Tenant } from './types.ts';
 import { WeakMemo } from './memo.ts';
 
 /** The server secret keying pairwise subjects. Rotating it changes every delegated `sub`. */
@@ -55,6 +55,8 @@ export type DelegatedAccessClaims = AccessTokenClaims & {
   sid?: string;
   /** RFC 8693 §4.1: the current actor first, earlier actors nested. */
   act?: ActorClaim;
+  /** RFC 8693 §4.4: the middle tiers the API's `delegation.mayAct` allows to exchange this token (an array when several). */
+  may_act?: MayActClaim | MayActClaim[];
   preferred_username?: string;
   name?: string;
 };
@@ -218,8 +220,22 @@ export function buildDelegatedClaims(input: DelegatedClaimsInput): DelegatedAcce
   if (auth.authTime !== undefined) claims.auth_time = auth.authTime;
   if (auth.sid !== undefined) claims.sid = auth.sid;
   if (input.act !== undefined) claims.act = input.act;
+  const mayAct = mayActClaimFor(api);
+  if (mayAct !== undefined) claims.may_act = mayAct;
   if (input.profile?.preferred_username !== undefined) claims.preferred_username = input.profile.preferred_username;
   if (input.profile?.name !== undefined) claims.name = input.profile.name;
   if (input.jkt !== undefined) claims.cnf = { jkt: input.jkt };
   return claims;
+}
+
+/**
+ * The `may_act` claim a token addressed to `api` carries (RFC 8693 §4.4): the middle tiers its
+ * `delegation.mayAct` names, each as `{ sub, client_id }` (its client id, as `act` names actors) —
+ * one object when it names one, an array when several. Undefined when the API names none.
+ */
+export function mayActClaimFor(api: Application): MayActClaim | MayActClaim[] | undefined {
+  const entries = api.mayAct;
+  if (entries === undefined || entries.length === 0) return undefined;
+  const parties = entries.map((e) => ({ sub: e.clientId, client_id: e.clientId }));
+  return parties.length === 1 ? parties[0] : parties;
 }

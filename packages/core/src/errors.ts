@@ -188,6 +188,8 @@ export const Entra = {
   dpopNotApiKey: 9100016,
   /** Baton's own: the calling API's policy requires a DPoP proof on its exchanges (applications[].dpop.exchanged). */
   dpopExchangedRequired: 9100017,
+  /** Baton's own: the token's API (its `delegation.mayAct`, the token's `may_act`) does not allow this middle tier, or not for this downstream API. */
+  actorNotAllowed: 9100004,
   sessionRevoked: 50173,
   tenantNotFound: 90002,
   invalidTarget: 500011,

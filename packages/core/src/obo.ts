@@ -39,6 +39,7 @@ export const EXCHANGE_RULES = [
   'assertion-audience',
   'assertion-lifetime',
   'assertion-delegated',
+  'may-act',
   'dpop-bound-subject',
   'dpop-incoming',
   'dpop-exchanged',
@@ -267,12 +268,13 @@ export function planExchange(request: ExchangeRequest, now: number): ExchangePla
     trail.push(OUTCOMES['actor-token'][actorIsCaller(request, now, skew)]);
     assertionIssuedHere(request);
     trail.push(OUTCOMES['assertion-issuer'].pass);
-    assertionAddressedToCaller(assertion, caller);
+    assertionAddressedToCaller(request);
     trail.push(OUTCOMES['assertion-audience'].pass);
     assertionWithinLifetime(assertion, now, skew);
     trail.push(OUTCOMES['assertion-lifetime'].pass);
     const oid = assertionDelegated(assertion);
     trail.push(OUTCOMES['assertion-delegated'].pass);
+    trail.push(OUTCOMES['may-act'][actorMayAct(request, resolved?.api)]);
     trail.push(OUTCOMES['dpop-bound-subject'][boundSubjectKeepsBinding(request)]);
     trail.push(OUTCOMES['dpop-incoming'][incomingBoundAsRequired(request)]);
     trail.push(OUTCOMES['dpop-exchanged'][exchangeProvedAsRequired(request)]);
@@ -297,9 +299,10 @@ export function planExchange(request: ExchangeRequest, now: number): ExchangePla
  * | `caller-confidential` | `unauthorized_client` AADSTS700025 |
  * | `actor-token` (RFC 8693) | `invalid_request` AADSTS50013: not the caller, expired |
  * | `assertion-issuer` | `invalid_grant` AADSTS50013 |
- * | `assertion-audience` | `invalid_grant` AADSTS50013: not addressed to the caller |
+ * | `assertion-audience` | `invalid_grant` AADSTS50013: not addressed to the caller (nor to an API whose `delegation.mayAct` judges who may) |
  * | `assertion-lifetime` | `invalid_grant` AADSTS500133 expired; AADSTS50013 not yet valid / no `exp`, `iat` |
  * | `assertion-delegated` | `invalid_grant` AADSTS7000114: app-only token |
+ * | `may-act` | `invalid_grant` 9100004: the token's API (`delegation.mayAct`, the token's `may_act`) does not allow this middle tier, or not for this downstream API |
  * | `dpop-bound-subject` | `invalid_dpop_proof` 9100013: a DPoP-bound subject token without a proof on the exchange |
  * | `dpop-incoming` | `invalid_grant` 9100014: the caller's policy exchanges only DPoP-bound tokens |
  * | `dpop-exchanged` | `invalid_dpop_proof` 9100017: the caller's policy requires a proof on its exchanges |
@@ -370,7 +373,7 @@ function finish(plan: ExchangePlan, records: ExchangeRecords): Decision {
     const previous = readActorChain(assertion.act);
     const act = chainWithinDepth(directory, caller, api, previous);
     trail.push(OUTCOMES['delegation-depth'].pass);
-    chainWithoutLoop(caller, api, previous);
+    chainWithoutLoop(caller, api, previous, assertion.aud);
     trail.push(OUTCOMES['chain-loop'].pass);
     const claims = buildDelegatedClaims({
       issuer: options.issuer,
@@ -553,6 +556,70 @@ function dpopError(error: 'invalid_dpop_proof' | 'invalid_grant', description: s
   return new OAuthError(error, { description, entraCodes: [entra] });
 }
 
+/**
+ * `may-act` (RFC 8693 §4.4): who may act for the user with a token addressed to an API is that API's
+ * to say. When the token's API registers `delegation.mayAct`, the caller must be named there (the
+ * API itself too), and, when its entry names downstream APIs, the exchange must be for one of them.
+ * When the token carries a `may_act` claim (what the registration said when it was issued), the
+ * caller must be named there as well: the stricter of the two. A DPoP-bound token (`cnf`) is
+ * exchanged only by the API it is addressed to, whatever `mayAct` says. Skips when neither says
+ * anything. `downstream` is the API the request names, when it names one (a request that names
+ * none is refused by `downstream-scopes`).
+ */
+function actorMayAct({ assertion, caller, directory }: ExchangeRequest, downstream: Application | undefined): 'pass' | 'skip' {
+  const aud = assertion.aud as string; // one string: assertion-audience passed
+  const tokenApi = directory.application(aud);
+  const registered = tokenApi?.mayAct;
+  const claimed = readMayAct(assertion.may_act);
+  if (registered === undefined && claimed === undefined) return 'skip';
+  const shownApi = tokenApi === undefined ? `'${truncate(aud, 80)}'` : `'${apiName(tokenApi)}'`;
+  const refuse = (why: string) =>
+    errors.invalidGrant(`${why} (rule may-act). The API a user's token is addressed to says which middle tiers may exchange it, and for which downstream APIs (its delegation.mayAct).`, Entra.actorNotAllowed);
+  if (claimed === null) throw refuse(`The token's may_act claim is malformed: it must be an object, or an array of objects, each with a string sub (RFC 8693 §4.4)`);
+  if (aud !== caller.clientId && assertion.cnf !== undefined) {
+    throw refuse(`The token being exchanged is addressed to API ${shownApi} and bound to a key (cnf): a sender-constrained token is exchanged only by the API it is addressed to, not by '${caller.clientId}'`);
+  }
+  if (registered !== undefined) {
+    const entry = registered.find((e) => e.clientId === caller.clientId);
+    if (entry === undefined) {
+      throw refuse(`API ${shownApi} allows ${registered.map((e) => `'${e.clientId}'`).join(', ')} to exchange the tokens addressed to it: '${caller.clientId}' may not act for the user with them`);
+    }
+    if (entry.downstream !== undefined && downstream !== undefined && !entry.downstream.includes(downstream.clientId)) {
+      throw refuse(
+        `API ${shownApi} allows '${caller.clientId}' to exchange the tokens addressed to it only for ${entry.downstream.map((id) => `'${nameOf(directory, id)}'`).join(', ')}, not for '${apiName(downstream)}'`,
+      );
+    }
+  }
+  if (claimed !== undefined && !claimed.some((party) => (party.client_id ?? party.sub) === caller.clientId)) {
+    throw refuse(`The token's may_act claim names ${claimed.map((p) => `'${truncate(p.client_id ?? p.sub, 80)}'`).join(', ')}, not '${caller.clientId}': it may not act for the user with this token`);
+  }
+  return 'pass';
+}
+
+/**
+ * The `may_act` claim of a token: RFC 8693 §4.4 makes it one object naming one party; Baton writes
+ * an array of such objects when an API allows several middle tiers. Returns the parties,
+ * `undefined` when absent, `null` when malformed.
+ */
+export function readMayAct(value: unknown): Array<{ sub: string; client_id?: string }> | undefined | null {
+  if (value === undefined) return undefined;
+  const parties = Array.isArray(value) ? value : [value];
+  if (parties.length === 0 || parties.length > MAX_MAY_ACT) return null;
+  for (const party of parties) {
+    if (party === null || typeof party !== 'object' || Array.isArray(party) || typeof (party as { sub?: unknown }).sub !== 'string') return null;
+    const clientId = (party as { client_id?: unknown }).client_id;
+    if (clientId !== undefined && typeof clientId !== 'string') return null;
+  }
+  return parties as Array<{ sub: string; client_id?: string }>;
+}
+const MAX_MAY_ACT = 32;
+
+/** An API by its identifier URI when the directory knows it, else the client id given. */
+function nameOf(directory: TenantDirectory, clientId: string): string {
+  const app = directory.application(clientId);
+  return app === undefined ? clientId : apiName(app);
+}
+
 /** `assertion-issuer`: a token this tenant issued (or one a multi-tenant hook trusts). */
 function assertionIssuedHere({ assertion, options, directory }: ExchangeRequest): void {
   const iss = assertion.iss;
@@ -567,10 +634,15 @@ function assertionIssuedHere({ assertion, options, directory }: ExchangeRequest)
   }
 }
 
-/** `assertion-audience`: a token addressed to someone else is a token stolen from, or leaked by, that someone (AADSTS50013). */
-function assertionAddressedToCaller(assertion: Record<string, unknown>, caller: Application): void {
+/**
+ * `assertion-audience`: a token addressed to someone else is a token stolen from, or leaked by, that
+ * someone (AADSTS50013) — unless that someone is an API whose registration names who may exchange
+ * its tokens (`delegation.mayAct`): then the `may-act` rule judges the caller.
+ */
+function assertionAddressedToCaller({ assertion, caller, directory }: ExchangeRequest): void {
   const aud = assertion.aud;
   const audiences = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud.filter((a): a is string => typeof a === 'string') : [];
+  if (audiences.length === 1 && audiences[0] !== caller.clientId && directory.application(audiences[0]!)?.mayAct !== undefined) return;
   if (audiences.length !== 1 || audiences[0] !== caller.clientId) {
     const shown = audiences.length === 0 ? 'missing' : audiences.map((a) => truncate(a, 80)).join("', '");
     throw errors.assertionInvalid(`The assertion's audience is '${shown}' but the caller is '${caller.clientId}': a middle tier may only exchange tokens addressed to itself.`);
@@ -765,13 +837,15 @@ function scopesNarrow(request: ExchangeRequest, resolved: ResolvedScopes, consen
 }
 
 /**
- * `chain-loop`: no API appears twice in a chain — the presented token's `act` actors, the caller,
- * then the downstream API (A → B → A is refused). An exchange to the caller's own audience
+ * `chain-loop`: no API appears twice in a chain — the presented token's `act` actors, its audience
+ * when a middle tier other than it exchanges it (`may-act`), the caller, then the downstream API (A → B → A is refused). An exchange to the caller's own audience
  * (RFC 8693 down-scoping, judged by `scope-narrowing`) stays at the same hop, so consecutive
  * repeats count once.
  */
-function chainWithoutLoop(caller: Application, api: Application, previous: ActorClaim | undefined): void {
+function chainWithoutLoop(caller: Application, api: Application, previous: ActorClaim | undefined, aud: unknown): void {
   const names = previous === undefined ? [] : actorNames(previous).reverse();
+  // A token exchanged by a middle tier its API allows (may-act): that API was a hop too.
+  if (typeof aud === 'string' && aud !== caller.clientId) names.push(truncate(aud, 80));
   names.push(caller.clientId, api.clientId);
   const hops = names.filter((name, i) => i === 0 || name !== names[i - 1]);
   const seen = new Set<string>();

@@ -114,6 +114,22 @@ export interface Application {
   maxDelegationDepth?: number | undefined;
   /** This API's DPoP policy; absent: DPoP allowed, never required. */
   dpop?: DpopPolicy | undefined;
+  /**
+   * This API's `delegation.mayAct` (RFC 8693 §4.4 `may_act`): the middle tiers that may exchange a
+   * token addressed to this API, each optionally only for some downstream APIs. Absent: only the
+   * API itself exchanges its tokens (the `assertion-audience` rule), for any downstream API its
+   * consents reach. Present: the list is exclusive (the API itself too must be named to exchange),
+   * and the tokens addressed to this API carry a `may_act` claim naming the middle tiers.
+   */
+  mayAct?: MayActEntry[] | undefined;
+}
+
+/** One middle tier an API's registration allows to exchange tokens addressed to it (`delegation.mayAct`). */
+export interface MayActEntry {
+  /** The middle tier's client id. */
+  clientId: string;
+  /** The downstream APIs (client ids) it may exchange for; absent: any. */
+  downstream?: string[] | undefined;
 }
 
 /** `principal: 'all'` is admin consent for every user of the tenant; otherwise a user's `oid`. */
@@ -194,6 +210,14 @@ export interface AuthenticationContext {
 /** RFC 8693 §4.1 actor claim: newest first. */
 export interface ActorClaim {
   sub: string;
+  /** The actor token's issuer, when the actor was named by an RFC 8693 `actor_token`. */
+  iss?: string;
   client_id?: string;
   act?: ActorClaim;
+}
+
+/** RFC 8693 §4.4 `may_act`: a party eligible to act for the token's subject (Baton names middle tiers by client id). */
+export interface MayActClaim {
+  sub: string;
+  client_id: string;
 }

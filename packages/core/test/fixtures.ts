@@ -49,7 +49,7 @@ export interface ChainConfig {
       appRoles?: Array<{ value: string; description: string; allowedMemberTypes: MemberType[] }>;
       knownClientApplications?: string[];
       requiredAccess?: Array<{ resource: string; scopes?: string[]; roles?: string[] }>;
-      delegation?: { maxDepth: number };
+      delegation?: { maxDepth?: number; mayAct?: Array<{ client: string; downstream?: string[] }> };
     }>;
     consents: Array<{ client: string; resource: string; scopes: string[]; for: string }>;
     appRoleAssignments: Array<{ client: string; resource: string; roles: string[] }>;
@@ -159,8 +159,11 @@ export function buildFixture(change?: (config: ChainConfig) => void): Fixture {
     requiredAccess: (a.requiredAccess ?? []).map((r) => ({ ...r, resource: clientIdOf(r.resource) })),
     accessTokenLifetimeSeconds: LIFETIME,
     signingAlg: 'ES256',
-    ...(a.delegation !== undefined ? { maxDelegationDepth: a.delegation.maxDepth } : {}),
     ...((a as { dpop?: Application['dpop'] }).dpop !== undefined ? { dpop: (a as { dpop?: Application['dpop'] }).dpop } : {}),
+    ...(a.delegation?.maxDepth !== undefined ? { maxDelegationDepth: a.delegation.maxDepth } : {}),
+    ...(a.delegation?.mayAct !== undefined
+      ? { mayAct: a.delegation.mayAct.map((e) => ({ clientId: e.client, ...(e.downstream ? { downstream: e.downstream.map(clientIdOf) } : {}) })) }
+      : {}),
   }));
 
   const consents: ConsentGrant[] = source.consents.map((c) => ({

@@ -113,7 +113,7 @@ describe('decideExchange — happy paths', () => {
     assert.deepEqual(
       d.trail.filter((t) => t.outcome === 'skip').map((t) => t.rule),
       // No DPoP proof, no bound token, no API with a DPoP policy: the DPoP rules had nothing to judge.
-      ['actor-token', 'dpop-bound-subject', 'dpop-incoming', 'dpop-exchanged', 'dpop-api-key', 'dpop-required', 'session-live'],
+      ['actor-token', 'may-act', 'dpop-bound-subject', 'dpop-incoming', 'dpop-exchanged', 'dpop-api-key', 'dpop-required', 'session-live'],
     );
   });
 
@@ -754,6 +754,73 @@ describe('decideExchange — RFC 8693 token exchange', () => {
   });
 });
 
+describe('decideExchange — may-act (RFC 8693 §4.4): the token’s API says who may act for the user with it', () => {
+  // Tasks API lets itself exchange its tokens only for the Docs API, and Reports API (a backend of
+  // its own) for any API its consents reach.
+  const mf = buildFixture((config) => {
+    const contoso = config.tenants[0]!;
+    contoso.applications.find((a) => a.clientId === 'tasks-api')!.delegation = { mayAct: [{ client: 'tasks-api', downstream: ['api://docs'] }, { client: 'reports-api' }] };
+    contoso.consents.push(
+      { client: 'reports-api', resource: 'api://docs', scopes: ['Docs.Read'], for: 'all' },
+      { client: 'reports-api', resource: 'api://tasks', scopes: ['Tasks.ReadWrite'], for: 'all' },
+      { client: 'tasks-api', resource: 'api://audit', scopes: ['Audit.Write'], for: 'all' },
+    );
+  });
+  const token = (over: Partial<Parameters<typeof assertion>[1]> = {}) => tasksToken(over, mf);
+  const run = (over: Over = {}) => exchange({ assertion: token(), userConsents: [], ...over }, NOW, mf);
+  const mayActError = (description: RegExp, error = 'invalid_grant'): ExpectedOAuthError => ({ error, entraCodes: [Entra.actorNotAllowed], description: [description, /\(rule may-act\)/] });
+
+  it('tokens addressed to the API carry may_act naming its middle tiers (one object, or an array when several)', () => {
+    assert.deepEqual(token().may_act, [{ sub: 'tasks-api', client_id: 'tasks-api' }, { sub: 'reports-api', client_id: 'reports-api' }]);
+    const one = buildFixture((config) => {
+      config.tenants[0]!.applications.find((a) => a.clientId === 'docs-api')!.delegation = { mayAct: [{ client: 'docs-api' }] };
+    });
+    assert.deepEqual(assertion(one, { client: 'tasks-api', api: 'docs-api', scopes: ['Docs.Read'] }).may_act, { sub: 'docs-api', client_id: 'docs-api' });
+    assert.equal(tasksToken().may_act, undefined, 'no registration, no claim');
+  });
+
+  it('the API itself, for a downstream API its entry names: allowed, the rule passes', () => {
+    const d = allowed(run());
+    assert.deepEqual(d.trail.find((t) => t.rule === 'may-act'), { rule: 'may-act', outcome: 'pass' });
+    assert.equal(d.claims.may_act, undefined, 'Docs API registers no mayAct');
+  });
+
+  it('the API itself, for a downstream API its entry does not name: refused (9100004)', () => {
+    refused(run({ scope: 'api://audit/Audit.Write' }), 'may-act', mayActError(/API 'api:\/\/tasks' allows 'tasks-api' to exchange the tokens addressed to it only for 'api:\/\/docs', not for 'api:\/\/audit'/));
+  });
+
+  it('another middle tier the API names exchanges the token; act names it, and the loop rule counts the token’s API', () => {
+    const d = allowed(run({ caller: mf.app('reports-api') }));
+    assert.deepEqual(d.claims.act, { sub: 'reports-api', client_id: 'reports-api' });
+    assert.equal(d.claims.aud, 'docs-api');
+    refused(run({ caller: mf.app('reports-api'), scope: 'api://tasks/Tasks.ReadWrite' }), 'chain-loop', grantError(Entra.chainLoop, /tasks-api → reports-api → tasks-api/));
+  });
+
+  it('a middle tier the API does not name: refused (9100004) — in the RFC 8693 form as invalid_request (§2.2.2)', () => {
+    const expected = /API 'api:\/\/tasks' allows 'tasks-api', 'reports-api' to exchange the tokens addressed to it: 'docs-api' may not act for the user with them/;
+    refused(run({ caller: mf.app('docs-api'), scope: 'api://audit/Audit.Write' }), 'may-act', mayActError(expected));
+    refused(run({ form: 'token_exchange', caller: mf.app('docs-api'), scope: undefined, audience: 'audit-api' }), 'may-act', mayActError(expected, 'invalid_request'));
+  });
+
+  it('without a registration, a token addressed to another API stays refused by assertion-audience', () => {
+    refused(exchange({ caller: fx.app('docs-api'), scope: 'api://audit/Audit.Write' }), 'assertion-audience', grantError(Entra.assertionInvalid, /audience is 'tasks-api' but the caller is 'docs-api'/));
+  });
+
+  it('the token’s own may_act claim is judged too (the stricter of token and registration); a malformed one is refused', () => {
+    refused(exchange({ assertion: { ...tasksToken(), may_act: { sub: 'reports-api', client_id: 'reports-api' } } }), 'may-act', mayActError(/The token's may_act claim names 'reports-api', not 'tasks-api'/));
+    allowed(exchange({ assertion: { ...tasksToken(), may_act: [{ sub: 'reports-api' }, { sub: 'tasks-api' }] } }));
+    for (const bad of [null, 'tasks-api', [], [{ client_id: 'tasks-api' }], { sub: 7 }, { sub: 'tasks-api', client_id: 7 }]) {
+      refused(exchange({ assertion: { ...tasksToken(), may_act: bad } }), 'may-act', mayActError(/may_act claim is malformed/));
+    }
+    // Registered now, but the token was issued naming only reports-api: tasks-api may not.
+    refused(run({ assertion: { ...token(), may_act: { sub: 'reports-api' } } }), 'may-act', mayActError(/names 'reports-api', not 'tasks-api'/));
+  });
+
+  it('a sender-constrained token (cnf) is exchanged only by the API it is addressed to', () => {
+    refused(run({ caller: mf.app('reports-api'), assertion: { ...token(), cnf: { jkt: 'x'.repeat(43) } } }), 'may-act', mayActError(/bound to a key \(cnf\).*not by 'reports-api'/));
+  });
+});
+
 describe('decideExchange — audit trail and purity', () => {
   it('a refusal records the rules it passed and the one that refused', () => {
     const d = exchange({ scope: 'api://docs/Docs.Write' });
@@ -765,6 +832,7 @@ describe('decideExchange — audit trail and purity', () => {
       { rule: 'assertion-audience', outcome: 'pass' },
       { rule: 'assertion-lifetime', outcome: 'pass' },
       { rule: 'assertion-delegated', outcome: 'pass' },
+      { rule: 'may-act', outcome: 'skip' },
       { rule: 'dpop-bound-subject', outcome: 'skip' },
       { rule: 'dpop-incoming', outcome: 'skip' },
       { rule: 'dpop-exchanged', outcome: 'skip' },

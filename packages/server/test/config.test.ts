@@ -54,11 +54,32 @@ test("an API's own delegation.maxDepth: optional, 1-16, nothing else in it", () 
   assert.equal(parseConfig(JSON.stringify(raw)).tenants[0]!.applications[3]!.delegation, undefined);
   raw.tenants[0].applications[3].delegation = { maxDepth: 2 };
   assert.deepEqual(parseConfig(JSON.stringify(raw)).tenants[0]!.applications[3]!.delegation, { maxDepth: 2 });
-  for (const [bad, where] of [[{ maxDepth: 0 }, 'delegation.maxDepth'], [{ maxDepth: 17 }, 'delegation.maxDepth'], [{ maxDepth: 1.5 }, 'delegation.maxDepth'], [{}, 'delegation.maxDepth'], [{ maxDepth: 2, maxdepth: 1 }, 'delegation']] as const) {
+  for (const [bad, where] of [[{ maxDepth: 0 }, 'delegation.maxDepth'], [{ maxDepth: 17 }, 'delegation.maxDepth'], [{ maxDepth: 1.5 }, 'delegation.maxDepth'], [{}, 'delegation: must set maxDepth or mayAct'], [{ maxDepth: 2, maxdepth: 1 }, 'delegation']] as const) {
     raw.tenants[0].applications[3].delegation = bad;
     const problems = problemsOf(raw);
     assert.ok(problems.some((p) => p.startsWith(`tenants[0].applications[3].${where}`)), `${JSON.stringify(bad)}: ${problems.join('\n')}`);
   }
+});
+
+test("an API's delegation.mayAct (RFC 8693 may_act): middle tiers by client id, downstream APIs by identifier URI or client id, checked against the tenant", () => {
+  const raw = chain();
+  raw.tenants[0].applications[1].delegation = { mayAct: [{ client: 'tasks-api', downstream: ['api://docs', 'audit-api'] }, { client: 'reports-api' }] };
+  assert.deepEqual(parseConfig(JSON.stringify(raw)).tenants[0]!.applications[1]!.delegation, { mayAct: [{ client: 'tasks-api', downstream: ['api://docs', 'audit-api'] }, { client: 'reports-api' }] });
+  for (const [bad, where] of [
+    [{ mayAct: [] }, 'applications[1].delegation.mayAct: '],
+    [{ mayAct: [{ client: 'tasks-api', downstream: [] }] }, 'applications[1].delegation.mayAct[0].downstream'],
+    [{ mayAct: [{ client: 'tasks-api', apis: ['api://docs'] }] }, 'applications[1].delegation.mayAct[0]'],
+    [{ mayAct: [{ client: 'nobody' }] }, "applications[1].delegation.mayAct[0].client: no application 'nobody'"],
+    [{ mayAct: [{ client: 'tasks-web' }] }, "applications[1].delegation.mayAct[0].client: 'tasks-web' is a public client, which cannot exchange tokens"],
+    [{ mayAct: [{ client: 'tasks-api', downstream: ['api://nowhere'] }] }, "applications[1].delegation.mayAct[0].downstream[0]: no API 'api://nowhere'"],
+  ] as const) {
+    raw.tenants[0].applications[1].delegation = bad;
+    const problems = problemsOf(raw);
+    assert.ok(problems.some((p) => p.startsWith(`tenants[0].${where}`)), `${JSON.stringify(bad)}: ${problems.join('\n')}`);
+  }
+  raw.tenants[0].applications[1].delegation = undefined;
+  raw.tenants[0].applications[4].delegation = { mayAct: [{ client: 'indexer' }] };
+  assert.ok(problemsOf(raw).some((p) => p.startsWith('tenants[0].applications[4].delegation.mayAct[0]: only an API')), problemsOf(raw).join('\n'));
 });
 
 test('redirect URIs: no plain http off loopback, no fragments, no dot segments, no userinfo', () => {

@@ -53,6 +53,7 @@ export function presentApplication(app: Application) {
     requiredAccess: app.requiredAccess,
     accessTokenLifetimeSeconds: app.accessTokenLifetimeSeconds,
     signingAlg: app.signingAlg,
+    ...(delegationOf(app) !== undefined ? { delegation: delegationOf(app) } : {}),
     secrets: app.secrets.map((s) => ({ id: secretId(s), hint: `${s.hint}…`, createdAt: iso(s.createdAt), ...(s.expiresAt !== undefined ? { expiresAt: iso(s.expiresAt) } : {}) })),
     keys: app.jwks.map((k) => ({ kid: k.kid, kty: k.kty, ...(k.crv !== undefined ? { crv: k.crv } : {}) })),
     ...(app.dpop !== undefined ? { dpop: dpopConfigOf(undefined, app).dpop } : {}),
@@ -65,6 +66,15 @@ function dpopConfigOf(named: z.infer<typeof ApplicationConfig>['dpop'], current:
   const policy = current.dpop;
   if (policy === undefined) return {};
   return { dpop: { incoming: policy.incoming ? 'required' : 'allowed', exchanged: policy.exchanged ? 'required' : 'allowed', keys: [...policy.keys] } };
+}
+
+/** An API's own delegation rules in the configuration's shape (`delegation.maxDepth`, `delegation.mayAct`), or undefined. */
+function delegationOf(app: Application): { maxDepth?: number; mayAct?: Array<{ client: string; downstream?: string[] }> } | undefined {
+  if (app.maxDelegationDepth === undefined && app.mayAct === undefined) return undefined;
+  return {
+    ...(app.maxDelegationDepth !== undefined ? { maxDepth: app.maxDelegationDepth } : {}),
+    ...(app.mayAct !== undefined ? { mayAct: app.mayAct.map((e) => ({ client: e.clientId, ...(e.downstream !== undefined ? { downstream: e.downstream } : {}) })) } : {}),
+  };
 }
 
 /** What the configuration checks across records (checkReferences), for one application against the live directory. */
@@ -88,6 +98,16 @@ function referenceProblems(directory: TenantDirectory, app: Application): FieldP
   }
   app.knownClientApplications.forEach((id, i) => {
     if (id !== app.clientId && directory.application(id) === undefined) add(`knownClientApplications.${i}`, `no application '${id}'`);
+  });
+  app.mayAct?.forEach((entry, i) => {
+    if (app.identifierUri === undefined) add(`delegation.mayAct.${i}`, 'only an API (an application with an identifierUri) says who may exchange tokens addressed to it');
+    const client = entry.clientId === app.clientId ? app : directory.application(entry.clientId);
+    if (client === undefined) add(`delegation.mayAct.${i}.client`, `no application '${entry.clientId}'`);
+    else if (client.public) add(`delegation.mayAct.${i}.client`, `'${entry.clientId}' is a public client, which cannot exchange tokens`);
+    entry.downstream?.forEach((id, j) => {
+      const api = id === app.clientId ? app : directory.application(id);
+      if (api === undefined || api.identifierUri === undefined) add(`delegation.mayAct.${i}.downstream.${j}`, `no API '${id}'`);
+    });
   });
   app.requiredAccess.forEach((ra, i) => {
     const api = ra.resource === app.clientId ? app : directory.api(ra.resource);
@@ -128,6 +148,7 @@ const ApplicationUpdate = ApplicationConfig.pick({
   appRoles: true,
   identifierUri: true,
   dpop: true,
+  delegation: true,
 }).partial();
 
 const SecretCreate = z.strictObject({
@@ -263,9 +284,10 @@ export function applicationRoutes(app: FastifyInstance): void {
           requiredAccess: input.requiredAccess ?? current.requiredAccess,
           accessTokenLifetimeSeconds: input.accessTokenLifetimeSeconds ?? current.accessTokenLifetimeSeconds,
           signingAlg: current.signingAlg,
-          // Not editable here yet; an update must never drop the API's own, stricter, delegation limit.
-          ...(current.maxDelegationDepth !== undefined ? { delegation: { maxDepth: current.maxDelegationDepth } } : {}),
           ...dpopConfigOf(input.dpop, current),
+          // Named: replaced whole (maxDepth and mayAct); not named: kept, so an update never drops the
+          // API's own delegation limit or who may act for its users.
+          ...(named.has('delegation') ? (input.delegation !== undefined ? { delegation: input.delegation } : {}) : delegationOf(current) !== undefined ? { delegation: delegationOf(current)! } : {}),
         },
         (ref) => (ref === (input.identifierUri ?? current.identifierUri) ? current.clientId : (req.directory.api(ref)?.clientId ?? ref)),
         current,

@@ -154,6 +154,16 @@ export function checkReferences(config: BatonConfig): string[] {
       app.knownClientApplications.forEach((id, i) => {
         if (!apps.has(id)) problems.push(`${here}.knownClientApplications[${i}]: no application '${id}'`);
       });
+      app.delegation?.mayAct?.forEach((entry, i) => {
+        const path = `${here}.delegation.mayAct[${i}]`;
+        if (app.identifierUri === undefined) problems.push(`${path}: only an API (an application with an identifierUri) says who may exchange tokens addressed to it`);
+        const client = apps.get(entry.client);
+        if (client === undefined) problems.push(`${path}.client: no application '${entry.client}'`);
+        else if (client.public) problems.push(`${path}.client: '${entry.client}' is a public client, which cannot exchange tokens`);
+        entry.downstream?.forEach((ref, j) => {
+          if (!api(ref)) problems.push(`${path}.downstream[${j}]: no API '${ref}' (an identifierUri or the client id of an application that has one)`);
+        });
+      });
       app.requiredAccess.forEach((ra, i) => {
         checkScopes(`${here}.requiredAccess[${i}]`, ra.resource, ra.scopes, 'scope');
         if (ra.roles) checkScopes(`${here}.requiredAccess[${i}]`, ra.resource, ra.roles, 'role');
@@ -385,8 +395,11 @@ export function compileApplication(
     })),
     accessTokenLifetimeSeconds: a.accessTokenLifetimeSeconds,
     signingAlg: a.signingAlg,
-    ...(a.delegation !== undefined ? { maxDelegationDepth: a.delegation.maxDepth } : {}),
     ...(a.dpop !== undefined ? { dpop: { incoming: a.dpop.incoming === 'required', exchanged: a.dpop.exchanged === 'required', keys: [...a.dpop.keys] } } : {}),
+    ...(a.delegation?.maxDepth !== undefined ? { maxDelegationDepth: a.delegation.maxDepth } : {}),
+    ...(a.delegation?.mayAct !== undefined
+      ? { mayAct: a.delegation.mayAct.map((e) => ({ clientId: e.client, ...(e.downstream !== undefined ? { downstream: [...new Set(e.downstream.map(resolve))] } : {}) })) }
+      : {}),
   };
 }
 

@@ -109,8 +109,6 @@ export const ApplicationConfig = z.strictObject({
   accessTokenLifetimeSeconds: z.number().int().min(300).max(86400).default(3600),
   /** Algorithm of access tokens issued for this API. */
   signingAlg: z.enum(['ES256', 'RS256', 'PS256']).default('ES256'),
-  /** This API's own delegation limit: the stricter of it and the tenant's `delegation.maxDepth` applies. */
-  delegation: z.strictObject({ maxDepth: z.number().int().min(1).max(16) }).optional(),
   /**
    * This API's DPoP policy (RFC 9449; docs/dpop.md): `incoming: 'required'` — every token addressed to it is
    * DPoP-bound (issued with a proof, exchanged only when bound); `exchanged: 'required'` — its own
@@ -123,6 +121,23 @@ export const ApplicationConfig = z.strictObject({
       exchanged: z.enum(['required', 'allowed']).default('allowed'),
       keys: z.array(z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'must be an RFC 7638 SHA-256 thumbprint (43 base64url characters)')).max(16).default([]),
     })
+    .optional(),
+  /**
+   * This API's own delegation rules: `maxDepth`, its own limit (the stricter of it and the tenant's
+   * `delegation.maxDepth` applies); `mayAct` (RFC 8693 `may_act`), the middle tiers that may exchange
+   * tokens addressed to it, each optionally only for some downstream APIs (the list is exclusive:
+   * name the API itself too if it exchanges its own tokens).
+   */
+  delegation: z
+    .strictObject({
+      maxDepth: z.number().int().min(1).max(16).optional(),
+      mayAct: z
+        .array(z.strictObject({ client: z.string().min(1).max(128), downstream: z.array(z.string().min(1).max(256)).min(1).max(32).optional() }))
+        .min(1)
+        .max(32)
+        .optional(),
+    })
+    .refine((d) => d.maxDepth !== undefined || d.mayAct !== undefined, 'must set maxDepth or mayAct')
     .optional(),
 });
 

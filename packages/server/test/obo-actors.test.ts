@@ -1,0 +1,131 @@
+/**
+ * Who may act for whom (issue 14), through the real token endpoint: an API's `delegation.mayAct`
+ * (RFC 8693 `may_act`) in the configuration and the admin API, the `may_act` claim of the tokens
+ * addressed to it, and the `may-act` rule's exact refusals in both exchange forms, with the rule
+ * the audit event names.
+ */
+import { test, before, after, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { startTestServer, decodeJwt, type TestServer } from './harness.ts';
+import { auditDuring, exchange, lastAudit, obo, oboConfigure, userToken } from './obo-fixtures.ts';
+import { admin, adminConfigure, adminToken, assertProblem } from './admin-kit.ts';
+
+let server: TestServer;
+
+before(async () => {
+  server = await startTestServer({
+    tls: 'dev',
+    configure(raw: any) {
+      oboConfigure(raw);
+      adminConfigure(raw);
+      raw.tenants = raw.tenants.filter((t: any, i: number) => i === 0 || t.applications.some((a: any) => a.clientId === 'ops'));
+      const contoso = raw.tenants[0];
+      contoso.delegation = { maxDepth: 4 };
+      // Tasks API exchanges its users' tokens only for the Docs API; Reports API (its backend) for any API.
+      contoso.applications.find((a: any) => a.clientId === 'tasks-api').delegation = {
+        mayAct: [{ client: 'tasks-api', downstream: ['api://docs'] }, { client: 'reports-api' }],
+      };
+      contoso.consents.push({ client: 'reports-api', resource: 'api://docs', scopes: ['Docs.Read'], for: 'all' });
+    },
+  });
+});
+after(async () => {
+  await server?.close();
+});
+
+function expectRefusal(response: { status: number; body: any }, error: string, code: number, description: RegExp): void {
+  assert.equal(response.status, 400, JSON.stringify(response.body));
+  assert.equal(response.body.error, error);
+  assert.deepEqual(response.body.error_codes, [code]);
+  assert.match(response.body.error_description, new RegExp(`^AADSTS${code}: `));
+  assert.match(response.body.error_description, description);
+}
+
+describe('may_act: the API a token is addressed to says which middle tiers may exchange it', () => {
+  test('a token addressed to Tasks API carries may_act naming both middle tiers (RFC 8693 §4.4 objects)', async () => {
+    const claims = decodeJwt(await userToken(server)).payload;
+    assert.deepEqual(claims.may_act, [{ sub: 'tasks-api', client_id: 'tasks-api' }, { sub: 'reports-api', client_id: 'reports-api' }]);
+    // Docs API registers nothing: its tokens carry no may_act.
+    const docs = await obo(server, 'tasks-api', await userToken(server), 'api://docs/Docs.Read');
+    assert.equal(docs.status, 200, JSON.stringify(docs.body));
+    assert.equal(decodeJwt(docs.body.access_token).payload.may_act, undefined);
+    assert.equal(lastAudit(server).rule, 'issue');
+  });
+
+  test('Tasks API for a downstream API its entry does not name: invalid_grant 9100004 (may-act); RFC 8693: invalid_request', async () => {
+    const alice = await userToken(server);
+    const { result, events } = await auditDuring(server, () => obo(server, 'tasks-api', alice, 'api://reports/Reports.Read'));
+    expectRefusal(
+      result,
+      'invalid_grant',
+      9100004,
+      /^AADSTS9100004: API 'api:\/\/tasks' allows 'tasks-api' to exchange the tokens addressed to it only for 'api:\/\/docs', not for 'api:\/\/reports' \(rule may-act\)\. The API a user's token is addressed to says which middle tiers may exchange it, and for which downstream APIs \(its delegation\.mayAct\)\.$/,
+    );
+    assert.equal(events.length, 1);
+    assert.equal(events[0]!.rule, 'may-act');
+    assert.equal(events[0]!.decision, 'refuse');
+    assert.equal(events[0]!.entraCode, 9100004);
+    assert.equal(events[0]!.api, 'reports-api');
+    const rfc = await exchange(server, 'tasks-api', { subject_token: alice, audience: 'api://reports' });
+    expectRefusal(rfc, 'invalid_request', 9100004, /only for 'api:\/\/docs', not for 'api:\/\/reports' \(rule may-act\)/);
+  });
+
+  test('Reports API, which Tasks API names, exchanges a token addressed to Tasks API; the new act names it', async () => {
+    const alice = await userToken(server);
+    const response = await obo(server, 'reports-api', alice, 'api://docs/Docs.Read');
+    assert.equal(response.status, 200, JSON.stringify(response.body));
+    const claims = decodeJwt(response.body.access_token).payload;
+    assert.equal(claims.aud, 'docs-api');
+    assert.equal(claims.azp, 'reports-api');
+    assert.deepEqual(claims.act, { sub: 'reports-api', client_id: 'reports-api' });
+    assert.equal(lastAudit(server).rule, 'issue');
+    const rfc = await exchange(server, 'reports-api', { subject_token: alice, audience: 'docs-api', scope: 'Docs.Read' });
+    assert.equal(rfc.status, 200, JSON.stringify(rfc.body));
+  });
+
+  test('a middle tier Tasks API does not name: refused by may-act (9100004), in both forms', async () => {
+    const alice = await userToken(server);
+    const named = /^AADSTS9100004: API 'api:\/\/tasks' allows 'tasks-api', 'reports-api' to exchange the tokens addressed to it: 'docs-api' may not act for the user with them \(rule may-act\)\./;
+    expectRefusal(await obo(server, 'docs-api', alice, 'api://audit/Audit.Write'), 'invalid_grant', 9100004, named);
+    assert.equal(lastAudit(server).rule, 'may-act');
+    expectRefusal(await exchange(server, 'docs-api', { subject_token: alice, audience: 'audit-api' }), 'invalid_request', 9100004, named);
+    assert.equal(lastAudit(server).rule, 'may-act');
+  });
+
+  test('without a registration, only the addressee exchanges (assertion-audience, 50013, as before)', async () => {
+    const docs = await obo(server, 'tasks-api', await userToken(server), 'api://docs/Docs.Read');
+    const response = await obo(server, 'audit-api', docs.body.access_token, 'api://reports/Reports.Read');
+    expectRefusal(response, 'invalid_grant', 50013, /audience is 'docs-api' but the caller is 'audit-api'/);
+    assert.equal(lastAudit(server).rule, 'assertion-audience');
+  });
+
+  test('the admin API shows, sets and keeps delegation.mayAct; the next token and exchange follow it', async () => {
+    const token = await adminToken(server);
+    const read = await admin(server, 'GET', '/applications/tasks-api', { token });
+    assert.deepEqual(read.body.delegation, { mayAct: [{ client: 'tasks-api', downstream: ['docs-api'] }, { client: 'reports-api' }] });
+    let etag = read.headers.get('etag')!;
+    // References are checked as the configuration's are; nothing is written.
+    const bad = await admin(server, 'PATCH', '/applications/tasks-api', { token, body: { delegation: { mayAct: [{ client: 'tasks-web' }] } }, headers: { 'if-match': etag } });
+    assertProblem(bad, 400, 'invalid-body');
+    assert.match(bad.body.detail, /delegation\.mayAct\.0\.client: 'tasks-web' is a public client, which cannot exchange tokens/);
+    // Another field alone keeps the rules.
+    const renamed = await admin(server, 'PATCH', '/applications/tasks-api', { token, body: { name: 'Tasks API (renamed)' }, headers: { 'if-match': etag } });
+    assert.equal(renamed.status, 200, JSON.stringify(renamed.body));
+    assert.deepEqual(renamed.body.delegation, read.body.delegation);
+    etag = renamed.headers.get('etag')!;
+    const changed = await admin(server, 'PATCH', '/applications/tasks-api', {
+      token,
+      body: { delegation: { maxDepth: 3, mayAct: [{ client: 'tasks-api', downstream: ['api://docs', 'api://reports'] }] } },
+      headers: { 'if-match': etag },
+    });
+    assert.equal(changed.status, 200, JSON.stringify(changed.body));
+    assert.deepEqual(changed.body.delegation, { maxDepth: 3, mayAct: [{ client: 'tasks-api', downstream: ['docs-api', 'reports-api'] }] });
+
+    const alice = await userToken(server);
+    assert.deepEqual(decodeJwt(alice).payload.may_act, { sub: 'tasks-api', client_id: 'tasks-api' });
+    const reports = await obo(server, 'tasks-api', alice, 'api://reports/Reports.Read');
+    assert.equal(reports.status, 200, JSON.stringify(reports.body));
+    // Reports API is no longer named: the registration and the token's own may_act both say so.
+    expectRefusal(await obo(server, 'reports-api', alice, 'api://docs/Docs.Read'), 'invalid_grant', 9100004, /allows 'tasks-api' to exchange the tokens addressed to it: 'reports-api' may not act/);
+  });
+});
