@@ -190,6 +190,8 @@ export const Entra = {
   dpopExchangedRequired: 9100017,
   /** Baton's own: the token's API (its `delegation.mayAct`, the token's `may_act`) does not allow this middle tier, or not for this downstream API. */
   actorNotAllowed: 9100004,
+  /** Baton's own: an RFC 8693 actor_token that is not the authenticated client's own app-only token. */
+  actorTokenNotCaller: 9100005,
   sessionRevoked: 50173,
   tenantNotFound: 90002,
   invalidTarget: 500011,

@@ -297,7 +297,7 @@ export function planExchange(request: ExchangeRequest, now: number): ExchangePla
  * | rule | refusal |
  * |---|---|
  * | `caller-confidential` | `unauthorized_client` AADSTS700025 |
- * | `actor-token` (RFC 8693) | `invalid_request` AADSTS50013: not the caller, expired |
+ * | `actor-token` (RFC 8693) | `invalid_request` AADSTS50013 (another issuer or tenant, not yet valid, no `exp`), 9100005 (not the caller's own app-only token), AADSTS500133 (expired) |
  * | `assertion-issuer` | `invalid_grant` AADSTS50013 |
  * | `assertion-audience` | `invalid_grant` AADSTS50013: not addressed to the caller (nor to an API whose `delegation.mayAct` judges who may) |
  * | `assertion-lifetime` | `invalid_grant` AADSTS500133 expired; AADSTS50013 not yet valid / no `exp`, `iat` |
@@ -371,7 +371,7 @@ function finish(plan: ExchangePlan, records: ExchangeRecords): Decision {
     if (narrowing.error !== undefined) throw narrowing.error;
     trail.push(OUTCOMES['scope-narrowing'].pass);
     const previous = readActorChain(assertion.act);
-    const act = chainWithinDepth(directory, caller, api, previous);
+    const act = chainWithinDepth(directory, namedActor(request), api, previous);
     trail.push(OUTCOMES['delegation-depth'].pass);
     chainWithoutLoop(caller, api, previous, assertion.aud);
     trail.push(OUTCOMES['chain-loop'].pass);
@@ -438,23 +438,48 @@ export function requireConfidentialCaller(caller: Application): void {
   }
 }
 
-/** `actor-token` (RFC 8693): when given, the actor token must be the authenticated caller's own app-only token. */
+/**
+ * `actor-token` (RFC 8693 §2.1): when given, the actor token must be the authenticated caller's own
+ * app-only token from this tenant — its signature was checked by the server with the tenant's keys;
+ * here: issued by this tenant (`iss`, and `tid` for this tenant's issuer), an application token
+ * (`idtyp: app`) whose `azp`/`client_id` is the caller and `sub` the caller's service principal,
+ * within its lifetime. The new token's `act` then names that actor ({@link namedActor}).
+ */
 function actorIsCaller(request: ExchangeRequest, now: number, skew: number): 'pass' | 'skip' {
   const actor = request.actor;
   if (actor === undefined || request.form !== 'token_exchange') return 'skip';
-  const { caller, options } = request;
+  const { caller, options, directory } = request;
   if (actor.iss !== options.issuer && !(typeof actor.iss === 'string' && options.trustedIssuer?.(actor.iss) === true)) {
-    throw errors.assertionInvalid(`The actor_token was not issued by this tenant ('${options.issuer}').`);
+    throw errors.assertionInvalid(
+      `The actor_token was issued by ${typeof actor.iss === 'string' ? `'${truncate(actor.iss, 120)}'` : 'no issuer'}, not by this tenant ('${options.issuer}') (rule actor-token).`,
+    );
+  }
+  if (actor.iss === options.issuer && actor.tid !== directory.tenant.tid) {
+    throw errors.assertionInvalid(`The actor_token's tid does not name tenant '${directory.tenant.id}', whose issuer it carries: the token is malformed (rule actor-token).`);
+  }
+  if (actor.idtyp !== 'app') {
+    throw errors.invalidGrant(
+      `The actor_token is not an application token (idtyp 'app'): pass the app-only token '${caller.clientId}' obtained for itself with client credentials, or omit actor_token (rule actor-token).`,
+      Entra.actorTokenNotCaller,
+    );
   }
   const clientId = typeof actor.client_id === 'string' ? actor.client_id : actor.azp;
   if (clientId !== caller.clientId || actor.sub !== caller.servicePrincipalId) {
-    throw errors.assertionInvalid(
-      `The actor_token does not represent the authenticated client '${caller.clientId}': pass an app-only token the client obtained for itself, or omit actor_token (the authenticated client is the actor).`,
+    throw errors.invalidGrant(
+      `The actor_token does not represent the authenticated client '${caller.clientId}' (its client_id is ${typeof clientId === 'string' ? `'${truncate(clientId, 80)}'` : 'missing'}): pass an app-only token the client obtained for itself, or omit actor_token (the authenticated client is the actor) (rule actor-token).`,
+      Entra.actorTokenNotCaller,
     );
   }
-  const exp = actor.exp;
-  if (typeof exp !== 'number' || !Number.isFinite(exp) || exp <= now - skew) {
-    throw errors.invalidGrant('The actor_token has expired or has no exp: obtain a fresh one.', Entra.assertionExpired);
+  try {
+    validateLifetime(actor, { now, clockTolerance: skew, required: REQUIRE_IAT });
+  } catch (error) {
+    if (!(error instanceof JwtError)) throw error;
+    if (error.code === 'ERR_JWT_EXPIRED') throw errors.invalidGrant(`The actor_token expired at ${isoTime(actor.exp as number)}: obtain a fresh one (rule actor-token).`, Entra.assertionExpired);
+    throw errors.assertionInvalid(
+      error.code === 'ERR_JWT_NOT_YET_VALID'
+        ? `The actor_token is not valid yet (${error.claim ?? 'nbf'} in the future): check the clocks of the token service and the caller (rule actor-token).`
+        : `The actor_token has no numeric '${error.claim ?? 'exp'}' claim (rule actor-token).`,
+    );
   }
   return 'pass';
 }
@@ -554,6 +579,16 @@ export function dpopRequiredBy(api: Application | undefined, dpop: DpopConfirmat
 
 function dpopError(error: 'invalid_dpop_proof' | 'invalid_grant', description: string, entra: number): OAuthError {
   return new OAuthError(error, { description, entraCodes: [entra] });
+}
+
+/**
+ * The actor the new token's `act` names for this hop: with an RFC 8693 `actor_token` (validated by
+ * `actor-token`), that token's `sub`, `iss` and `client_id`; otherwise the authenticated caller by
+ * its client id.
+ */
+function namedActor({ actor, form, caller }: ExchangeRequest): ActorClaim {
+  if (actor === undefined || form !== 'token_exchange') return { sub: caller.clientId, client_id: caller.clientId };
+  return { sub: actor.sub as string, iss: actor.iss as string, client_id: caller.clientId };
 }
 
 /**
@@ -861,11 +896,11 @@ function chainWithoutLoop(caller: Application, api: Application, previous: Actor
 }
 
 /**
- * `delegation-depth`: the caller joins `act`, newest first (RFC 8693 §4.1), and the chain stays
+ * `delegation-depth`: the caller (or the actor its `actor_token` names) joins `act`, newest first (RFC 8693 §4.1), and the chain stays
  * within the stricter of the tenant's limit and the downstream API's own (`delegation.maxDepth`).
  */
-function chainWithinDepth(directory: TenantDirectory, caller: Application, api: Application, previous: ActorClaim | undefined): ActorClaim {
-  const act: ActorClaim = { sub: caller.clientId, client_id: caller.clientId };
+function chainWithinDepth(directory: TenantDirectory, current: ActorClaim, api: Application, previous: ActorClaim | undefined): ActorClaim {
+  const act: ActorClaim = { ...current };
   if (previous !== undefined) act.act = previous;
   const chain = actorNames(act);
   const tenant = directory.tenant;

@@ -730,26 +730,40 @@ describe('decideExchange — RFC 8693 token exchange', () => {
   describe('actor_token', () => {
     const tasksApi = fx.app('tasks-api');
     const own = () => buildAppOnlyClaims({ issuer: ISSUER, tenant: fx.tenant, client: tasksApi, api: fx.app('docs-api'), roles: ['Docs.ReadAll'], now: NOW - 10 });
+    const notCaller = (description: RegExp): ExpectedOAuthError => ({ error: 'invalid_request', entraCodes: [Entra.actorTokenNotCaller], description: [description, /\(rule actor-token\)/] });
 
-    it("the caller's own app-only token passes", () => {
+    it("the caller's own app-only token passes, and the new act names that actor with its sub, iss and client_id", () => {
       const d = allowed(rfc({ scope: 'api://docs/Docs.Read', actor: own() }));
       assert.deepEqual(d.trail.find((t) => t.rule === 'actor-token'), { rule: 'actor-token', outcome: 'pass' });
+      assert.deepEqual(d.claims.act, { sub: tasksApi.servicePrincipalId, iss: ISSUER, client_id: 'tasks-api' });
+      // The next hop nests it, and still sees one API per hop for the chain rules.
+      const docsApi = fx.app('docs-api');
+      const docsActor = buildAppOnlyClaims({ issuer: ISSUER, tenant: fx.tenant, client: docsApi, api: fx.app('audit-api'), roles: ['Audit.Read.All'], now: NOW - 10 });
+      const next = allowed(rfc({ caller: docsApi, assertion: d.claims, scope: 'api://audit/Audit.Write', actor: docsActor }));
+      assert.deepEqual(next.claims.act, { sub: docsApi.servicePrincipalId, iss: ISSUER, client_id: 'docs-api', act: { sub: tasksApi.servicePrincipalId, iss: ISSUER, client_id: 'tasks-api' } });
+      refused(rfc({ caller: docsApi, assertion: d.claims, scope: 'api://tasks/Tasks.ReadWrite', actor: docsActor, userConsents: [{ tenantId: fx.tenant.id, clientId: 'docs-api', resource: 'tasks-api', scopes: ['Tasks.ReadWrite'], principal: alice.oid, createdAt: NOW }] }), 'chain-loop', grantError(Entra.chainLoop, /tasks-api → docs-api → tasks-api/));
     });
 
-    it("another application's token is refused (invalid_request, AADSTS50013)", () => {
+    it("another application's token, a user's token, or no client_id: refused (invalid_request, 9100005)", () => {
       const other = buildAppOnlyClaims({ issuer: ISSUER, tenant: fx.tenant, client: fx.app('indexer'), api: fx.app('docs-api'), roles: ['Docs.ReadAll'], now: NOW - 10 });
-      refused(rfc({ scope: 'api://docs/Docs.Read', actor: other }), 'actor-token', { error: 'invalid_request', entraCodes: [Entra.assertionInvalid], description: /does not represent the authenticated client 'tasks-api'/ });
-      refused(rfc({ scope: 'api://docs/Docs.Read', actor: { ...own(), sub: 'someone-else' } }), 'actor-token', { error: 'invalid_request', entraCodes: [Entra.assertionInvalid] });
+      refused(rfc({ scope: 'api://docs/Docs.Read', actor: other }), 'actor-token', notCaller(/^The actor_token does not represent the authenticated client 'tasks-api' \(its client_id is 'indexer'\)/));
+      refused(rfc({ scope: 'api://docs/Docs.Read', actor: { ...own(), sub: 'someone-else' } }), 'actor-token', notCaller(/does not represent the authenticated client 'tasks-api'/));
+      refused(rfc({ scope: 'api://docs/Docs.Read', actor: { ...own(), client_id: undefined, azp: undefined } }), 'actor-token', notCaller(/its client_id is missing/));
+      refused(rfc({ scope: 'api://docs/Docs.Read', actor: tasksToken() }), 'actor-token', notCaller(/^The actor_token is not an application token \(idtyp 'app'\)/));
     });
 
-    it('an expired or foreign actor token is refused', () => {
-      refused(rfc({ scope: 'api://docs/Docs.Read', actor: { ...own(), exp: NOW - 60 } }), 'actor-token', { error: 'invalid_request', entraCodes: [Entra.assertionExpired], description: /actor_token has expired/ });
-      refused(rfc({ scope: 'api://docs/Docs.Read', actor: { ...own(), iss: 'https://evil.test' } }), 'actor-token', { error: 'invalid_request', entraCodes: [Entra.assertionInvalid], description: /not issued by this tenant/ });
+    it('an expired, not yet valid, foreign or malformed actor token is refused', () => {
+      refused(rfc({ scope: 'api://docs/Docs.Read', actor: { ...own(), exp: NOW - 60 } }), 'actor-token', { error: 'invalid_request', entraCodes: [Entra.assertionExpired], description: /^The actor_token expired at .*: obtain a fresh one \(rule actor-token\)\.$/ });
+      refused(rfc({ scope: 'api://docs/Docs.Read', actor: { ...own(), nbf: NOW + 600 } }), 'actor-token', { error: 'invalid_request', entraCodes: [Entra.assertionInvalid], description: /actor_token is not valid yet \(nbf in the future\)/ });
+      refused(rfc({ scope: 'api://docs/Docs.Read', actor: { ...own(), exp: undefined } }), 'actor-token', { error: 'invalid_request', entraCodes: [Entra.assertionInvalid], description: /actor_token has no numeric 'exp' claim/ });
+      refused(rfc({ scope: 'api://docs/Docs.Read', actor: { ...own(), iss: 'https://evil.test' } }), 'actor-token', { error: 'invalid_request', entraCodes: [Entra.assertionInvalid], description: /^The actor_token was issued by 'https:\/\/evil.test', not by this tenant/ });
+      refused(rfc({ scope: 'api://docs/Docs.Read', actor: { ...own(), tid: 'another-tenant' } }), 'actor-token', { error: 'invalid_request', entraCodes: [Entra.assertionInvalid], description: /actor_token's tid does not name tenant 'contoso'/ });
     });
 
     it('is not considered in the Microsoft form', () => {
       const d = allowed(exchange({ actor: { sub: 'whoever' } }));
       assert.deepEqual(d.trail.find((t) => t.rule === 'actor-token'), { rule: 'actor-token', outcome: 'skip' });
+      assert.deepEqual(d.claims.act, { sub: 'tasks-api', client_id: 'tasks-api' });
     });
   });
 });

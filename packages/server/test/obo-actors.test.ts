@@ -6,8 +6,8 @@
  */
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { startTestServer, decodeJwt, type TestServer } from './harness.ts';
-import { auditDuring, exchange, lastAudit, obo, oboConfigure, userToken } from './obo-fixtures.ts';
+import { startTestServer, decodeJwt, basic, type TestServer } from './harness.ts';
+import { auditDuring, exchange, lastAudit, obo, oboConfigure, secretOf, userToken } from './obo-fixtures.ts';
 import { admin, adminConfigure, adminToken, assertProblem } from './admin-kit.ts';
 
 let server: TestServer;
@@ -127,5 +127,75 @@ describe('may_act: the API a token is addressed to says which middle tiers may e
     assert.equal(reports.status, 200, JSON.stringify(reports.body));
     // Reports API is no longer named: the registration and the token's own may_act both say so.
     expectRefusal(await obo(server, 'reports-api', alice, 'api://docs/Docs.Read'), 'invalid_grant', 9100004, /allows 'tasks-api' to exchange the tokens addressed to it: 'reports-api' may not act/);
+  });
+});
+
+describe('RFC 8693 actor_token: validated as the caller’s own app token from this tenant, and named in act', () => {
+  const TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+  /** An app-only token of `clientId` from client credentials, through the token endpoint. */
+  async function appToken(clientId: string, scope: string): Promise<string> {
+    const response = await server.post('/contoso/oauth2/v2.0/token', { grant_type: 'client_credentials', scope }, { authorization: basic(clientId, secretOf(clientId)) });
+    assert.equal(response.status, 200, JSON.stringify(response.body));
+    return response.body.access_token;
+  }
+
+  test('the caller’s own token: the new act names it with its sub, iss and client_id; the audit chain names the API', async () => {
+    const own = await appToken('tasks-api', 'api://audit/.default');
+    const subject = await userToken(server);
+    const { result: response, events } = await auditDuring(server, () =>
+      exchange(server, 'tasks-api', { subject_token: subject, audience: 'docs-api', scope: 'Docs.Read', actor_token: own, actor_token_type: TYPE }),
+    );
+    assert.equal(response.status, 200, JSON.stringify(response.body));
+    const actor = decodeJwt(own).payload;
+    assert.deepEqual(decodeJwt(response.body.access_token).payload.act, { sub: actor.sub, iss: `${server.url}/contoso/v2.0`, client_id: 'tasks-api' });
+    assert.equal(actor.idtyp, 'app');
+    assert.deepEqual(events[0]!.chain, ['tasks-api']);
+    assert.equal(events[0]!.rule, 'issue');
+  });
+
+  test('another application’s token, or a user’s token: invalid_request 9100005 (actor-token)', async () => {
+    const indexer = await appToken('indexer', 'api://docs/.default');
+    const other = await exchange(server, 'tasks-api', { subject_token: await userToken(server), audience: 'docs-api', actor_token: indexer, actor_token_type: TYPE });
+    expectRefusal(other, 'invalid_request', 9100005, /^AADSTS9100005: The actor_token does not represent the authenticated client 'tasks-api' \(its client_id is 'indexer'\): pass an app-only token the client obtained for itself, or omit actor_token \(the authenticated client is the actor\) \(rule actor-token\)\.$/);
+    assert.equal(lastAudit(server).rule, 'actor-token');
+    const user = await userToken(server);
+    const delegated = await exchange(server, 'tasks-api', { subject_token: user, audience: 'docs-api', actor_token: user, actor_token_type: TYPE });
+    expectRefusal(delegated, 'invalid_request', 9100005, /^AADSTS9100005: The actor_token is not an application token \(idtyp 'app'\)/);
+    assert.equal(lastAudit(server).rule, 'actor-token');
+  });
+
+  test('another tenant’s token, an altered one, an expired one: invalid_request with the exact code', async () => {
+    const foreign = await adminToken(server, { tenant: 'fabrikam' });
+    const fromFabrikam = await exchange(server, 'tasks-api', { subject_token: await userToken(server), audience: 'docs-api', actor_token: foreign, actor_token_type: TYPE });
+    expectRefusal(fromFabrikam, 'invalid_request', 50013, /^AADSTS50013: The actor_token is signed with a key tenant 'contoso' does not publish/);
+    assert.equal(lastAudit(server).rule, 'assertion-signature');
+
+    const own = await appToken('tasks-api', 'api://audit/.default');
+    const [h, p, sig] = own.split('.');
+    const altered = `${h}.${p}.${sig!.slice(0, -4)}${sig!.slice(-4) === 'AAAA' ? 'BBBB' : 'AAAA'}`;
+    const badSignature = await exchange(server, 'tasks-api', { subject_token: await userToken(server), audience: 'docs-api', actor_token: altered, actor_token_type: TYPE });
+    expectRefusal(badSignature, 'invalid_request', 50013, /^AADSTS50013: The actor_token's signature is invalid/);
+
+    server.advance(3600 + 120);
+    try {
+      const fresh = await userToken(server);
+      const expired = await exchange(server, 'tasks-api', { subject_token: fresh, audience: 'docs-api', actor_token: own, actor_token_type: TYPE });
+      expectRefusal(expired, 'invalid_request', 500133, /^AADSTS500133: The actor_token expired at .*: obtain a fresh one \(rule actor-token\)\.$/);
+      assert.equal(lastAudit(server).rule, 'actor-token');
+    } finally {
+      server.advance(-(3600 + 120));
+    }
+  });
+
+  test('actor_token_type without actor_token, and actor_token without its type: invalid_request (RFC 8693 §2.1)', async () => {
+    const subject = await userToken(server);
+    const own = await appToken('tasks-api', 'api://audit/.default');
+    const typeOnly = await exchange(server, 'tasks-api', { subject_token: subject, audience: 'docs-api', actor_token_type: TYPE });
+    expectRefusal(typeOnly, 'invalid_request', 900144, /^AADSTS900144: 'actor_token_type' was given without 'actor_token' \(RFC 8693 §2\.1: it must not be included otherwise\)\.$/);
+    assert.equal(lastAudit(server).rule, 'request');
+    const tokenOnly = await exchange(server, 'tasks-api', { subject_token: subject, audience: 'docs-api', actor_token: own });
+    expectRefusal(tokenOnly, 'invalid_request', 900144, /^AADSTS900144: The request body must contain the 'actor_token_type' parameter: 'urn:ietf:params:oauth:token-type:access_token'\.$/);
+    const unsupported = await exchange(server, 'tasks-api', { subject_token: subject, audience: 'docs-api', actor_token: own, actor_token_type: 'urn:ietf:params:oauth:token-type:id_token' });
+    expectRefusal(unsupported, 'invalid_request', 900144, /^AADSTS900144: The actor_token_type 'urn:ietf:params:oauth:token-type:id_token' is not supported/);
   });
 });

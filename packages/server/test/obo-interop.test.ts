@@ -206,14 +206,16 @@ describe('openid-client RFC 8693 token exchange', () => {
     const own = await msal('tasks-api').acquireTokenByClientCredential({ scopes: ['api://audit/.default'] });
     const accepted = await exchange(server, 'tasks-api', { subject_token: subject, audience: 'docs-api', scope: 'Docs.Read', actor_token: own!.accessToken, actor_token_type: ACCESS_TOKEN_TYPE });
     assert.equal(accepted.status, 200, JSON.stringify(accepted.body));
-    assert.deepEqual(decodeJwt(accepted.body.access_token).payload.act, { sub: 'tasks-api', client_id: 'tasks-api' });
+    // The act names the actor the actor_token represents: its sub (the service principal), iss and client_id.
+    const actorClaims = decodeJwt(own!.accessToken).payload;
+    assert.deepEqual(decodeJwt(accepted.body.access_token).payload.act, { sub: actorClaims.sub, iss: issuer, client_id: 'tasks-api' });
 
     const indexer = await msal('indexer').acquireTokenByClientCredential({ scopes: ['api://docs/.default'] });
     const response = await exchange(server, 'tasks-api', { subject_token: subject, audience: 'docs-api', actor_token: indexer!.accessToken, actor_token_type: ACCESS_TOKEN_TYPE });
     assert.equal(response.status, 400);
     assert.equal(response.body.error, 'invalid_request');
-    assert.deepEqual(response.body.error_codes, [50013]);
-    assert.match(response.body.error_description, /actor_token does not represent the authenticated client 'tasks-api'/);
+    assert.deepEqual(response.body.error_codes, [9100005]);
+    assert.match(response.body.error_description, /^AADSTS9100005: The actor_token does not represent the authenticated client 'tasks-api' \(its client_id is 'indexer'\)/);
     assert.equal(lastAudit(server).rule, 'actor-token');
 
     const untyped = await exchange(server, 'tasks-api', { subject_token: subject, audience: 'docs-api', actor_token: own!.accessToken });
