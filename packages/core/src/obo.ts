@@ -20,7 +20,7 @@
 import { OAuthError, Entra, errors, truncate, type SubError } from './errors.ts';
 import type { TenantDirectory } from './directory.ts';
 import { buildDelegatedClaims, type DelegatedAccessClaims, type IdGenerator, type PairwiseSecret } from './claims.ts';
-import { evaluatePolicies, policyError, type PolicyResult } from './policy.ts';
+import { ACR_MFA, AMR_MFA, evaluatePolicies, parseClaimsRequest, policyError, unmetDemands, type PolicyResult } from './policy.ts';
 import { apiName, parseScope, qualifiedScope, resolveResourceScopes, resolveTarget, splitScopes, type OidcScope, type ResolvedScopes } from './scopes.ts';
 import { consentedScopes } from './consent.ts';
 import { JwtError, validateLifetime } from './jwt.ts';
@@ -51,6 +51,7 @@ export const EXCHANGE_RULES = [
   'downstream-scopes',
   'consent',
   'conditional-access',
+  'claims-challenge',
   'scope-narrowing',
   'delegation-depth',
   'chain-loop',
@@ -112,6 +113,12 @@ export interface ExchangeRequest {
   audience?: readonly string[] | string | undefined;
   /** RFC 8693 / RFC 8707 `resource` values. */
   resource?: readonly string[] | string | undefined;
+  /**
+   * The `claims` parameter (an OpenID Connect Core §5.5 claims request: the claims challenge a
+   * downstream API returned, which the middle tier passes on, as MSAL's `acquireTokenOnBehalfOf({ claims })`
+   * sends it). Judged by `claims-challenge`; the server validates its shape first.
+   */
+  claims?: string | undefined;
   /** RFC 8693 `actor_token` payload, signature verified by the server. */
   actor?: Record<string, unknown> | undefined;
   /** The request's client IP (the middle tier's): recorded, never judged by IP-range policies. */
@@ -313,6 +320,7 @@ export function planExchange(request: ExchangeRequest, now: number): ExchangePla
  * | `downstream-scopes` | `invalid_scope` AADSTS70011, `invalid_target` AADSTS500011 (also: one audience per token), `invalid_request` AADSTS900144 |
  * | `consent` | `invalid_grant` + `suberror: consent_required` AADSTS65001, admin-consent URL in the description |
  * | `conditional-access` | `interaction_required` + `claims` AADSTS50076 (MFA) / AADSTS70044 (fresh sign-in); `invalid_grant` AADSTS53003 (block, IP) |
+ * | `claims-challenge` | `interaction_required` + `claims` AADSTS50076 (MFA, an `acrs` authentication context) / AADSTS70044 (a sign-in after `nbf`): the `claims` parameter the middle tier passed on asks for more than the sign-in gave; `invalid_request` AADSTS900144 for a malformed one |
  * | `scope-narrowing` | `invalid_scope` 9100003: an exchange to the subject token's own audience asks for more than its `scp` |
  * | `delegation-depth` | `invalid_grant` 9100001 (Baton's own; Entra has no depth limit): the stricter of the tenant's and the API's limit |
  * | `chain-loop` | `invalid_grant` 9100002: an API would appear twice in the chain (A → B → A) |
@@ -368,6 +376,13 @@ function finish(plan: ExchangePlan, records: ExchangeRecords): Decision {
       return refused;
     }
     trail.push(OUTCOMES['conditional-access'].pass);
+    const challenged = claimsChallenge(request, api, subject);
+    if (challenged !== undefined) {
+      const refused = refusal(request.form, trail, challenged.error, api);
+      refused.challenge = challenged.challenge;
+      return refused;
+    }
+    trail.push(OUTCOMES['claims-challenge'][request.claims === undefined ? 'skip' : 'pass']);
     if (narrowing.error !== undefined) throw narrowing.error;
     trail.push(OUTCOMES['scope-narrowing'].pass);
     const previous = readActorChain(assertion.act);
@@ -843,6 +858,37 @@ function conditionalAccess(request: ExchangeRequest, api: Application, granted: 
     // only" policy must not pass because the API runs in the office. Unknown sign-in IP = unmet.
     now,
   });
+}
+
+/**
+ * `claims-challenge`: a claims challenge the middle tier passes on (the `claims` parameter) is
+ * applied to the original sign-in as the conditional-access path applies a policy, not dropped:
+ * MFA (`amr` `mfa`, `acr` of {@link ACR_MFA}) or an Entra authentication context (`acrs`, which a
+ * multi-factor sign-in satisfies — what /authorize does for it) needs an MFA sign-in; an
+ * `access_token.nbf` demand needs a sign-in at or after that instant. Other members (`xms_cc`
+ * client capabilities, claims asked to be included) demand nothing. Unmet: the same
+ * `interaction_required` refusal, carrying the challenge as the middle tier passed it, so its
+ * client sends the user to /authorize with it. A malformed parameter is `invalid_request`.
+ */
+function claimsChallenge(request: ExchangeRequest, api: Application, subject: SubjectFacts): { error: OAuthError; challenge: NonNullable<ExchangeRefused['challenge']> } | undefined {
+  const raw = request.claims;
+  if (raw === undefined) return undefined;
+  const demands = parseClaimsRequest(raw);
+  const unmet = unmetDemands(demands, { amr: subject.amr, authTime: subject.authTime });
+  const contexts = subject.amr.includes(AMR_MFA) ? [] : demands.authContexts;
+  const mfa = unmet.mfa || contexts.length > 0;
+  if (!mfa && !unmet.signIn) return undefined;
+  const asked: string[] = [];
+  if (mfa) asked.push(`multi-factor authentication${contexts.length > 0 ? ` (authentication context ${contexts.map((c) => `'${truncate(c, 40)}'`).join(', ')})` : ''}`);
+  if (unmet.signIn) asked.push(`a sign-in at or after ${isoTime(demands.signInAfter as number)}`);
+  const suberror = request.options.stepUpSuberror;
+  const error = new OAuthError('interaction_required', {
+    description: `The claims challenge passed on with this exchange (the claims parameter) asks for ${asked.join(' and ')} for API '${apiName(api)}', which the user's sign-in behind the token being exchanged does not give (rule claims-challenge). Return the claims challenge to the client (WWW-Authenticate: Bearer error="insufficient_claims", claims="<base64url of claims>") so the user signs in again and the client retries with the new token.`,
+    entraCodes: [mfa ? Entra.mfaRequired : Entra.signInFrequency],
+    ...(suberror === undefined ? {} : { suberror }),
+    claims: raw,
+  });
+  return { error, challenge: mfa ? { claims: raw, acrValues: [ACR_MFA] } : { claims: raw } };
 }
 
 /**

@@ -113,7 +113,7 @@ describe('decideExchange — happy paths', () => {
     assert.deepEqual(
       d.trail.filter((t) => t.outcome === 'skip').map((t) => t.rule),
       // No DPoP proof, no bound token, no API with a DPoP policy: the DPoP rules had nothing to judge.
-      ['actor-token', 'may-act', 'dpop-bound-subject', 'dpop-incoming', 'dpop-exchanged', 'dpop-api-key', 'dpop-required', 'session-live'],
+      ['actor-token', 'may-act', 'dpop-bound-subject', 'dpop-incoming', 'dpop-exchanged', 'dpop-api-key', 'dpop-required', 'session-live', 'claims-challenge'],
     );
   });
 
@@ -832,6 +832,50 @@ describe('decideExchange — may-act (RFC 8693 §4.4): the token’s API says wh
 
   it('a sender-constrained token (cnf) is exchanged only by the API it is addressed to', () => {
     refused(run({ caller: mf.app('reports-api'), assertion: { ...token(), cnf: { jkt: 'x'.repeat(43) } } }), 'may-act', mayActError(/bound to a key \(cnf\).*not by 'reports-api'/));
+  });
+});
+
+describe('decideExchange — claims-challenge: a claims challenge the middle tier passes on is applied, not dropped', () => {
+  const ACRS_C1 = '{"access_token":{"acrs":{"essential":true,"value":"c1"}}}';
+  const stepUp = (claims: string, code: number, description: RegExp): ExpectedOAuthError => ({
+    error: 'interaction_required',
+    entraCodes: [code],
+    suberror: 'basic_action',
+    claims,
+    description: [description, /\(rule claims-challenge\)\. Return the claims challenge to the client/],
+  });
+
+  it('an acrs authentication context after a password-only sign-in: interaction_required 50076 carrying the challenge as passed on', () => {
+    const d = refused(exchange({ claims: ACRS_C1, options: { stepUpSuberror: 'basic_action' } }), 'claims-challenge', stepUp(ACRS_C1, Entra.mfaRequired, /^The claims challenge passed on with this exchange \(the claims parameter\) asks for multi-factor authentication \(authentication context 'c1'\) for API 'api:\/\/docs'/));
+    assert.deepEqual(d.challenge, { claims: ACRS_C1, acrValues: [ACR_MFA] });
+  });
+
+  it('the same challenge after an MFA sign-in: allowed, the rule passes', () => {
+    const d = allowed(exchange({ claims: ACRS_C1, assertion: tasksToken({ amr: ['pwd', 'mfa'] }) }));
+    assert.deepEqual(d.trail.find((t) => t.rule === 'claims-challenge'), { rule: 'claims-challenge', outcome: 'pass' });
+  });
+
+  it('amr mfa, acr multi-factor, nbf (a newer sign-in): each applied', () => {
+    const amr = '{"access_token":{"amr":{"essential":true,"values":["mfa"]}}}';
+    // Without stepUpSuberror in the options, no suberror.
+    refused(exchange({ claims: amr }), 'claims-challenge', { ...stepUp(amr, Entra.mfaRequired, /asks for multi-factor authentication for API 'api:\/\/docs'/), suberror: undefined });
+    const acr = JSON.stringify({ id_token: { acr: { essential: true, values: [ACR_MFA] } } });
+    assert.equal(exchange({ claims: acr }).rule, 'claims-challenge');
+    const nbf = `{"access_token":{"nbf":{"essential":true,"value":"${NOW - 10}"}}}`;
+    const d = refused(exchange({ claims: nbf, options: { stepUpSuberror: 'basic_action' } }), 'claims-challenge', stepUp(nbf, Entra.signInFrequency, /asks for a sign-in at or after .* for API 'api:\/\/docs'/));
+    assert.deepEqual(d.challenge, { claims: nbf });
+    // A sign-in after the instant meets it.
+    allowed(exchange({ claims: `{"access_token":{"nbf":{"essential":true,"value":"${NOW - 120}"}}}` }));
+  });
+
+  it('client capabilities (xms_cc) and claims merely asked for demand nothing', () => {
+    allowed(exchange({ claims: '{"access_token":{"xms_cc":{"values":["cp1"]}}}' }));
+    allowed(exchange({ claims: '{"access_token":{"email":null},"id_token":{"auth_time":{"essential":true}}}' }));
+  });
+
+  it('a policy refusal comes first; a malformed claims request is invalid_request (for core callers that did not check it)', () => {
+    assert.equal(exchange({ claims: ACRS_C1, scope: 'api://docs/Docs.Write' }).rule, 'conditional-access');
+    refused(exchange({ claims: '{"access_token":' }), 'claims-challenge', { error: 'invalid_request', entraCodes: [Entra.malformedRequest], description: /^The claims parameter is not valid JSON \(OpenID Connect Core §5\.5\)\.$/ });
   });
 });
 

@@ -6,6 +6,7 @@
  */
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import { ConfidentialClientApplication, InteractionRequiredAuthError } from '@azure/msal-node';
 import { startTestServer, decodeJwt, basic, type TestServer } from './harness.ts';
 import { auditDuring, exchange, lastAudit, obo, oboConfigure, secretOf, userToken } from './obo-fixtures.ts';
 import { admin, adminConfigure, adminToken, assertProblem } from './admin-kit.ts';
@@ -197,5 +198,86 @@ describe('RFC 8693 actor_token: validated as the caller’s own app token from t
     expectRefusal(tokenOnly, 'invalid_request', 900144, /^AADSTS900144: The request body must contain the 'actor_token_type' parameter: 'urn:ietf:params:oauth:token-type:access_token'\.$/);
     const unsupported = await exchange(server, 'tasks-api', { subject_token: subject, audience: 'docs-api', actor_token: own, actor_token_type: 'urn:ietf:params:oauth:token-type:id_token' });
     expectRefusal(unsupported, 'invalid_request', 900144, /^AADSTS900144: The actor_token_type 'urn:ietf:params:oauth:token-type:id_token' is not supported/);
+  });
+});
+
+describe('the claims parameter: a claims challenge the middle tier passes on is applied to the exchange', () => {
+  const ACRS_C1 = '{"access_token":{"acrs":{"essential":true,"value":"c1"}}}';
+  let metadata: string;
+  before(async () => {
+    metadata = await (await fetch(`${server.url}/contoso/v2.0/.well-known/openid-configuration`)).text();
+  });
+  const msal = (clientId: string, clientCapabilities?: string[]) =>
+    new ConfidentialClientApplication({
+      auth: { clientId, clientSecret: secretOf(clientId), authority: `${server.url}/contoso`, knownAuthorities: [new URL(server.url).host], authorityMetadata: metadata, ...(clientCapabilities ? { clientCapabilities } : {}) },
+    });
+
+  test('MSAL acquireTokenOnBehalfOf({ claims }) with an acrs step-up the password-only sign-in lacks: InteractionRequiredAuthError carrying the challenge (claims-challenge, 50076)', async () => {
+    const assertion = await userToken(server);
+    const { result, events } = await auditDuring(server, () =>
+      msal('tasks-api').acquireTokenOnBehalfOf({ oboAssertion: assertion, scopes: ['api://docs/Docs.Read'], claims: ACRS_C1 }).then(
+        () => assert.fail('expected a refusal'),
+        (error: unknown) => error,
+      ),
+    );
+    const error = await result;
+    assert.ok(error instanceof InteractionRequiredAuthError, `got ${(error as Error).name}: ${(error as Error).message}`);
+    assert.equal(error.errorCode, 'interaction_required');
+    assert.equal(error.subError, 'basic_action');
+    assert.match(error.errorMessage, /AADSTS50076: The claims challenge passed on with this exchange \(the claims parameter\) asks for multi-factor authentication \(authentication context 'c1'\) for API 'api:\/\/docs', which the user's sign-in behind the token being exchanged does not give \(rule claims-challenge\)\./);
+    // The challenge comes back as MSAL sent it: our access_token demand, plus the id_token members
+    // (login_hint, signin_state …, essential: false) msal-node adds to every claims request.
+    assert.deepEqual(JSON.parse(error.claims).access_token, JSON.parse(ACRS_C1).access_token);
+    assert.equal(events.length, 1);
+    assert.equal(events[0]!.rule, 'claims-challenge');
+    assert.equal(events[0]!.error, 'interaction_required');
+    assert.equal(events[0]!.entraCode, 50076);
+    // Without the claims, the same request is allowed: the challenge, not the policy, asked for MFA.
+    const plain = await msal('tasks-api').acquireTokenOnBehalfOf({ oboAssertion: assertion, scopes: ['api://docs/Docs.Read'] });
+    assert.ok(plain?.accessToken);
+  });
+
+  test('after an MFA sign-in the same challenge is met; client capabilities (xms_cc) demand nothing', async () => {
+    const assertion = await userToken(server, { amr: ['pwd', 'mfa'] });
+    const met = await msal('tasks-api').acquireTokenOnBehalfOf({ oboAssertion: assertion, scopes: ['api://docs/Docs.Read'], claims: ACRS_C1 });
+    assert.equal(decodeJwt(met!.accessToken).payload.aud, 'docs-api');
+    assert.equal(lastAudit(server).rule, 'issue');
+    const capable = await msal('tasks-api', ['cp1']).acquireTokenOnBehalfOf({ oboAssertion: await userToken(server), scopes: ['api://docs/Docs.Read'] });
+    assert.ok(capable?.accessToken);
+  });
+
+  test('a sign-in older than the challenge’s nbf: interaction_required 70044; in the RFC 8693 form the same', async () => {
+    const assertion = await userToken(server, { authTime: server.ctx.now() - 600 });
+    const nbf = `{"access_token":{"nbf":{"essential":true,"value":"${server.ctx.now() - 60}"}}}`;
+    const response = await obo(server, 'tasks-api', assertion, 'api://docs/Docs.Read', { claims: nbf });
+    assert.equal(response.status, 400, JSON.stringify(response.body));
+    assert.equal(response.body.error, 'interaction_required');
+    assert.deepEqual(response.body.error_codes, [70044]);
+    assert.equal(response.body.suberror, 'basic_action');
+    assert.equal(response.body.claims, nbf);
+    assert.match(response.body.error_description, /^AADSTS70044: The claims challenge passed on with this exchange \(the claims parameter\) asks for a sign-in at or after .* \(rule claims-challenge\)/);
+    const rfc = await exchange(server, 'tasks-api', { subject_token: assertion, audience: 'docs-api', scope: 'Docs.Read', claims: ACRS_C1 });
+    assert.equal(rfc.body.error, 'interaction_required');
+    assert.deepEqual(rfc.body.error_codes, [50076]);
+    assert.equal(rfc.body.claims, ACRS_C1);
+    assert.equal(lastAudit(server).rule, 'claims-challenge');
+  });
+
+  test('a malformed claims parameter: invalid_request 900144 naming what is wrong (rule request), never a 500', async () => {
+    const assertion = await userToken(server);
+    for (const [claims, message] of [
+      ['{"access_token":', 'is not valid JSON'],
+      ['[]', 'must be a JSON object'],
+      ['{"access_token":{"acrs":"c1"}}', "entry 'access_token.acrs' must be null or an object"],
+      ['{"refresh_token":{}}', "has the member 'refresh_token'; only access_token, id_token, userinfo are allowed"],
+      ['{"access_token":{"nbf":{"essential":true,"value":"soon"}}}', "'access_token.nbf.value' must be epoch seconds"],
+      [JSON.stringify({ access_token: { x: { value: 'y'.repeat(5000) } } }), 'is larger than 4096 bytes'],
+    ] as const) {
+      const response = await obo(server, 'tasks-api', assertion, 'api://docs/Docs.Read', { claims });
+      expectRefusal(response, 'invalid_request', 900144, new RegExp(`^AADSTS900144: The claims parameter ${message.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(OpenID Connect Core §5\\.5\\)\\.$`));
+      assert.equal(lastAudit(server).rule, 'request');
+    }
+    const rfc = await exchange(server, 'tasks-api', { subject_token: assertion, audience: 'docs-api', claims: '{' });
+    expectRefusal(rfc, 'invalid_request', 900144, /^AADSTS900144: The claims parameter is not valid JSON/);
   });
 });

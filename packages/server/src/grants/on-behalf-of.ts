@@ -7,6 +7,7 @@
  *   assertion=<the access token the middle tier received>
  *   scope=<scopes of ONE downstream API> [openid profile offline_access]
  *   client_info=1
+ *   [claims=<a claims challenge the middle tier passes on (MSAL: acquireTokenOnBehalfOf({ claims }))>]
  *   + client authentication (secret or private_key_jwt)
  *
  * The rules are core's `decideExchange` (DESIGN "The On-Behalf-Of exchange"); the engine around it
@@ -25,7 +26,7 @@
 import { clientInfo, errors, splitScopes } from '@baton/core';
 import type { FormParams } from '../http/form.ts';
 import type { Grant, TokenResponse } from './registry.ts';
-import { runExchange, type ExchangeGrantDialect, type ExchangeOutcome, type ExchangeParameters } from './run-exchange.ts';
+import { readClaimsParameter, runExchange, type ExchangeGrantDialect, type ExchangeOutcome, type ExchangeParameters } from './run-exchange.ts';
 import { issueRefreshToken } from '../tokens/refresh.ts';
 import { tokenTypeOf } from '../dpop.ts';
 
@@ -50,7 +51,7 @@ function readOnBehalfOfParameters(params: FormParams): ExchangeParameters {
   if (scope === undefined || scope === '') {
     throw errors.invalidRequest("The request body must contain the 'scope' parameter: scopes of one downstream API, e.g. 'api://docs/Docs.Read' or 'api://docs/.default'.");
   }
-  return { assertion, scope };
+  return { assertion, scope, claims: readClaimsParameter(params) };
 }
 
 const ON_BEHALF_OF: ExchangeGrantDialect = { form: 'on_behalf_of', readParameters: readOnBehalfOfParameters };
@@ -61,7 +62,7 @@ const ON_BEHALF_OF: ExchangeGrantDialect = { form: 'on_behalf_of', readParameter
  */
 export const onBehalfOfGrant: Grant = {
   grantType: JWT_BEARER_GRANT,
-  parameters: new Set(['assertion', 'requested_token_use', 'scope', 'client_info']),
+  parameters: new Set(['assertion', 'requested_token_use', 'scope', 'client_info', 'claims']),
   confidentialOnly: false,
   async handler(request) {
     const outcome = await runExchange(request, ON_BEHALF_OF);

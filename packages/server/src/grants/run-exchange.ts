@@ -21,6 +21,7 @@ import {
   OAuthError,
   decideExchange,
   errors,
+  parseClaimsRequest,
   parseScope,
   planExchange,
   requireConfidentialCaller,
@@ -118,6 +119,20 @@ export interface ExchangeParameters {
   scope?: string | undefined;
   audience?: string | undefined;
   resource?: string | undefined;
+  /** The `claims` parameter, its shape checked ({@link readClaimsParameter}). */
+  claims?: string | undefined;
+}
+
+/**
+ * The `claims` parameter of an exchange (OpenID Connect Core §5.5: a claims challenge the middle
+ * tier passes on), checked for shape so a malformed one is the `request` rule's `invalid_request`
+ * (AADSTS900144, the description naming what is wrong), never a 500; undefined when absent or empty.
+ */
+export function readClaimsParameter(params: FormParams): string | undefined {
+  const claims = params.claims;
+  if (claims === undefined || claims === '') return undefined;
+  parseClaimsRequest(claims);
+  return claims;
 }
 
 /**
@@ -218,6 +233,7 @@ async function exchange<P extends ExchangeParameters>(request: TokenRequest, dia
         audience: params.audience,
         resource: params.resource,
         actor,
+        claims: params.claims,
         ip: request.ip,
         dpop: request.dpop,
         options: { issuer: issuerOf(ctx, tenant.id), baseUrl: ctx.baseUrl, pairwiseSecret: ctx.pairwiseKey, stepUpSuberror: 'basic_action' },

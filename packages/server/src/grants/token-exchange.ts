@@ -7,6 +7,7 @@
  *   [actor_token=<the caller's own app-only token> actor_token_type=…:access_token]
  *   audience=<API client id or identifier URI> and/or resource=<identifier URI> and/or scope=…
  *   [requested_token_type=…:access_token (or …:jwt)]
+ *   [claims=<a claims challenge passed on, as in Microsoft's form>]
  *   + client authentication
  *
  * Same rules and same engine as Microsoft's form (`run-exchange.ts`, core `planExchange`/`decideExchange`),
@@ -20,7 +21,7 @@ import { errors, truncate } from '@baton/core';
 import type { FormParams } from '../http/form.ts';
 import type { Grant, TokenResponse } from './registry.ts';
 import { tokenTypeOf } from '../dpop.ts';
-import { runExchange, type ExchangeGrantDialect, type ExchangeParameters } from './run-exchange.ts';
+import { readClaimsParameter, runExchange, type ExchangeGrantDialect, type ExchangeParameters } from './run-exchange.ts';
 
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 
@@ -60,6 +61,7 @@ function readTokenExchangeParameters(params: FormParams): TokenExchangeParameter
     scope: emptyToUndefined(params.scope),
     audience: emptyToUndefined(params.audience),
     resource: emptyToUndefined(params.resource),
+    claims: readClaimsParameter(params),
     issuedType,
   };
 }
@@ -68,7 +70,7 @@ const TOKEN_EXCHANGE: ExchangeGrantDialect<TokenExchangeParameters> = { form: 't
 
 export const tokenExchangeGrant: Grant = {
   grantType: TOKEN_EXCHANGE_GRANT,
-  parameters: new Set(['subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'audience', 'resource', 'scope', 'requested_token_type']),
+  parameters: new Set(['subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'audience', 'resource', 'scope', 'requested_token_type', 'claims']),
   confidentialOnly: false,
   async handler(request) {
     const outcome = await runExchange(request, TOKEN_EXCHANGE);
