@@ -239,3 +239,60 @@ export function mayActClaimFor(api: Application): MayActClaim | MayActClaim[] | 
   const parties = entries.map((e) => ({ sub: e.clientId, client_id: e.clientId }));
   return parties.length === 1 ? parties[0] : parties;
 }
+
+/** One actor of a token's `act` chain, or one party of its `may_act`, as read from the token. */
+export interface ActorEntry {
+  sub: string;
+  client_id: string | undefined;
+  /** The actor's issuer, when the token names it (an actor named by an RFC 8693 `actor_token`). */
+  iss?: string;
+}
+
+/** Nesting depth beyond which an `act` claim is refused as malformed. */
+const MAX_ACTORS = 32;
+
+/**
+ * A token's RFC 8693 §4.1 `act` claim as a list, outermost (the most recent actor) first, each with
+ * its `sub`, `client_id` and `iss`. `[]` when absent; `null` when malformed (an actor that is not
+ * an object with a string `sub`, a non-string `client_id` or `iss`, nesting deeper than 32).
+ *
+ * @example
+ * actorsOf({ sub: 'docs-api', client_id: 'docs-api', act: { sub: 'tasks-api', client_id: 'tasks-api' } });
+ * // [{ sub: 'docs-api', client_id: 'docs-api' }, { sub: 'tasks-api', client_id: 'tasks-api' }]
+ */
+export function actorsOf(act: unknown): ActorEntry[] | null {
+  const actors: ActorEntry[] = [];
+  for (let node = act; node !== undefined; node = (node as { act?: unknown }).act) {
+    const entry = actorEntry(node);
+    if (entry === null || actors.length >= MAX_ACTORS) return null;
+    actors.push(entry);
+  }
+  return actors;
+}
+
+/**
+ * A token's RFC 8693 §4.4 `may_act` claim as a list of parties: RFC 8693 makes it one object naming
+ * one party, Baton writes an array of such objects when an API allows several middle tiers. `[]`
+ * when absent; `null` when malformed.
+ */
+export function mayActOf(value: unknown): ActorEntry[] | null {
+  if (value === undefined) return [];
+  const parties = Array.isArray(value) ? value : [value];
+  if (parties.length === 0 || parties.length > MAX_ACTORS) return null;
+  const out: ActorEntry[] = [];
+  for (const party of parties) {
+    const entry = actorEntry(party);
+    if (entry === null) return null;
+    out.push(entry);
+  }
+  return out;
+}
+
+function actorEntry(node: unknown): ActorEntry | null {
+  if (node === null || typeof node !== 'object' || Array.isArray(node)) return null;
+  const { sub, client_id: clientId, iss } = node as { sub?: unknown; client_id?: unknown; iss?: unknown };
+  if (typeof sub !== 'string' || (clientId !== undefined && typeof clientId !== 'string') || (iss !== undefined && typeof iss !== 'string')) return null;
+  const entry: ActorEntry = { sub, client_id: clientId };
+  if (iss !== undefined) entry.iss = iss;
+  return entry;
+}

@@ -19,7 +19,7 @@
  */
 import { OAuthError, Entra, errors, truncate, type SubError } from './errors.ts';
 import type { TenantDirectory } from './directory.ts';
-import { buildDelegatedClaims, type DelegatedAccessClaims, type IdGenerator, type PairwiseSecret } from './claims.ts';
+import { buildDelegatedClaims, mayActOf, type DelegatedAccessClaims, type IdGenerator, type PairwiseSecret } from './claims.ts';
 import { ACR_MFA, AMR_MFA, evaluatePolicies, parseClaimsRequest, policyError, unmetDemands, type PolicyResult } from './policy.ts';
 import { apiName, parseScope, qualifiedScope, resolveResourceScopes, resolveTarget, splitScopes, type OidcScope, type ResolvedScopes } from './scopes.ts';
 import { consentedScopes } from './consent.ts';
@@ -620,7 +620,7 @@ function actorMayAct({ assertion, caller, directory }: ExchangeRequest, downstre
   const aud = assertion.aud as string; // one string: assertion-audience passed
   const tokenApi = directory.application(aud);
   const registered = tokenApi?.mayAct;
-  const claimed = readMayAct(assertion.may_act);
+  const claimed = assertion.may_act === undefined ? undefined : mayActOf(assertion.may_act);
   if (registered === undefined && claimed === undefined) return 'skip';
   const shownApi = tokenApi === undefined ? `'${truncate(aud, 80)}'` : `'${apiName(tokenApi)}'`;
   const refuse = (why: string) =>
@@ -646,23 +646,6 @@ function actorMayAct({ assertion, caller, directory }: ExchangeRequest, downstre
   return 'pass';
 }
 
-/**
- * The `may_act` claim of a token: RFC 8693 §4.4 makes it one object naming one party; Baton writes
- * an array of such objects when an API allows several middle tiers. Returns the parties,
- * `undefined` when absent, `null` when malformed.
- */
-export function readMayAct(value: unknown): Array<{ sub: string; client_id?: string }> | undefined | null {
-  if (value === undefined) return undefined;
-  const parties = Array.isArray(value) ? value : [value];
-  if (parties.length === 0 || parties.length > MAX_MAY_ACT) return null;
-  for (const party of parties) {
-    if (party === null || typeof party !== 'object' || Array.isArray(party) || typeof (party as { sub?: unknown }).sub !== 'string') return null;
-    const clientId = (party as { client_id?: unknown }).client_id;
-    if (clientId !== undefined && typeof clientId !== 'string') return null;
-  }
-  return parties as Array<{ sub: string; client_id?: string }>;
-}
-const MAX_MAY_ACT = 32;
 
 /** An API by its identifier URI when the directory knows it, else the client id given. */
 function nameOf(directory: TenantDirectory, clientId: string): string {

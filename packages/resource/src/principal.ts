@@ -1,12 +1,17 @@
 /**
  * Who is calling: the verified access token's claims, read once into a plain, frozen object.
  */
-import { rolesOf, scopesOf, JwtError } from '@baton/core';
+import { actorsOf, mayActOf, rolesOf, scopesOf, JwtError } from '@baton/core';
 
-/** One API that exchanged the token on the way here (RFC 8693 §4.1 `act`). */
+/**
+ * One API that exchanged the token on the way here (RFC 8693 §4.1 `act`), or one middle tier the
+ * token's API allows to exchange it (RFC 8693 §4.4 `may_act`).
+ */
 export interface Actor {
   sub: string;
   client_id: string | undefined;
+  /** The actor's issuer, when the token names it (Baton: an actor named by an RFC 8693 `actor_token`). */
+  iss?: string;
 }
 
 export interface Principal {
@@ -29,31 +34,30 @@ export interface Principal {
   readonly appOnly: boolean;
   /** The APIs that exchanged this token on the way here, most recent first (outermost `act` first). */
   readonly chain: readonly Actor[];
+  /**
+   * Who may exchange this token (RFC 8693 `may_act`, one object or — Baton, for several — an array):
+   * the middle tiers the API's registration allows to act for the user with it. Empty when the
+   * token says nothing.
+   */
+  readonly mayAct: readonly Actor[];
   /** Every claim of the token, frozen. */
   readonly claims: Readonly<Record<string, unknown>>;
   /** The raw access token, for the On-Behalf-Of exchange. Never log it. */
   readonly token: string;
 }
 
-const MAX_CHAIN = 32;
-
-/** `act` → chain, outermost first. A malformed `act` fails the token (fail closed). */
+/** `act` → chain, outermost first (core's `actorsOf`). A malformed `act` fails the token (fail closed). */
 export function chainOf(payload: Record<string, unknown>): Actor[] {
-  const chain: Actor[] = [];
-  let act: unknown = payload.act;
-  while (act !== undefined) {
-    if (act === null || typeof act !== 'object' || Array.isArray(act)) {
-      throw new JwtError('ERR_JWT_CLAIM_INVALID', "the 'act' claim is malformed", 'act');
-    }
-    const a = act as Record<string, unknown>;
-    if (typeof a.sub !== 'string' || (a.client_id !== undefined && typeof a.client_id !== 'string')) {
-      throw new JwtError('ERR_JWT_CLAIM_INVALID', "the 'act' claim is malformed", 'act');
-    }
-    if (chain.length >= MAX_CHAIN) throw new JwtError('ERR_JWT_CLAIM_INVALID', "the 'act' claim is nested too deeply", 'act');
-    chain.push(Object.freeze({ sub: a.sub, client_id: a.client_id as string | undefined }));
-    act = a.act;
-  }
-  return chain;
+  const chain = actorsOf(payload.act);
+  if (chain === null) throw new JwtError('ERR_JWT_CLAIM_INVALID', "the 'act' claim is malformed or nested too deeply", 'act');
+  return chain.map((actor) => Object.freeze(actor));
+}
+
+/** `may_act` → the parties it names (core's `mayActOf`). A malformed `may_act` fails the token (fail closed). */
+export function mayActOfToken(payload: Record<string, unknown>): Actor[] {
+  const parties = mayActOf(payload.may_act);
+  if (parties === null) throw new JwtError('ERR_JWT_CLAIM_INVALID', "the 'may_act' claim is malformed", 'may_act');
+  return parties.map((party) => Object.freeze(party));
 }
 
 /**
@@ -86,6 +90,7 @@ export function principalFrom(payload: Record<string, unknown>, token: string): 
   const str = (name: string) => (typeof payload[name] === 'string' && payload[name] !== '' ? (payload[name] as string) : undefined);
   const clientId = str('azp') ?? str('client_id') ?? str('appid');
   const chain = chainOf(payload);
+  const mayAct = mayActOfToken(payload);
   return Object.freeze({
     userId: str('oid') ?? payload.sub,
     tenantId: str('tid'),
@@ -95,6 +100,7 @@ export function principalFrom(payload: Record<string, unknown>, token: string): 
     roles: Object.freeze(rolesOf(payload)),
     appOnly: isAppOnly(payload, clientId),
     chain: Object.freeze(chain),
+    mayAct: Object.freeze(mayAct),
     claims: deepFreeze(payload),
     token,
   });

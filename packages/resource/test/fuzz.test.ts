@@ -65,6 +65,7 @@ const claims = fc.record(
     roles: fc.oneof(fc.array(fc.string()), fc.string(), fc.jsonValue({ maxDepth: 2 })),
     tid: fc.oneof(fc.string(), fc.integer()),
     act: fc.jsonValue({ maxDepth: 4 }),
+    may_act: fc.jsonValue({ maxDepth: 3 }),
   },
   { requiredKeys: [] },
 );

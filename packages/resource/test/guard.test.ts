@@ -64,10 +64,26 @@ describe('valid tokens', () => {
       { sub: 'docs-sp', client_id: 'docs-api' },
       { sub: 'tasks-sp', client_id: 'tasks-api' },
     ]);
+    assert.deepEqual(p.mayAct, []);
     assert.equal(p.token, token);
     assert.equal(p.claims.iss, issuer.issuer);
     assert.ok(Object.isFrozen(p) && Object.isFrozen(p.claims) && Object.isFrozen(p.scopes) && Object.isFrozen(p.claims.act));
     assert.equal(guard.issuer, issuer.issuer);
+  });
+
+  test('the full chain with each actor’s iss, and may_act (one object, or an array) as lists, outermost actor first', async () => {
+    const guard = guardFor();
+    const act = { sub: 'docs-sp', iss: issuer.issuer, client_id: 'docs-api', act: { sub: 'tasks-api', client_id: 'tasks-api', act: { sub: 'web-bff' } } };
+    const p = await guard.verify(issuer.token({ act, may_act: { sub: 'audit-api', client_id: 'audit-api' } }));
+    assert.deepEqual(p.chain, [
+      { sub: 'docs-sp', client_id: 'docs-api', iss: issuer.issuer },
+      { sub: 'tasks-api', client_id: 'tasks-api' },
+      { sub: 'web-bff', client_id: undefined },
+    ]);
+    assert.deepEqual(p.mayAct, [{ sub: 'audit-api', client_id: 'audit-api' }]);
+    assert.ok(Object.isFrozen(p.mayAct) && Object.isFrozen(p.mayAct[0]) && Object.isFrozen(p.chain[0]));
+    const several = await guard.verify(issuer.token({ may_act: [{ sub: 'a', client_id: 'a' }, { sub: 'b', iss: issuer.issuer }] }));
+    assert.deepEqual(several.mayAct, [{ sub: 'a', client_id: 'a' }, { sub: 'b', client_id: undefined, iss: issuer.issuer }]);
   });
 
   test('RS256 and PS256, bare token, lower-case scheme, array of one header', async () => {
@@ -364,6 +380,10 @@ describe('bad input', () => {
     await rejects(guard.verify(issuer.token({ sub: undefined })), { status: 401, error: 'invalid_token', reason: 'ERR_JWT_CLAIM_MISSING' });
     await rejects(guard.verify(issuer.token({ act: 'tasks-api' })), { status: 401, error: 'invalid_token', reason: 'ERR_JWT_CLAIM_INVALID' });
     await rejects(guard.verify(issuer.token({ act: { client_id: 'x' } })), { status: 401, error: 'invalid_token', reason: 'ERR_JWT_CLAIM_INVALID' });
+    await rejects(guard.verify(issuer.token({ act: { sub: 'x', iss: 7 } })), { status: 401, error: 'invalid_token', reason: 'ERR_JWT_CLAIM_INVALID' });
+    for (const mayAct of ['tasks-api', [], [{ client_id: 'tasks-api' }], { sub: 'tasks-api', client_id: 1 }, null]) {
+      await rejects(guard.verify(issuer.token({ may_act: mayAct })), { status: 401, error: 'invalid_token', reason: 'ERR_JWT_CLAIM_INVALID' }, JSON.stringify(mayAct));
+    }
     await rejects(guard.verify(issuer.token({ exp: String(Math.floor(Date.now() / 1000) + 60) })), { status: 401, error: 'invalid_token', reason: 'ERR_JWT_CLAIM_INVALID' });
   });
 });

@@ -281,3 +281,41 @@ describe('the claims parameter: a claims challenge the middle tier passes on is 
     expectRefusal(rfc, 'invalid_request', 900144, /^AADSTS900144: The claims parameter is not valid JSON/);
   });
 });
+
+describe('introspection exposes the full chain and may_act', () => {
+  const introspect = (clientId: string, token: string) =>
+    server.post('/contoso/oauth2/v2.0/introspect', { token }, { authorization: basic(clientId, secretOf(clientId)) });
+
+  test('a two-hop token: act as issued, actors outermost first with sub, client_id and iss (the hop an actor_token named); may_act of the token’s API', async () => {
+    const cc = await server.post('/contoso/oauth2/v2.0/token', { grant_type: 'client_credentials', scope: 'api://audit/.default' }, { authorization: basic('tasks-api', secretOf('tasks-api')) });
+    const actorToken = cc.body.access_token as string;
+    const alice = await userToken(server, { amr: ['pwd', 'mfa'] });
+    const docs = await exchange(server, 'tasks-api', { subject_token: alice, audience: 'docs-api', scope: 'Docs.Read', actor_token: actorToken, actor_token_type: 'urn:ietf:params:oauth:token-type:access_token' });
+    assert.equal(docs.status, 200, JSON.stringify(docs.body));
+    const audit = await obo(server, 'docs-api', docs.body.access_token, 'api://audit/Audit.Write offline_access');
+    assert.equal(audit.status, 200, JSON.stringify(audit.body));
+    const issuer = `${server.url}/contoso/v2.0`;
+    const tasksSp = decodeJwt(actorToken).payload.sub;
+
+    const answer = await introspect('audit-api', audit.body.access_token);
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    assert.equal(answer.body.active, true);
+    assert.deepEqual(answer.body.act, { sub: 'docs-api', client_id: 'docs-api', act: { sub: tasksSp, iss: issuer, client_id: 'tasks-api' } });
+    assert.deepEqual(answer.body.actors, [
+      { sub: 'docs-api', client_id: 'docs-api' },
+      { sub: tasksSp, client_id: 'tasks-api', iss: issuer },
+    ]);
+    assert.equal(answer.body.may_act, undefined, 'Audit API registers no mayAct');
+    // The refresh token the second hop got keeps the chain, and says so.
+    const refresh = await introspect('docs-api', audit.body.refresh_token);
+    assert.equal(refresh.body.active, true);
+    assert.deepEqual(refresh.body.actors, answer.body.actors);
+
+    // A user's token for Tasks API: no chain yet, and who may exchange it.
+    const own = await introspect('tasks-api', alice);
+    assert.equal(own.body.active, true);
+    assert.equal(own.body.actors, undefined);
+    assert.deepEqual(own.body.may_act, decodeJwt(alice).payload.may_act);
+    assert.ok(own.body.may_act !== undefined);
+  });
+});

@@ -8,8 +8,12 @@
  * - a refresh token issued to it.
  * Anything else — unknown, expired, revoked, someone else's, a user disabled or signed out since —
  * is `{"active": false}` and nothing more.
+ *
+ * An active delegated token's answer carries its delegation: `act` as issued, `actors` (the same
+ * chain as a list, outermost — most recent — actor first, each `{sub, client_id, iss?}`) and
+ * `may_act` (RFC 8693 §4.4: who may exchange it).
  */
-import { JwtError, errors, pairwiseSubject, predatesRevocation } from '@baton/core';
+import { JwtError, actorsOf, errors, pairwiseSubject, predatesRevocation } from '@baton/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { issuerOf, type ServerContext } from '../context.ts';
 import { formBody } from '../http/form.ts';
@@ -62,6 +66,8 @@ export function introspectRoutes(app: FastifyInstance, ctx: ServerContext): void
         iss: issuerOf(ctx, tenantId),
         iat: record.createdAt,
         exp: record.expiresAt,
+        // A refresh token from an exchange renews a token with this chain.
+        ...(payload.act !== undefined ? { act: payload.act, actors: actorsOf(payload.act) ?? [] } : {}),
       });
     }
 
@@ -78,9 +84,11 @@ export function introspectRoutes(app: FastifyInstance, ctx: ServerContext): void
     if (typeof claims.scp === 'string') body.scope = claims.scp;
     body.client_id = claims.client_id ?? claims.azp;
     if (typeof claims.preferred_username === 'string') body.username = claims.preferred_username;
-    for (const name of ['exp', 'iat', 'nbf', 'sub', 'aud', 'iss', 'jti', 'oid', 'tid', 'azp', 'roles', 'idtyp', 'amr', 'acr', 'auth_time', 'sid', 'act'] as const) {
+    for (const name of ['exp', 'iat', 'nbf', 'sub', 'aud', 'iss', 'jti', 'oid', 'tid', 'azp', 'roles', 'idtyp', 'amr', 'acr', 'auth_time', 'sid', 'act', 'may_act'] as const) {
       if (claims[name] !== undefined) body[name] = claims[name];
     }
+    // The full chain as a list, outermost (most recent) actor first, each with sub, client_id and iss.
+    if (claims.act !== undefined) body.actors = actorsOf(claims.act) ?? [];
     return reply.send(body);
   });
 }
