@@ -128,6 +128,15 @@ describe('may_act: the API a token is addressed to says which middle tiers may e
     assert.equal(reports.status, 200, JSON.stringify(reports.body));
     // Reports API is no longer named: the registration and the token's own may_act both say so.
     expectRefusal(await obo(server, 'reports-api', alice, 'api://docs/Docs.Read'), 'invalid_grant', 9100004, /allows 'tasks-api' to exchange the tokens addressed to it: 'reports-api' may not act/);
+
+    // null removes the rules: no may_act on the next token; the maxDepth is gone too. Put them back for the tests below.
+    const removed = await admin(server, 'PATCH', '/applications/tasks-api', { token, body: { delegation: null }, headers: { 'if-match': changed.headers.get('etag')! } });
+    assert.equal(removed.status, 200, JSON.stringify(removed.body));
+    assert.equal(removed.body.delegation, undefined);
+    assert.equal(decodeJwt(await userToken(server)).payload.may_act, undefined);
+    const restored = await admin(server, 'PATCH', '/applications/tasks-api', { token, body: { delegation: changed.body.delegation }, headers: { 'if-match': removed.headers.get('etag')! } });
+    assert.deepEqual(restored.body.delegation, changed.body.delegation);
+    assertProblem(await admin(server, 'PATCH', '/applications/tasks-api', { token, body: { delegation: {} }, headers: { 'if-match': restored.headers.get('etag')! } }), 400, 'invalid-body');
   });
 });
 

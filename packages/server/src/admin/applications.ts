@@ -148,8 +148,12 @@ const ApplicationUpdate = ApplicationConfig.pick({
   appRoles: true,
   identifierUri: true,
   dpop: true,
-  delegation: true,
-}).partial();
+})
+  .extend({
+    /** An API's own delegation rules, replaced whole; `null` removes them (the tenant's limit, only the API exchanges its tokens). */
+    delegation: ApplicationConfig.shape.delegation.unwrap().nullable(),
+  })
+  .partial();
 
 const SecretCreate = z.strictObject({
   /** Days until the secret stops working (Entra: 6, 12, 24 months…); none = no expiry. */
@@ -287,7 +291,7 @@ export function applicationRoutes(app: FastifyInstance): void {
           ...dpopConfigOf(input.dpop, current),
           // Named: replaced whole (maxDepth and mayAct); not named: kept, so an update never drops the
           // API's own delegation limit or who may act for its users.
-          ...(named.has('delegation') ? (input.delegation !== undefined ? { delegation: input.delegation } : {}) : delegationOf(current) !== undefined ? { delegation: delegationOf(current)! } : {}),
+          ...(named.has('delegation') ? (input.delegation != null ? { delegation: input.delegation } : {}) : delegationOf(current) !== undefined ? { delegation: delegationOf(current)! } : {}),
         },
         (ref) => (ref === (input.identifierUri ?? current.identifierUri) ? current.clientId : (req.directory.api(ref)?.clientId ?? ref)),
         current,
