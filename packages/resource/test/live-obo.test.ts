@@ -161,6 +161,19 @@ describe("Baton's errors → typed errors", () => {
     assert.deepEqual((await docsGuard.verify(t.accessToken)).scopes, ['Docs.Write']);
   });
 
+  test('a claims challenge passed on (onBehalfOf { claims }) is applied by Baton: InteractionRequiredError for a step-up the sign-in lacks', async () => {
+    baton.reset();
+    const acrs = '{"access_token":{"acrs":{"essential":true,"value":"c1"}}}';
+    const error = await client().onBehalfOf(await freshAlice(), DOCS_READ, { claims: acrs }).catch((e: unknown) => e);
+    assert.ok(error instanceof InteractionRequiredError, String(error));
+    assert.deepEqual(error.errorCodes, [50076]);
+    assert.equal(error.claims, acrs);
+    assert.equal(baton.exchanges((e) => e.rule === 'claims-challenge' && e.decision === 'refuse').length, 1);
+    // After an MFA sign-in the challenge is met.
+    const t = await client().onBehalfOf(await freshAlice({ amr: ['pwd', 'mfa'] }), DOCS_READ, { claims: acrs });
+    assert.deepEqual((await docsGuard.verify(t.accessToken)).scopes, ['Docs.Read']);
+  });
+
   test('an assertion addressed to another API → InvalidGrantError (AADSTS50013), not a consent error', async () => {
     const docsToken = await baton.userToken({ api: 'api://docs', scopes: ['Docs.Read'] });
     const error = await client().acquire({ assertion: docsToken, scopes: ['api://audit/Audit.Write'] }).catch((e: unknown) => e);
