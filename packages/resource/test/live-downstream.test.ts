@@ -9,7 +9,8 @@
  * - `interaction_required` from the token service (Docs.Write, MFA policy) becomes a 401
  *   `insufficient_claims` challenge with Baton's claims, to the original caller;
  * - a 401 `insufficient_claims` challenge from the Downstream API is tried once more against the
- *   token service (OBO with the claims), then handed to the original caller as the same challenge.
+ *   token service (OBO with the claims, which Baton applies to the sign-in), then handed to the
+ *   original caller as the same challenge.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -183,7 +184,9 @@ for (const adapter of ['express', 'fastify', 'hono', 'node'] as const) {
       assert.equal(again.status, 201);
     });
 
-    test(`${adapter}: a claims challenge from the Downstream API → retried once at Baton, then the same 401 to the caller`, async () => {
+    test(`${adapter}: a claims challenge from the Downstream API → retried once at Baton, which applies it, then the same 401 to the caller`, async () => {
+      // Password only: Baton applies the challenge passed on (rule claims-challenge) and refuses the
+      // retry, so the Downstream API is called once and the caller gets the challenge to step up with.
       const token = await baton.userToken();
       baton.reset();
       seenTraceparents.length = 0;
@@ -192,6 +195,17 @@ for (const adapter of ['express', 'fastify', 'hono', 'node'] as const) {
       const header = res.headers.get('www-authenticate');
       assert.match(header ?? '', /error="insufficient_claims"/);
       assert.deepEqual(challengeClaims(header), SENSITIVE_CLAIMS);
+      assert.equal(seenTraceparents.length, 1, 'the Downstream API was called once: Baton refused the token asked for with the claims');
+      assert.deepEqual(baton.exchanges().map((e) => [e.decision, e.rule]), [['allow', 'issue'], ['refuse', 'claims-challenge']]);
+
+      // After an MFA sign-in Baton meets the challenge and issues a fresh token (forceRefresh with the
+      // claims); this Downstream API still wants an acrs claim no Baton token carries: the same 401.
+      const stepped = await baton.userToken({ amr: ['pwd', 'mfa'] });
+      baton.reset();
+      seenTraceparents.length = 0;
+      const again = await call('/sensitive', stepped);
+      assert.equal(again.status, 401);
+      assert.deepEqual(challengeClaims(again.headers.get('www-authenticate')), SENSITIVE_CLAIMS);
       assert.equal(seenTraceparents.length, 2, 'the Downstream API was called twice: once, then with a token asked for with the claims');
       assert.equal(baton.exchanges((e) => e.decision === 'allow').length, 2, 'the first token, then a fresh one (forceRefresh with the claims)');
     });
