@@ -28,6 +28,7 @@ import { resolveTokenEndpointLimits } from './limits.ts';
 import { resolveTransportLimits } from './http/transport.ts';
 import { activeTraceIds, traceStore } from './observe/tracing.ts';
 import { auditLogOf } from './audit.ts';
+import { transmitterOf } from './signals/transmitter.ts';
 import { ServerMetrics, instrumentStore, listenForMetrics, type MetricsListener, type MetricsOptions } from './observe/metrics.ts';
 
 export interface ServeOptions {
@@ -209,6 +210,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
         closed = true;
         clearInterval(sweeper);
         stopCountingExchanges?.();
+        // First: long polls answer, queued events reach the store, the push worker stops.
+        await transmitterOf(ctx).close();
         await Promise.all([app.close(), metricsListener?.close()]);
         directories.close();
         keyring.close();
@@ -216,6 +219,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       },
     };
     if (options.listen === false) return running;
+    // Security events (issue 17): admin changes become SETs; this instance also pushes them.
+    transmitterOf(ctx).start({ push: true });
 
     const host = options.host ?? '127.0.0.1';
     await app.listen({ host, port: options.port ?? 0 });

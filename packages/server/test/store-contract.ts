@@ -11,7 +11,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Application, AppRoleAssignment, ConsentGrant, Policy, SigningKeyRecord, Tenant, User } from '@baton/core';
-import type { EphemeralRecord, Invalidation, Store } from '../src/store/types.ts';
+import type { EphemeralRecord, Invalidation, QueuedSet, SignalStream, Store } from '../src/store/types.ts';
 
 const uid = (): string => randomUUID().slice(0, 8);
 
@@ -885,6 +885,105 @@ export function storeContract(name: string, open: () => Promise<Store>, openSeco
       assert.equal(await store.useOnce(ns, LONG, 10, 1), true);
       assert.equal(await store.useOnce(ns, LONG, 10, 1), false);
       assert.equal(await store.useOnce(ns, `${LONG}x`, 10, 1), true);
+    });
+
+    // — security event streams (SSF) —
+
+    function stream(tenantId: string, extra: Partial<SignalStream> = {}): SignalStream {
+      return {
+        tenantId,
+        streamId: randomUUID(),
+        clientId: 'receiver',
+        audience: 'receiver',
+        eventsRequested: ['https://schemas.openid.net/secevent/caep/event-type/session-revoked'],
+        delivery: { method: 'poll', endpointUrl: 'https://baton.test/poll' },
+        status: 'enabled',
+        subjectFormat: 'iss_sub',
+        removedSubjects: [],
+        createdAt: 100,
+        updatedAt: 100,
+        ...extra,
+      };
+    }
+
+    function queued(s: SignalStream, jti: string, extra: Partial<QueuedSet> = {}): QueuedSet {
+      return { tenantId: s.tenantId, streamId: s.streamId, jti, set: `h.${jti}.s`, createdAt: 100, expiresAt: 10_000, attempts: 0, ...extra };
+    }
+
+    it('streams: put/get/list/delete round-trip; optional fields come back absent; hostile values survive', async () => {
+      const tenantId = await newTenant();
+      const full = stream(tenantId, { description: HOSTILE[0], reason: HOSTILE[2], removedSubjects: [HOSTILE[1]!], delivery: { method: 'push', endpointUrl: 'https://r.test/events', authorizationHeader: 'Bearer x' } });
+      const minimal = stream(tenantId);
+      await store.putStream(full);
+      await store.putStream(minimal);
+      assert.deepEqual(await pair[1].getStream(tenantId, full.streamId), full);
+      assert.deepEqual(await store.getStream(tenantId, minimal.streamId), minimal);
+      assert.deepEqual(Object.keys((await store.getStream(tenantId, minimal.streamId))!).includes('description'), false);
+      assert.deepEqual((await store.listStreams(tenantId)).map((s) => s.streamId).sort(), [full.streamId, minimal.streamId].sort());
+      const paused = { ...full, status: 'paused' as const, updatedAt: 200 };
+      await store.putStream(paused);
+      assert.deepEqual(await store.getStream(tenantId, full.streamId), paused);
+      assert.equal(await store.getStream(tenantId, LONG), undefined);
+      assert.equal(await store.deleteStream(tenantId, full.streamId), true);
+      assert.equal(await store.deleteStream(tenantId, full.streamId), false);
+      assert.deepEqual((await store.listStreams(tenantId)).map((s) => s.streamId), [minimal.streamId]);
+    });
+
+    it('queued SETs: polled oldest first a page at a time, acknowledged ones gone, unacknowledged ones returned again', async () => {
+      const tenantId = await newTenant();
+      const s = stream(tenantId);
+      const other = stream(tenantId);
+      await store.putStream(s);
+      await store.putStream(other);
+      const jtis = ['a', 'b', 'c', 'd', 'e'].map((x) => `${x}-${uid()}`);
+      await store.queueSets(jtis.slice(0, 3).map((j) => queued(s, j)));
+      await store.queueSets([...jtis.slice(3).map((j) => queued(s, j)), queued(other, 'other-1')]);
+      // The same (stream, jti) twice and a stream that does not exist: skipped, no error.
+      await store.queueSets([queued(s, jtis[0]!, { set: 'replaced' }), queued(stream(tenantId), 'nowhere')]);
+      const first = await store.pollSets(tenantId, s.streamId, [], 2, 150);
+      assert.deepEqual(first.sets.map((x) => x.jti), jtis.slice(0, 2));
+      assert.equal(first.more, true);
+      assert.equal(first.sets[0]!.set, `h.${jtis[0]}.s`);
+      // Not acknowledged: the next poll answers the same again (nothing lost).
+      assert.deepEqual((await pair[1].pollSets(tenantId, s.streamId, [], 2, 150)).sets.map((x) => x.jti), jtis.slice(0, 2));
+      const second = await pair[1].pollSets(tenantId, s.streamId, jtis.slice(0, 2), 10, 150);
+      assert.deepEqual(second.sets.map((x) => x.jti), jtis.slice(2));
+      assert.equal(second.more, false);
+      // An acknowledgement of another stream's jti, or an unknown one, removes nothing of it.
+      assert.deepEqual((await store.pollSets(tenantId, s.streamId, ['other-1', 'unknown', LONG], 10, 150)).sets.length, 3);
+      assert.deepEqual((await store.pollSets(tenantId, other.streamId, [], 10, 150)).sets.map((x) => x.jti), ['other-1']);
+      assert.deepEqual(await store.pollSets(tenantId, s.streamId, jtis.slice(2), 10, 150), { sets: [], more: false });
+      // Expired SETs are invisible; deleting a stream drops its SETs.
+      await store.queueSets([queued(other, 'old', { expiresAt: 160 })]);
+      assert.deepEqual((await store.pollSets(tenantId, other.streamId, [], 10, 170)).sets.map((x) => x.jti), ['other-1']);
+      assert.equal(await store.deleteStream(tenantId, other.streamId), true);
+      await store.putStream(other);
+      assert.deepEqual(await store.pollSets(tenantId, other.streamId, [], 10, 150), { sets: [], more: false });
+    });
+
+    it('push SETs: a due SET is claimed by one of two concurrent claimers, leased, retried, then settled', async () => {
+      const tenantId = await newTenant();
+      const s = stream(tenantId, { delivery: { method: 'push', endpointUrl: 'https://r.test/events' } });
+      await store.putStream(s);
+      // Far in the future of every other test's clock: no other test's SETs are due then.
+      const t0 = 5_000_000_000;
+      const jtis = Array.from({ length: 6 }, (_, i) => `p${i}-${uid()}`);
+      await store.queueSets(jtis.map((j) => queued(s, j, { nextAttemptAt: t0, expiresAt: t0 + 10_000 })));
+      await store.queueSets([queued(s, `later-${uid()}`, { nextAttemptAt: t0 + 500, expiresAt: t0 + 10_000 }), queued(s, `polled-${uid()}`, { expiresAt: t0 + 10_000 })]);
+      const [a, b] = await Promise.all([pair[0].claimPushSets(t0, t0 + 30, 4), pair[1].claimPushSets(t0, t0 + 30, 4)]);
+      const claimed = [...a, ...b].filter((x) => x.tenantId === tenantId).map((x) => x.jti);
+      assert.deepEqual([...claimed].sort(), [...jtis].sort(), 'each due SET claimed exactly once');
+      // Leased: not due again before the lease ends.
+      assert.deepEqual((await store.claimPushSets(t0 + 10, t0 + 40, 100)).filter((x) => x.tenantId === tenantId), []);
+      await store.settlePushSet(tenantId, s.streamId, jtis[0]!, undefined, 1);
+      await store.settlePushSet(tenantId, s.streamId, jtis[1]!, t0 + 20, 1);
+      const retried = (await store.claimPushSets(t0 + 20, t0 + 50, 100)).filter((x) => x.tenantId === tenantId);
+      assert.deepEqual(retried.map((x) => [x.jti, x.attempts]), [[jtis[1], 1]]);
+      // After the lease, the unsettled ones are due again; the delivered one is gone.
+      const again = (await store.claimPushSets(t0 + 100, t0 + 130, 100)).filter((x) => x.tenantId === tenantId).map((x) => x.jti);
+      assert.deepEqual([...again].sort(), jtis.slice(1).sort());
+      for (const jti of jtis.slice(1)) await store.settlePushSet(tenantId, s.streamId, jti, undefined, 1);
+      assert.equal(await store.deleteStream(tenantId, s.streamId), true);
     });
   });
 }

@@ -15,6 +15,8 @@ import { stableGuid } from '../config/ids.ts';
 export const ADMIN_CLIENT_ID = 'baton-admin';
 export const ADMIN_IDENTIFIER_URI = 'api://baton-admin';
 export const ADMIN_ROLE = 'Baton.Admin';
+/** The role of a security event receiver: it may manage its own SSF streams and poll them (signals/). */
+export const SIGNALS_ROLE = 'Baton.Signals';
 
 /** Whether a client id or identifier URI is the built-in admin API's (reserved in configurations). */
 export function isAdminApiReference(value: string): boolean {
@@ -39,6 +41,12 @@ export function adminApplication(tenantId: string): Application {
         id: stableGuid('role', tenantId, ADMIN_CLIENT_ID, ADMIN_ROLE),
         value: ADMIN_ROLE,
         description: "Administer the tenant through Baton's admin API (users, applications, consents, role assignments, policies)",
+        allowedMemberTypes: ['Application'],
+      },
+      {
+        id: stableGuid('role', tenantId, ADMIN_CLIENT_ID, SIGNALS_ROLE),
+        value: SIGNALS_ROLE,
+        description: 'Receive security events (OpenID Shared Signals: CAEP and RISC) about this tenant: create, manage and poll its own event streams',
         allowedMemberTypes: ['Application'],
       },
     ],

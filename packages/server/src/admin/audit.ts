@@ -39,6 +39,11 @@ export interface AdminChangeEvent {
   before?: unknown;
   /** After the change (absent for a deletion). */
   after?: unknown;
+  /**
+   * The credential the change set or removed, which `before`/`after` cannot show (they never hold
+   * a password or a TOTP seed): what the security event transmitter (signals/) needs to tell.
+   */
+  credential?: 'password' | 'mfa-set' | 'mfa-removed';
   /** The request's id (also in the operator log's request lines). */
   requestId: string;
   ip?: string | undefined;

@@ -39,6 +39,8 @@ export interface ChangeSpec<R> {
   write(next: R | undefined, current: R | undefined): Promise<void>;
   /** The record as the admin API shows it: never a secret, a hash or a seed. */
   present(record: R): unknown;
+  /** The credential this change sets or removes (recorded in the change event; see `AdminChangeEvent.credential`). */
+  credential?: AdminChangeEvent['credential'];
 }
 
 export interface ChangeResult<R> {
@@ -91,6 +93,7 @@ export function commitChange<R>(req: AdminRequest, spec: ChangeSpec<R>): Promise
       target: spec.target,
       ...(current !== undefined ? { before: spec.present(current) } : {}),
       ...(next !== undefined ? { after: spec.present(next) } : {}),
+      ...(spec.credential !== undefined ? { credential: spec.credential } : {}),
       requestId: req.requestId,
       ip: req.ip,
     });

@@ -57,9 +57,11 @@ export class AdminGuards {
 
   /**
    * The admin application behind the request's bearer token, or a problem: 401 (no token, a bad or
-   * foreign one), 403 `insufficient_scope` (a valid token without `Baton.Admin`, or a user's token).
+   * foreign one), 403 `insufficient_scope` (a valid token without `role`, or a user's token).
+   * `role` is one of the built-in API's app roles: `Baton.Admin` for the admin API,
+   * `Baton.Signals` for the security event streams (signals/routes.ts).
    */
-  async authenticate(request: FastifyRequest, directory: TenantDirectory): Promise<AdminActor> {
+  async authenticate(request: FastifyRequest, directory: TenantDirectory, role: string = ADMIN_ROLE): Promise<AdminActor> {
     let principal: Principal;
     const guard = this.#guardFor(directory);
     try {
@@ -68,18 +70,18 @@ export class AdminGuards {
       throw this.#problemOf(error);
     }
     try {
-      guard.authorize(principal, { roles: { any: [ADMIN_ROLE] }, allowAppOnly: true });
-      if (!principal.appOnly) throw new GuardError('insufficient_scope', 'ERR_DELEGATED_REFUSED', 'The admin API is for applications (client credentials); a user token cannot call it.', { status: 403, realm: guard.realm });
+      guard.authorize(principal, { roles: { any: [role] }, allowAppOnly: true });
+      if (!principal.appOnly) throw new GuardError('insufficient_scope', 'ERR_DELEGATED_REFUSED', 'This API is for applications (client credentials); a user token cannot call it.', { status: 403, realm: guard.realm });
     } catch (error) {
-      throw this.#problemOf(error);
+      throw this.#problemOf(error, role);
     }
     return { clientId: principal.clientId ?? principal.subject, servicePrincipalId: principal.userId };
   }
 
-  #problemOf(error: unknown) {
+  #problemOf(error: unknown, role = ADMIN_ROLE) {
     if (!(error instanceof GuardError)) return error;
     if (error.status === 503 || error.wwwAuthenticate === undefined) return problems.unavailable(error);
-    if (error.status === 403) return problems.forbidden(error.description, error.wwwAuthenticate);
+    if (error.status === 403) return problems.forbidden(error.description, error.wwwAuthenticate, role);
     return problems.unauthenticated(error.description, error.wwwAuthenticate, error.error);
   }
 }

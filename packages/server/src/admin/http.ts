@@ -36,11 +36,21 @@ declare module 'fastify' {
   }
 }
 
+/** Where an admin-style scope lives and which app role of the built-in API its callers need. */
+export interface AdminScopeOptions {
+  /** Path prefix of the scope's routes (default `/:tenant/admin/v1`); unknown paths below it are 404. */
+  prefix?: string;
+  /** Default `Baton.Admin`. */
+  role?: string;
+}
+
 /**
  * Adds the admin scope to `app`: its own JSON parser and error handler (the rest of the service
- * takes form bodies only and answers OAuth errors), the token check, and `routes`.
+ * takes form bodies only and answers OAuth errors), the token check, and `routes`. The security
+ * event streams (signals/routes.ts) are such a scope too, with their own prefix and role.
  */
-export function registerAdminScope(app: FastifyInstance, ctx: ServerContext, guards: AdminGuards, routes: (scope: FastifyInstance) => void): void {
+export function registerAdminScope(app: FastifyInstance, ctx: ServerContext, guards: AdminGuards, routes: (scope: FastifyInstance) => void, options: AdminScopeOptions = {}): void {
+  const prefix = options.prefix ?? ADMIN_PREFIX;
   app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: ADMIN_BODY_LIMIT }, (_request, body, done) => {
@@ -60,7 +70,7 @@ export function registerAdminScope(app: FastifyInstance, ctx: ServerContext, gua
       const tenantId = (request.params as { tenant?: string }).tenant ?? '';
       const directory = isTenantId(tenantId) ? await ctx.directories.get(tenantId) : undefined;
       if (directory === undefined) throw problems.notFound(`Tenant '${tenantId.slice(0, 64)}'`);
-      const actor = await guards.authenticate(request, directory);
+      const actor = await guards.authenticate(request, directory, options.role);
       const ifMatch = request.headers['if-match'];
       request.admin = { ctx, directory, tenantId, actor, requestId: request.id, ip: request.ip, ifMatch: typeof ifMatch === 'string' ? ifMatch : undefined };
     });
@@ -68,7 +78,7 @@ export function registerAdminScope(app: FastifyInstance, ctx: ServerContext, gua
       reply.header('cache-control', 'no-store');
     });
     routes(scope);
-    scope.all(`${ADMIN_PREFIX}/*`, async (request) => {
+    scope.all(`${prefix}/*`, async (request) => {
       throw problems.notFound(`${request.method} ${request.url.split('?')[0]!.slice(0, 200)}`);
     });
   });

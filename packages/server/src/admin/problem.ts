@@ -54,8 +54,8 @@ export const problems = {
   malformedJson: () => new ProblemError(400, 'malformed-json', 'The request body is not valid JSON', 'The body could not be parsed as JSON (RFC 8259).', { error: 'invalid_request' }),
   unauthenticated: (detail: string, wwwAuthenticate: string, error?: string) =>
     new ProblemError(401, 'unauthenticated', 'An admin access token is required', detail, { headers: { 'www-authenticate': wwwAuthenticate }, ...(error ? { error } : {}) }),
-  forbidden: (detail: string, wwwAuthenticate: string) =>
-    new ProblemError(403, 'insufficient-role', 'The token does not carry the Baton.Admin role', detail, { error: 'insufficient_scope', headers: { 'www-authenticate': wwwAuthenticate } }),
+  forbidden: (detail: string, wwwAuthenticate: string, role = 'Baton.Admin') =>
+    new ProblemError(403, 'insufficient-role', `The token does not carry the ${role} role`, detail, { error: 'insufficient_scope', headers: { 'www-authenticate': wwwAuthenticate } }),
   notFound: (what: string) => new ProblemError(404, 'not-found', 'Not found', `${what} does not exist.`),
   methodNotAllowed: (allow: string) => new ProblemError(405, 'method-not-allowed', 'Method not allowed', `This resource answers ${allow}.`, { headers: { allow } }),
   conflict: (detail: string) => new ProblemError(409, 'conflict', 'Conflict', detail),

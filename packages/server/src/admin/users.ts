@@ -12,6 +12,7 @@ import { UserConfig } from '../config/schema.ts';
 import { stableGuid } from '../config/ids.ts';
 import { hashPassword } from '../crypto/passwords.ts';
 import { commitChange } from './changes.ts';
+import type { AdminChangeEvent } from './audit.ts';
 import { ADMIN_PREFIX, adminOf, parseWith, readPage, sendPage, sendRecord, type AdminRequest } from './http.ts';
 import { problems } from './problem.ts';
 
@@ -58,7 +59,13 @@ function encryptTotp(req: AdminRequest, oid: string, secret: string): string {
 }
 
 /** A POST action: one change of one user, If-Match honoured when sent. */
-function userAction(app: FastifyInstance, verb: string, body: z.ZodType, change: (user: User, body: any, req: AdminRequest) => User) {
+function userAction(
+  app: FastifyInstance,
+  verb: string,
+  body: z.ZodType,
+  change: (user: User, body: any, req: AdminRequest) => User,
+  credential?: (body: any) => AdminChangeEvent['credential'],
+) {
   app.post(`${ADMIN_PREFIX}/users/:user/${verb}`, async (request, reply) => {
     const req = adminOf(request);
     const input = request.body === undefined ? {} : parseWith(body, request.body);
@@ -74,6 +81,7 @@ function userAction(app: FastifyInstance, verb: string, body: z.ZodType, change:
       next: (current) => change(current!, input, req),
       write: (next) => req.ctx.store.putUser(next!),
       present: presentUser,
+      ...(credential !== undefined ? { credential: credential(input) } : {}),
     });
     return sendRecord(reply, result.record, presentUser(result.record!));
   });
@@ -149,16 +157,23 @@ export function userRoutes(app: FastifyInstance): void {
       }),
       write: (next) => req.ctx.store.putUser(next!),
       present: presentUser,
+      ...(passwordHash !== undefined ? { credential: 'password' as const } : {}),
     });
     return sendRecord(reply, result.record, presentUser(result.record!));
   });
 
   userAction(app, 'disable', NoBody, (user) => ({ ...user, enabled: false }));
   userAction(app, 'enable', NoBody, (user) => ({ ...user, enabled: true }));
-  userAction(app, 'reset-mfa', ResetMfa, (user, body: z.infer<typeof ResetMfa>, req) => ({
-    ...user,
-    totpSecret: body.totpSecret === undefined ? undefined : encryptTotp(req, user.oid, body.totpSecret),
-  }));
+  userAction(
+    app,
+    'reset-mfa',
+    ResetMfa,
+    (user, body: z.infer<typeof ResetMfa>, req) => ({
+      ...user,
+      totpSecret: body.totpSecret === undefined ? undefined : encryptTotp(req, user.oid, body.totpSecret),
+    }),
+    (body: z.infer<typeof ResetMfa>) => (body.totpSecret === undefined ? 'mfa-removed' : 'mfa-set'),
+  );
   // Everything issued up to and including this second is void: `predatesRevocation` refuses an
   // instant strictly before `revokedBefore`, so the revocation takes the next second as its edge.
   userAction(app, 'revoke-sessions', NoBody, (user, _body, req) => ({ ...user, revokedBefore: Math.max(user.revokedBefore ?? 0, req.ctx.now() + 1) }));

@@ -16,6 +16,7 @@ import { revokeRoutes } from './revoke.ts';
 import { introspectRoutes } from './introspect.ts';
 import { readinessRoute } from './readiness.ts';
 import { adminRoutes } from '../admin/routes.ts';
+import { signalRoutes } from '../signals/routes.ts';
 
 /** `/healthz`: the process answers (a load balancer's liveness probe). */
 const healthRoutes: RoutePlugin = (app) => {
@@ -39,4 +40,6 @@ export const BUILT_IN_ROUTES: readonly RoutePlugin[] = Object.freeze([
   introspectRoutes,
   // The admin API (issue 13): JSON, problem+json, Baton.Admin tokens.
   adminRoutes,
+  // Security events (issue 17): SSF metadata, stream management, RFC 8936 polling.
+  signalRoutes,
 ]);

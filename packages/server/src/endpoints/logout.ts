@@ -17,6 +17,8 @@ import type { ServerContext } from '../context.ts';
 import { formBody, parseForm, type FormParams } from '../http/form.ts';
 import { resolveTenant } from '../tenants.ts';
 import { endSession, sessionFromCookie } from '../session.ts';
+import { sessionRevoked } from '../signals/events.ts';
+import { transmitterOf } from '../signals/transmitter.ts';
 import { verifyOwnToken } from '../tokens/verify.ts';
 import { formTargets, htmlRoute, sendToClient, setBrand } from '../http/browser.ts';
 import { sendPage } from '../pages/layout.ts';
@@ -90,6 +92,8 @@ export function logoutRoutes(app: FastifyInstance, ctx: ServerContext): void {
     }
     await endSession(ctx, reply, tenantId, session.sid);
     ctx.log.info({ tenant: tenantId, sid: session.sid, client_id: clientId }, 'signed out');
+    // Every token of this sign-in, along the whole chain, carries its `sid`: receivers drop them.
+    void transmitterOf(ctx).emit(tenantId, [sessionRevoked({ oid: session.oid, sid: session.sid }, ctx.now() + 1, 'user', 'The user signed out.')]);
     return done();
   });
   app.get('/:tenant/oauth2/v2.0/logout', handler);

@@ -218,6 +218,62 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX ephemeral_expires ON ephemeral (expires_at);
     `,
   },
+  {
+    version: 2,
+    name: 'security event streams',
+    // SSF streams and the SETs queued in each until acknowledged (poll) or delivered (push).
+    // Polls read a stream's SETs in queue order (SQLite: rowid; PostgreSQL: seq); the push worker
+    // finds due SETs by next_attempt_at (NULL for a polled stream).
+    sqlite: `
+      CREATE TABLE ssf_streams (
+        tenant_id TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+        stream_id TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, stream_id)
+      );
+
+      CREATE TABLE ssf_sets (
+        tenant_id TEXT NOT NULL,
+        stream_id TEXT NOT NULL,
+        jti TEXT NOT NULL,
+        set_jwt TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        next_attempt_at REAL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (tenant_id, stream_id, jti),
+        FOREIGN KEY (tenant_id, stream_id) REFERENCES ssf_streams (tenant_id, stream_id) ON DELETE CASCADE
+      );
+      CREATE INDEX ssf_sets_due ON ssf_sets (next_attempt_at) WHERE next_attempt_at IS NOT NULL;
+      CREATE INDEX ssf_sets_expires ON ssf_sets (expires_at);
+    `,
+    postgres: `
+      CREATE TABLE ssf_streams (
+        tenant_id TEXT COLLATE "C" NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+        stream_id TEXT COLLATE "C" NOT NULL,
+        client_id TEXT COLLATE "C" NOT NULL,
+        data JSON NOT NULL,
+        PRIMARY KEY (tenant_id, stream_id)
+      );
+
+      CREATE TABLE ssf_sets (
+        seq BIGSERIAL PRIMARY KEY,
+        tenant_id TEXT COLLATE "C" NOT NULL,
+        stream_id TEXT COLLATE "C" NOT NULL,
+        jti TEXT COLLATE "C" NOT NULL,
+        set_jwt TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        next_attempt_at DOUBLE PRECISION,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (tenant_id, stream_id, jti),
+        FOREIGN KEY (tenant_id, stream_id) REFERENCES ssf_streams (tenant_id, stream_id) ON DELETE CASCADE
+      );
+      CREATE INDEX ssf_sets_due ON ssf_sets (next_attempt_at) WHERE next_attempt_at IS NOT NULL;
+      CREATE INDEX ssf_sets_expires ON ssf_sets (expires_at);
+    `,
+  },
 ];
 
 interface AppliedMigration {

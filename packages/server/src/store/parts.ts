@@ -1,14 +1,15 @@
 /**
- * A store engine is four resource modules — the directory (tenants, users, applications), access
- * (consents, app role assignments, conditional-access policies), signing keys, and one-time
- * values (client-assertion `jti`s, codes, refresh tokens, sessions) — behind the one `Store`
+ * A store engine is five resource modules — the directory (tenants, users, applications), access
+ * (consents, app role assignments, conditional-access policies), signing keys, one-time values
+ * (client-assertion `jti`s, codes, refresh tokens, sessions) and signals (security event streams,
+ * queued SETs) — behind the one `Store`
  * interface. `PartitionedStore` is that interface written once: each method hands the call to the
  * module that owns the resource, so an engine only says how it connects, migrates, closes and
  * hears other instances' changes. The methods are `async` so that anything thrown, even while the
  * parts are first built, reaches the caller as a rejection, as the interface promises.
  */
 import type { Application, AppRoleAssignment, ConsentGrant, Policy, SigningKeyRecord, Tenant, User } from '@baton/core';
-import type { ConsentQuery, ConsumeResult, EphemeralKind, EphemeralRecord, Invalidation, Store } from './types.ts';
+import type { ConsentQuery, ConsumeResult, EphemeralKind, EphemeralRecord, Invalidation, QueuedSet, SignalStream, Store } from './types.ts';
 
 /** Registrations: tenants, users, applications. */
 export type DirectoryPart = Pick<
@@ -31,11 +32,18 @@ export type OneTimePart = Pick<
   'useOnce' | 'putEphemeral' | 'getEphemeral' | 'consumeEphemeral' | 'deleteEphemeral' | 'revokeFamily' | 'sweep'
 >;
 
+/** Security event streams (SSF) and the SETs queued in them. */
+export type SignalsPart = Pick<Store, 'putStream' | 'getStream' | 'listStreams' | 'deleteStream' | 'queueSets' | 'pollSets' | 'claimPushSets' | 'settlePushSet'> & {
+  /** Removes expired queued SETs (part of `Store.sweep`). */
+  sweepSets(now: number): Promise<number>;
+};
+
 export interface StoreParts {
   directory: DirectoryPart;
   access: AccessPart;
   signingKeys: SigningKeyPart;
   oneTime: OneTimePart;
+  signals: SignalsPart;
 }
 
 export abstract class PartitionedStore implements Store {
@@ -167,6 +175,40 @@ export abstract class PartitionedStore implements Store {
   }
 
   async sweep(now: number): Promise<number> {
-    return this.parts.oneTime.sweep(now);
+    return (await this.parts.oneTime.sweep(now)) + (await this.parts.signals.sweepSets(now));
+  }
+
+  // — security event streams —
+
+  async putStream(stream: SignalStream): Promise<void> {
+    return this.parts.signals.putStream(stream);
+  }
+
+  async getStream(tenantId: string, streamId: string): Promise<SignalStream | undefined> {
+    return this.parts.signals.getStream(tenantId, streamId);
+  }
+
+  async listStreams(tenantId: string): Promise<SignalStream[]> {
+    return this.parts.signals.listStreams(tenantId);
+  }
+
+  async deleteStream(tenantId: string, streamId: string): Promise<boolean> {
+    return this.parts.signals.deleteStream(tenantId, streamId);
+  }
+
+  async queueSets(sets: readonly QueuedSet[]): Promise<void> {
+    return this.parts.signals.queueSets(sets);
+  }
+
+  async pollSets(tenantId: string, streamId: string, ack: readonly string[], max: number, now: number): Promise<{ sets: QueuedSet[]; more: boolean }> {
+    return this.parts.signals.pollSets(tenantId, streamId, ack, max, now);
+  }
+
+  async claimPushSets(now: number, leaseUntil: number, limit: number): Promise<QueuedSet[]> {
+    return this.parts.signals.claimPushSets(now, leaseUntil, limit);
+  }
+
+  async settlePushSet(tenantId: string, streamId: string, jti: string, retryAt: number | undefined, attempts: number): Promise<void> {
+    return this.parts.signals.settlePushSet(tenantId, streamId, jti, retryAt, attempts);
   }
 }

@@ -22,6 +22,7 @@ import { PostgresDirectory } from './postgres/directory.ts';
 import { InvalidationListener } from './postgres/notifications.ts';
 import { PostgresOneTime } from './postgres/one-time.ts';
 import { PostgresSigningKeys } from './postgres/signing-keys.ts';
+import { PostgresSignals } from './postgres/signals.ts';
 import type { Invalidation } from './types.ts';
 
 export { consentListSql } from './postgres/access.ts';
@@ -82,6 +83,7 @@ export class PostgresStore extends PartitionedStore {
       access: new PostgresAccess(this.#db),
       signingKeys: new PostgresSigningKeys(this.#db, schema),
       oneTime: new PostgresOneTime(this.#db),
+      signals: new PostgresSignals(this.#db),
     };
   }
 

@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { AppRoleAssignment, ConsentGrant, SigningKeyRecord } from '@baton/core';
-import type { ConsentQuery, ConsumeResult, EphemeralKind, EphemeralRecord } from './types.ts';
+import type { ConsentQuery, ConsumeResult, EphemeralKind, EphemeralRecord, QueuedSet, SignalStream } from './types.ts';
 
 /** Turns a JSON column, as the engine returns it, into its value. */
 export type DecodeJson<J> = (stored: J) => unknown;
@@ -190,4 +190,52 @@ export function consentFilter(query: ConsentQuery): { mask: number; params: stri
     params.push(query.principal);
   }
   return { mask, params };
+}
+
+// — security event streams —
+
+export interface StreamRow<J> {
+  tenant_id: string;
+  stream_id: string;
+  client_id: string;
+  data: J;
+}
+
+export interface SetRow {
+  tenant_id: string;
+  stream_id: string;
+  jti: string;
+  set_jwt: string;
+  created_at: number;
+  expires_at: number;
+  next_attempt_at: number | null;
+  attempts: number;
+}
+
+/** The stream's columns beside its JSON body (which holds everything but the keys). */
+export function streamParams(stream: SignalStream): [string, string, string, string] {
+  const { tenantId, streamId, clientId, ...data } = stream;
+  return [tenantId, streamId, clientId, json(data)];
+}
+
+export function streamFromRow<J>(row: StreamRow<J>, decode: DecodeJson<J>): SignalStream {
+  const data = decode(row.data) as Omit<SignalStream, 'tenantId' | 'streamId' | 'clientId'>;
+  return { ...data, tenantId: row.tenant_id, streamId: row.stream_id, clientId: row.client_id };
+}
+
+export function setParams(set: QueuedSet): [string, string, string, string, number, number, number | null, number] {
+  return [set.tenantId, set.streamId, set.jti, set.set, set.createdAt, set.expiresAt, set.nextAttemptAt ?? null, set.attempts];
+}
+
+export function setFromRow(row: SetRow): QueuedSet {
+  return {
+    tenantId: row.tenant_id,
+    streamId: row.stream_id,
+    jti: row.jti,
+    set: row.set_jwt,
+    createdAt: Number(row.created_at),
+    expiresAt: Number(row.expires_at),
+    ...(row.next_attempt_at !== null ? { nextAttemptAt: Number(row.next_attempt_at) } : {}),
+    attempts: Number(row.attempts),
+  };
 }

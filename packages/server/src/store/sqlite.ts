@@ -19,6 +19,7 @@ import { isMemory, openDatabase, SqliteConnection } from './sqlite/connection.ts
 import { SqliteDirectory } from './sqlite/directory.ts';
 import { SqliteOneTime } from './sqlite/one-time.ts';
 import { SqliteSigningKeys } from './sqlite/signing-keys.ts';
+import { SqliteSignals } from './sqlite/signals.ts';
 import type { Invalidation } from './types.ts';
 
 export { consentListSql } from './sqlite/access.ts';
@@ -98,6 +99,7 @@ export class SqliteStore extends PartitionedStore {
         access: new SqliteAccess(connection),
         signingKeys: new SqliteSigningKeys(connection),
         oneTime: new SqliteOneTime(connection),
+        signals: new SqliteSignals(connection),
       },
       poller: new ChangePoller(this.#db, this.#listeners, this.#pollIntervalMs, () => this.#closed),
     };

@@ -65,6 +65,52 @@ export interface ConsentQuery {
   principal?: string;
 }
 
+/** How a stream's SETs reach its receiver: pushed to its endpoint (RFC 8935) or polled by it (RFC 8936). */
+export type DeliveryMethod = 'push' | 'poll';
+
+/**
+ * A Shared Signals (SSF 1.0) event stream: one receiver application's subscription to the security
+ * events of one tenant. Not cached: read from the store when an event is due and at each request.
+ */
+export interface SignalStream {
+  tenantId: string;
+  /** Unique within the tenant; the receiver names it in every management call. */
+  streamId: string;
+  /** The receiver application that created it: the only caller that may read, change or poll it. */
+  clientId: string;
+  /** The SETs' `aud`. */
+  audience: string;
+  /** Event type URIs the receiver asked for (already narrowed to those supported). */
+  eventsRequested: string[];
+  delivery: { method: DeliveryMethod; endpointUrl?: string | undefined; authorizationHeader?: string | undefined };
+  description?: string | undefined;
+  status: 'enabled' | 'paused' | 'disabled';
+  reason?: string | undefined;
+  /** How a user is named in `sub_id` (`iss_sub` with the pairwise `sub` this receiver sees in its tokens, `email`, `opaque` object id). */
+  subjectFormat: 'iss_sub' | 'email' | 'opaque';
+  /** Subjects removed by the receiver (canonical JSON of each subject identifier): no event about them. */
+  removedSubjects: string[];
+  /** Epoch seconds. */
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** A signed Security Event Token waiting in a stream until it is acknowledged (poll) or delivered (push). */
+export interface QueuedSet {
+  tenantId: string;
+  streamId: string;
+  jti: string;
+  /** The SET, a compact JWS. */
+  set: string;
+  createdAt: number;
+  /** Dropped (never delivered) after this instant. */
+  expiresAt: number;
+  /** Push: when the next delivery attempt is due. Absent for a polled stream. */
+  nextAttemptAt?: number | undefined;
+  /** Push attempts made so far. */
+  attempts: number;
+}
+
 /** What changed, for in-memory caches (the directory) to drop their copy. */
 export interface Invalidation {
   tenantId: string;
@@ -161,6 +207,29 @@ export interface Store {
   deleteEphemeral(kind: EphemeralKind, id: string): Promise<void>;
   /** Revokes every value of a family (all kinds). Returns how many were revoked. */
   revokeFamily(tenantId: string, familyId: string, now: number): Promise<number>;
+
+  // — security event streams (SSF) and their queued SETs —
+  /** Creates or replaces the stream (tenant, streamId). */
+  putStream(stream: SignalStream): Promise<void>;
+  getStream(tenantId: string, streamId: string): Promise<SignalStream | undefined>;
+  listStreams(tenantId: string): Promise<SignalStream[]>;
+  /** Deletes the stream and every SET still queued in it; says whether there was one. */
+  deleteStream(tenantId: string, streamId: string): Promise<boolean>;
+  /** Queues SETs; one whose stream no longer exists, or whose (stream, jti) is queued already, is skipped. */
+  queueSets(sets: readonly QueuedSet[]): Promise<void>;
+  /**
+   * RFC 8936 in one call: removes the acknowledged `ack` jtis of the stream, then returns up to
+   * `max` unexpired queued SETs, oldest first, and whether more are waiting. An unacknowledged SET
+   * is returned again by the next poll (never lost; the receiver de-duplicates by `jti`).
+   */
+  pollSets(tenantId: string, streamId: string, ack: readonly string[], max: number, now: number): Promise<{ sets: QueuedSet[]; more: boolean }>;
+  /**
+   * Claims up to `limit` push SETs due at `now` (of any tenant) for one delivery attempt: each is
+   * leased until `leaseUntil`, atomically, so two instances never push the same SET at once.
+   */
+  claimPushSets(now: number, leaseUntil: number, limit: number): Promise<QueuedSet[]>;
+  /** After an attempt: `retryAt` undefined removes the SET (delivered, or refused for good); else it is due again then. */
+  settlePushSet(tenantId: string, streamId: string, jti: string, retryAt: number | undefined, attempts: number): Promise<void>;
 
   /** Removes expired ephemeral and one-time values. Returns rows removed. */
   sweep(now: number): Promise<number>;
