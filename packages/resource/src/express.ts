@@ -21,8 +21,9 @@ import type { ErrorRequestHandler, Request, RequestHandler } from 'express';
 import { checkRequirement, type Guard, type Requirement } from './guard.ts';
 import type { Principal } from './principal.ts';
 import { inServingContext, runWithPrincipal } from './context.ts';
-import { authorizationOf, errorResponse, traceOf } from './respond.ts';
+import { authorizationOf, errorResponse, PUSH_TOO_LARGE, readBody, traceOf } from './respond.ts';
 import { dpopRequestOf } from './dpop.ts';
+import type { Signals } from './signals.ts';
 
 export type AuthRequest = Request & { auth: Principal };
 
@@ -65,5 +66,24 @@ export function authErrorHandler(): ErrorRequestHandler {
     res.status(r.status).set(r.headers);
     if (r.body === undefined) res.end();
     else res.send(r.body);
+  };
+}
+
+/**
+ * The RFC 8935 push endpoint of `signals` (mount it with `app.post(path, signalsEndpoint(signals))`,
+ * before or without a body parser for `application/secevent+jwt`: it reads the body itself, or
+ * takes the text a parser left in `req.body`).
+ */
+export function signalsEndpoint(signals: Pick<Signals, 'handlePush'>): RequestHandler {
+  if (!signals || typeof signals.handlePush !== 'function') throw new TypeError('signalsEndpoint: signals from createSignals() are required');
+  return function batonSignalsEndpoint(req, res, next) {
+    const body: Promise<string | undefined> = typeof req.body === 'string' ? Promise.resolve(req.body) : readBody(req);
+    body
+      .then((text) => (text === undefined ? PUSH_TOO_LARGE : signals.handlePush({ contentType: req.headers['content-type'], authorization: req.headers.authorization, body: text })))
+      .then((answer) => {
+        res.status(answer.status).set(answer.headers);
+        if (answer.body === undefined) res.end();
+        else res.send(answer.body);
+      }, next);
   };
 }

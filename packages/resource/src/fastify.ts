@@ -16,8 +16,9 @@ import { DownstreamUnavailableError } from './errors.ts';
 import { inServingContext, runWithPrincipal } from './context.ts';
 import { checkRequirement, type Guard, type Requirement } from './guard.ts';
 import type { Principal } from './principal.ts';
-import { authorizationOf, errorResponse, traceOf } from './respond.ts';
+import { authorizationOf, errorResponse, MAX_PUSH_BYTES, traceOf } from './respond.ts';
 import { dpopRequestOf } from './dpop.ts';
+import type { Signals } from './signals.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -107,3 +108,27 @@ export const batonAuth: FastifyPluginCallback<BatonAuthOptions> = Object.assign(
   [Symbol.for('fastify.display-name')]: 'baton-auth',
   [Symbol.for('plugin-meta')]: { name: 'baton-auth', fastify: '5.x' },
 });
+
+/**
+ * Adds the RFC 8935 push endpoint of `signals` at `path` (POST, `application/secevent+jwt`; every
+ * body read as text by a parser scoped to this plugin).
+ *
+ * @example
+ * await app.register(signalsRoute, { signals, path: '/security-events' });
+ */
+export const signalsRoute: FastifyPluginCallback<{ signals: Pick<Signals, 'handlePush'>; path: string }> = (app, options, done) => {
+  const { signals, path } = options;
+  if (!signals || typeof signals.handlePush !== 'function') return done(new TypeError('signalsRoute: signals from createSignals() are required'));
+  // Every body as text, in this plugin's scope only: the media type is judged by handlePush (RFC 8935 errors).
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string', bodyLimit: MAX_PUSH_BYTES }, (_request, body, next) => next(null, body));
+  app.post(path, async (request, reply) => {
+    const answer = await signals.handlePush({
+      contentType: request.headers['content-type'],
+      authorization: request.headers.authorization,
+      body: typeof request.body === 'string' ? request.body : '',
+    });
+    return reply.code(answer.status).headers(answer.headers).send(answer.body);
+  });
+  done();
+};

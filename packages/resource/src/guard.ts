@@ -46,6 +46,7 @@ import { checkMetrics, type ResourceMetrics } from './metrics.ts';
 import { principalFrom, type Principal } from './principal.ts';
 import { failSpan, inSpan, type Span } from './tracing.ts';
 import { checkRequirement, describe, nonEmptyStrings, satisfies, type AnyAll, type Requirement } from './requirement.ts';
+import type { Signals } from './signals.ts';
 
 export { checkRequirement, type AnyAll, type Requirement } from './requirement.ts';
 
@@ -105,6 +106,12 @@ export interface GuardOptions {
    * Bearer is always refused. `mode: 'required'` refuses bearer tokens (routes may override).
    */
   dpop?: GuardDpopOptions;
+  /**
+   * Continuous access evaluation (signals.ts, `createSignals`): a token issued before its user's or
+   * session's revocation is refused with the Entra CAE claims challenge (`401 insufficient_claims`,
+   * `claims` asking for `nbf` after the revocation), cached verification or not.
+   */
+  signals?: Pick<Signals, 'revokedAt'>;
 }
 
 export interface Guard {
@@ -219,6 +226,7 @@ class TokenGuard {
   readonly #cache: Lru<CacheEntry>;
   readonly #issuer: LoadOnce<Issuer>;
   readonly #dpop: { mode: DpopMode; algorithms: readonly DpopAlg[]; replay: DpopReplayCache; nonces: DpopNonces | undefined; origin: string | undefined };
+  readonly #signals: Pick<Signals, 'revokedAt'> | undefined;
 
   constructor(options: GuardOptions) {
     if (options === null || typeof options !== 'object') throw new TypeError(`${WHERE}: options are required`);
@@ -253,6 +261,8 @@ class TokenGuard {
     this.#cache = new Lru<CacheEntry>(cacheSize);
     this.audiences = Object.freeze(this.#audiences);
     this.#dpop = readDpopOptions(options.dpop, this.#clock);
+    this.#signals = options.signals;
+    if (this.#signals !== undefined && typeof this.#signals?.revokedAt !== 'function') throw new TypeError(`${WHERE}: signals must come from createSignals()`);
   }
 
   /** The application's metrics, when given. */
@@ -285,10 +295,21 @@ class TokenGuard {
     const hit = this.#cache.get(cacheKey, this.#clock());
     // A cached verification stands only while its key is still published (a withdrawn key revokes it).
     const issuer = this.#issuer.value;
-    const principal = hit !== undefined && issuer !== undefined && issuer.jwks.has(hit.kid) ? hit.principal : await this.#verifyUncached(token, cacheKey);
+    const principal = this.#notRevoked(hit !== undefined && issuer !== undefined && issuer.jwks.has(hit.kid) ? hit.principal : await this.#verifyUncached(token, cacheKey));
     // A bearer token on a route that allows it (the common case) costs nothing more.
     if (scheme === 'Bearer' && dpop === 'allowed' && principal.claims.cnf === undefined) return principal;
     return this.#checkDpop(principal, scheme, token, request, dpop);
+  }
+
+  /** The principal, unless a security event revoked its user or session after its token was issued. */
+  #notRevoked(principal: Principal): Principal {
+    const edge = this.#signals?.revokedAt(principal.claims);
+    if (edge === undefined) return principal;
+    const authorizationUri = this.#issuer.value?.authorizationEndpoint;
+    throw claimsChallenge(
+      { access_token: { nbf: { essential: true, value: String(edge) } } },
+      { realm: this.realm, ...(authorizationUri ? { authorizationUri } : {}), description: 'The token was issued before its user or session was revoked: sign in again.' },
+    );
   }
 
   // — DPoP (RFC 9449 §7) —

@@ -11,7 +11,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { inInboundContext, inServingContext, runWithPrincipal } from './context.ts';
 import { checkRequirement, type Guard, type Requirement } from './guard.ts';
 import type { Principal } from './principal.ts';
-import { errorFetchResponse } from './respond.ts';
+import { errorFetchResponse, MAX_PUSH_BYTES, PUSH_TOO_LARGE } from './respond.ts';
+import type { Signals } from './signals.ts';
 
 export type AuthVariables = { auth: Principal };
 export type AuthEnv = { Variables: AuthVariables };
@@ -56,5 +57,16 @@ export function requireAuth(guard: Guard, requirement: Requirement = {}): Middle
         c.res = response;
       }
     }
+  };
+}
+
+/** The RFC 8935 push endpoint of `signals`: `app.post('/security-events', signalsEndpoint(signals))`. */
+export function signalsEndpoint(signals: Pick<Signals, 'handlePush'>): (c: { req: { raw: Request } }) => Promise<Response> {
+  if (!signals || typeof signals.handlePush !== 'function') throw new TypeError('signalsEndpoint: signals from createSignals() are required');
+  return async function batonSignalsEndpoint(c) {
+    const raw = c.req.raw;
+    const text = await raw.text();
+    const answer = Buffer.byteLength(text) > MAX_PUSH_BYTES ? PUSH_TOO_LARGE : await signals.handlePush({ contentType: raw.headers.get('content-type') ?? undefined, authorization: raw.headers.get('authorization') ?? undefined, body: text });
+    return new Response(answer.body ?? null, { status: answer.status, headers: answer.headers });
   };
 }

@@ -46,4 +46,5 @@ export { createDownstream, claimsChallengeOf, type Downstream, type DownstreamAp
 export { fetchWithCa, type FetchLike, type CaOption } from './http.ts';
 export { RemoteJwks, JwksUnavailableError, type RemoteJwksOptions } from './jwks.ts';
 export { errorResponse, errorFetchResponse, writeErrorResponse, type ErrorResponse } from './respond.ts';
+export { createSignals, revocationKeysOf, revocationKeysOfSubject, REVOKING_EVENTS, SetError, type Signals, type SignalsOptions, type ReceivedEvent, type SetErrorCode } from './signals.ts';
 export type { ResourceMetrics, GuardResult, CacheLookup, TokenKind, DownstreamOutcome } from './metrics.ts';

@@ -11,8 +11,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { inServingContext, runWithPrincipal } from './context.ts';
 import { checkRequirement, type Guard, type Requirement } from './guard.ts';
 import type { Principal } from './principal.ts';
-import { authorizationOf, traceOf, writeErrorResponse } from './respond.ts';
+import { authorizationOf, PUSH_TOO_LARGE, readBody, traceOf, writeErrorResponse } from './respond.ts';
 import { dpopRequestOf } from './dpop.ts';
+import type { Signals } from './signals.ts';
 
 /**
  * Verifies the request's bearer token and checks `requirement`. On refusal, writes the response
@@ -51,5 +52,26 @@ export function protect(guard: Guard, requirement: Requirement, handler: Protect
       if (!res.headersSent) res.writeHead(500, { 'content-length': 0 }).end();
       else res.destroy();
     }
+  };
+}
+
+/**
+ * The RFC 8935 push endpoint of `signals`: a request listener for the path the stream's
+ * `delivery.endpoint_url` names (POST, `application/secevent+jwt`; `202`, or `400 {err, description}`).
+ *
+ * @example
+ * http.createServer((req, res) => req.url === '/security-events' ? push(req, res) : api(req, res));
+ * const push = signalsEndpoint(signals);
+ */
+export function signalsEndpoint(signals: Pick<Signals, 'handlePush'>): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  if (!signals || typeof signals.handlePush !== 'function') throw new TypeError('signalsEndpoint: signals from createSignals() are required');
+  return async function batonSignalsEndpoint(req, res) {
+    if (req.method !== 'POST') {
+      res.writeHead(405, { allow: 'POST', 'content-length': 0 }).end();
+      return;
+    }
+    const body = await readBody(req);
+    const answer = body === undefined ? PUSH_TOO_LARGE : await signals.handlePush({ contentType: req.headers['content-type'], authorization: req.headers.authorization, body });
+    res.writeHead(answer.status, { ...answer.headers, 'content-length': answer.body === undefined ? 0 : Buffer.byteLength(answer.body) }).end(answer.body);
   };
 }

@@ -37,6 +37,7 @@ import type { Principal } from './principal.ts';
 import { inSpan } from './tracing.ts';
 import { TokenRequester, type TokenResponse } from './token-request.ts';
 import type { ClientCredential } from './client-auth.ts';
+import { revocationKeysOf, type Signals } from './signals.ts';
 
 export type { ClientCredential } from './client-auth.ts';
 export { consoleLogger, type Logger } from './logger.ts';
@@ -78,6 +79,11 @@ export interface OboClientOptions {
    * them with a proof per call. Tokens are cached per key.
    */
   dpop?: { key: KeyObject | JsonWebKey; alg?: JwsAlg };
+  /**
+   * Continuous access evaluation (signals.ts): when a user or session is revoked, the tokens this
+   * client acquired on behalf of it are dropped from the cache (memory and Redis).
+   */
+  signals?: Pick<Signals, 'onRevocation'>;
 }
 
 export interface OboRequest {
@@ -206,6 +212,10 @@ class TokenClient {
   readonly #inflight = new Map<string, Promise<AcquiredToken>>();
   readonly #metrics: ResourceMetrics | undefined;
   readonly dpop: DpopProver | undefined;
+  /** With signals: the cache keys of the tokens acquired for each user/session revocation key. */
+  readonly #derived: Map<string, Set<string>> | undefined;
+  readonly #maxDerived: number;
+  readonly #stopPurging: (() => void) | undefined;
 
   constructor(options: OboClientOptions) {
     if (options === null || typeof options !== 'object') throw new TypeError(`${WHERE}: options are required`);
@@ -229,6 +239,48 @@ class TokenClient {
     this.#tokenEndpoint = tokenEndpointSource(options, fetchFn, timeout);
     this.dpop = readDpopKey(options.dpop);
     this.#requester = new TokenRequester({ clientId, authentication, fetch: fetchFn, timeout, ...retry, clock: this.#clock, logger: this.#logger, dpop: this.dpop });
+    this.#maxDerived = (options.cacheSize ?? 10_000) * 4;
+    if (options.signals !== undefined) {
+      if (typeof options.signals?.onRevocation !== 'function') throw new TypeError(`${WHERE}: signals must come from createSignals()`);
+      this.#derived = new Map();
+      this.#stopPurging = options.signals.onRevocation((keys) => this.#purge(keys));
+    }
+  }
+
+  /** Remembers that `cacheKey` holds a token derived from `assertion` (its user, session, tenant). */
+  #derivedFrom(assertion: string, cacheKey: string): void {
+    const derived = this.#derived;
+    if (derived === undefined) return;
+    let claims: Record<string, unknown>;
+    try {
+      claims = JSON.parse(Buffer.from(assertion.split('.')[1] ?? '', 'base64url').toString('utf8')) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    if (claims === null || typeof claims !== 'object') return;
+    for (const key of revocationKeysOf(claims)) {
+      let keys = derived.get(key);
+      if (keys === undefined) {
+        // Bounded: the oldest user's index leaves first (its tokens then expire on their own).
+        if (derived.size >= this.#maxDerived) derived.delete(derived.keys().next().value as string);
+        derived.set(key, (keys = new Set()));
+      }
+      keys.add(cacheKey);
+    }
+  }
+
+  /** Drops every cached token derived from a revoked user or session. */
+  #purge(keys: readonly string[]): void {
+    const derived = this.#derived;
+    if (derived === undefined) return;
+    for (const key of keys) {
+      const cacheKeys = derived.get(key);
+      if (cacheKeys === undefined) continue;
+      derived.delete(key);
+      for (const cacheKey of cacheKeys) {
+        this.#cache.delete(cacheKey).catch((error: Error) => this.#logger.warn('obo: could not drop a revoked token from the cache', { err: error.message }));
+      }
+    }
   }
 
   async acquire(request: OboRequest): Promise<AcquiredToken> {
@@ -237,6 +289,7 @@ class TokenClient {
     const { clientId } = this;
     const key = tokenCacheKey({ kind: 'obo', tokenEndpoint: url, clientId, scopes, assertion: request.assertion, claims: request.claims, audience: request.audience, resource: request.resource, jkt: this.dpop?.jkt });
     const grant = this.#form === 'microsoft' ? 'on_behalf_of' : 'token_exchange';
+    this.#derivedFrom(request.assertion, key);
     return this.#cached(key, request.forceRefresh, grant, scopes, () => this.#requester.post(url, this.#exchangeParams(request, scopes), grant));
   }
 
@@ -263,6 +316,7 @@ class TokenClient {
   }
 
   async close(): Promise<void> {
+    this.#stopPurging?.();
     await this.#cache.close?.();
   }
 

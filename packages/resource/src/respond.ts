@@ -51,3 +51,25 @@ export function authorizationOf(req: IncomingMessage): string[] | undefined {
 export function traceOf(req: IncomingMessage): { traceparent: string[] | undefined; tracestate: string[] | undefined } {
   return { traceparent: req.headersDistinct.traceparent, tracestate: req.headersDistinct.tracestate };
 }
+
+/** The largest push (RFC 8935) body read: one SET. */
+export const MAX_PUSH_BYTES = 64 * 1024;
+
+/** A request body as text, at most `limit` bytes (undefined beyond). */
+export function readBody(req: IncomingMessage, limit = MAX_PUSH_BYTES): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) over = true;
+      else chunks.push(chunk);
+    });
+    req.on('end', () => resolve(over ? undefined : Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+/** The 413 of a push body over the limit, in RFC 8935's error shape. */
+export const PUSH_TOO_LARGE = { status: 413, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' }, body: JSON.stringify({ err: 'invalid_request', description: `At most ${MAX_PUSH_BYTES} bytes.` }) };
