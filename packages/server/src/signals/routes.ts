@@ -294,12 +294,21 @@ function streamRoutes(app: FastifyInstance): void {
     const aborted = new AbortController();
     reply.raw.once('close', () => aborted.abort());
     const until = Date.now() + (input.returnImmediately === true || max === 0 ? 0 : LONG_POLL_MS);
-    let answer = await req.ctx.store.pollSets(req.tenantId, stream.streamId, ack, stream.status === 'enabled' ? max : 0, req.ctx.now());
-    while (answer.sets.length === 0 && max > 0 && Date.now() < until && !aborted.signal.aborted && !transmitter.closing) {
-      await transmitter.waitForSets(req.tenantId, stream.streamId, Math.min(500, until - Date.now()), aborted.signal);
-      const current = await req.ctx.store.getStream(req.tenantId, stream.streamId);
-      if (current === undefined) throw problems.notFound(`Stream '${stream.streamId}'`);
-      answer = await req.ctx.store.pollSets(req.tenantId, stream.streamId, [], current.status === 'enabled' ? max : 0, req.ctx.now());
+    const answer = await transmitter.longPoll(async () => {
+      let found = await req.ctx.store.pollSets(req.tenantId, stream.streamId, ack, stream.status === 'enabled' ? max : 0, req.ctx.now());
+      while (found.sets.length === 0 && max > 0 && Date.now() < until && !aborted.signal.aborted && !transmitter.closing) {
+        await transmitter.waitForSets(req.tenantId, stream.streamId, Math.min(500, until - Date.now()), aborted.signal);
+        const current = await req.ctx.store.getStream(req.tenantId, stream.streamId);
+        if (current === undefined) throw problems.notFound(`Stream '${stream.streamId}'`);
+        found = await req.ctx.store.pollSets(req.tenantId, stream.streamId, [], current.status === 'enabled' ? max : 0, req.ctx.now());
+      }
+      return found;
+    });
+    // Shutting down: this long poll's connection must not linger in keep-alive (or half-closed, with
+    // a client that went away) and hold the server's close up until its timeout.
+    if (transmitter.closing) {
+      reply.header('connection', 'close');
+      reply.raw.once('finish', () => request.raw.socket?.destroy());
     }
     return reply.send({ sets: Object.fromEntries(answer.sets.map((s) => [s.jti, s.set])), moreAvailable: answer.more });
   });

@@ -29,6 +29,8 @@ export class Transmitter {
   readonly #waiting = new Map<string, Set<() => void>>();
   readonly #push: PushDelivery;
   readonly #closing = new AbortController();
+  /** Long polls being answered: `close()` waits for them, so the server's close finds their connections idle. */
+  readonly #longPolls = new Set<Promise<unknown>>();
   #unsubscribe: (() => void) | undefined;
 
   constructor(ctx: ServerContext) {
@@ -54,6 +56,15 @@ export class Transmitter {
     this.#unsubscribe = undefined;
     await this.settled();
     await this.#push.stop();
+    await Promise.allSettled([...this.#longPolls]);
+  }
+
+  /** Runs a long poll's answer, tracked for `close()`. */
+  longPoll<T>(answer: () => Promise<T>): Promise<T> {
+    const running = answer();
+    this.#longPolls.add(running);
+    void running.finally(() => this.#longPolls.delete(running)).catch(() => {});
+    return running;
   }
 
   /** Resolves once every event emitted so far is queued (or failed and was logged). */
