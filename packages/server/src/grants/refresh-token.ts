@@ -177,6 +177,20 @@ async function handler({ ctx, directory, client, params, ip, dpop }: TokenReques
   const target = resolveScopes(directory, record, params.scope);
   dpopRequiredBy(target.api, dpop, 'pass');
   const demands = params.claims === undefined || params.claims === '' ? undefined : parseClaimsRequest(params.claims);
+  // A claims challenge passed to a silent request (MSAL: acquireTokenSilent({ claims })) that the sign-in cannot meet:
+  // interaction_required before anything else (a CAE challenge after a revocation asks for a sign-in after it, which
+  // no refresh can give, whatever else the refresh token's user and session have become).
+  if (demands !== undefined) {
+    const unmet = unmetDemands(demands, { amr: record.payload.auth.amr, authTime: record.payload.auth.authTime });
+    if (unmet.mfa || unmet.signIn || demands.authContexts.length > 0) {
+      throw new OAuthError('interaction_required', {
+        description: 'The claims challenge asks for a stronger or newer sign-in than the refresh token carries: send an interactive authorization request with the claims parameter.',
+        entraCodes: [unmet.mfa ? Entra.mfaRequired : Entra.signInFrequency],
+        claims: params.claims,
+      });
+    }
+  }
+
   const user = await userStillAllowed(ctx, record);
   const session = await sessionStillLive(ctx, record);
   const granted = await consentStillPresent(ctx, directory, client.app.clientId, user, target);
@@ -195,18 +209,6 @@ async function handler({ ctx, directory, client, params, ip, dpop }: TokenReques
     });
     if (!result.ok) throw policyError(result, apiName(target.api));
   }
-  // A claims challenge passed to a silent request (MSAL: acquireTokenSilent({ claims })) that the sign-in cannot meet.
-  if (demands !== undefined) {
-    const unmet = unmetDemands(demands, { amr: auth.amr, authTime: auth.authTime });
-    if (unmet.mfa || unmet.signIn || demands.authContexts.length > 0) {
-      throw new OAuthError('interaction_required', {
-        description: 'The claims challenge asks for a stronger or newer sign-in than the refresh token carries: send an interactive authorization request with the claims parameter.',
-        entraCodes: [unmet.mfa ? Entra.mfaRequired : Entra.signInFrequency],
-        claims: params.claims,
-      });
-    }
-  }
-
   // Every check passed: consume the token (atomic across instances). Losing here is a replay.
   await rotate(ctx, record);
   const response = await signInTokenResponse(ctx, {
