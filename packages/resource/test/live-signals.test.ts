@@ -271,7 +271,8 @@ describe('replicas and the OBO cache', () => {
     closers.push(() => obo.close());
     const prefix = `baton:test:${randomUUID()}:`;
     const key = randomBytes(32);
-    const redisCaches = [0, 1].map(() => new RedisTokenCacheStore({ redis: 'redis://127.0.0.1:6379', key, prefix, logger: quietLogger() }));
+    // A generous command timeout: on a loaded machine the default 250 ms would serve from memory alone.
+    const redisCaches = [0, 1].map(() => new RedisTokenCacheStore({ redis: 'redis://127.0.0.1:6379', key, prefix, logger: quietLogger(), commandTimeout: 5000 }));
     const replicas = redisCaches.map((cache) => createOboClient({ authority: baton.authority, clientId: 'tasks-api', credential: { clientSecret: secretOf('tasks-api') }, cache, signals, logger: quietLogger() }));
     for (const r of replicas) closers.push(() => r.close());
 
