@@ -14,7 +14,7 @@ import type { Application } from './types.ts';
 import { isS256Challenge } from './pkce.ts';
 import { matchRedirectUri, MAX_REDIRECT_URI_LENGTH } from './redirect-uri.ts';
 import { parseClaimsRequest, type ClaimsDemands } from './policy.ts';
-import { resolveScopeParameter, type OidcScope } from './scopes.ts';
+import { apiName, resolveScopeParameter, resolveTarget, type OidcScope } from './scopes.ts';
 
 export type Prompt = 'login' | 'consent' | 'select_account' | 'none';
 export type ResponseMode = 'query' | 'form_post';
@@ -146,13 +146,16 @@ export function parseAuthorizeRequest(directory: TenantDirectory, given: Readonl
       throw errors.invalidRequest(`The response_mode '${truncate(modeParam, 40)}' is not supported: use 'query' or 'form_post'.`);
     }
 
+    // RFC 8707: `resource` names the API (an MCP client sends the MCP server's canonical URI); its
+    // scopes may then be bare ('Docs.Search'). A resource the tenant does not define is invalid_target.
+    const target = params.resource === undefined ? undefined : resolveResourceIndicator(directory, params.resource);
     // Scopes: OIDC scopes plus the scopes of at most one API.
     const rawScope = params.scope;
-    if (rawScope === undefined || rawScope.trim() === '') {
+    if ((rawScope === undefined || rawScope.trim() === '') && target === undefined) {
       throw errors.invalidRequest("The request must contain the 'scope' parameter, e.g. 'openid profile offline_access api://tasks/Tasks.ReadWrite'.");
     }
     // Clients (MSAL among them) separate with single spaces; tolerate repeated whitespace here as Entra does.
-    const scope = resolveScopeParameter(directory, rawScope.trim().split(/\s+/).join(' '));
+    const scope = resolveScopeParameter(directory, rawScope === undefined ? undefined : rawScope.trim().split(/\s+/).join(' '), { target });
     const resolved = scope.resource;
     if (resolved === undefined && !scope.oidc.includes('openid')) {
       throw errors.invalidScope("The scope parameter names neither 'openid' nor an API scope: ask for 'openid' (sign-in, ID token) and/or the scopes of one API (e.g. 'api://tasks/Tasks.ReadWrite').");
@@ -167,6 +170,13 @@ export function parseAuthorizeRequest(directory: TenantDirectory, given: Readonl
       if (client.public) {
         throw new OAuthError('invalid_request', {
           description: `'${client.clientId}' is a public client: the request must contain an S256 'code_challenge' (PKCE, RFC 7636).`,
+          entraCodes: [Entra.pkceRequired],
+        });
+      }
+      // The MCP authorization specification requires PKCE of every client of an MCP server.
+      if (resolved?.api.tokenAudience === 'identifierUri') {
+        throw new OAuthError('invalid_request', {
+          description: `'${apiName(resolved.api)}' is an MCP server (its tokens are addressed to its canonical URI): the request must contain an S256 'code_challenge' (PKCE, RFC 7636), whatever the client.`,
           entraCodes: [Entra.pkceRequired],
         });
       }
@@ -257,7 +267,23 @@ const KNOWN_LIMITS: Record<string, number> = {
   prompt: 128,
   max_age: 16,
   client_info: 8,
+  resource: 2048,
 };
+
+/**
+ * The API an RFC 8707 `resource` parameter names: an absolute URI without a fragment (RFC 8707
+ * §2), matched exactly against the tenant's identifier URIs (the client id is accepted too, as at
+ * the token endpoint). Anything else is `invalid_target`.
+ */
+export function resolveResourceIndicator(directory: TenantDirectory, value: string): Application {
+  if (CONTROL.test(value) || !/^[a-z][a-z0-9+.-]*:/i.test(value) || value.includes('#')) {
+    // A bare client id is not an absolute URI, but Baton's token endpoint has always accepted one.
+    const api = directory.api(value);
+    if (api !== undefined && !CONTROL.test(value) && !value.includes('#')) return api;
+    throw errors.invalidTarget(`The resource '${truncate(value, 100)}' is not an absolute URI without a fragment (RFC 8707 §2): send the canonical URI of the API or MCP server.`);
+  }
+  return resolveTarget(directory, { resource: value }) as Application;
+}
 
 function page(error: OAuthError): AuthorizeParseResult {
   return { ok: false, redirect: false, error };

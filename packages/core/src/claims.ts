@@ -2,7 +2,8 @@
  * Access token claims (RFC 9068 §2.2 plus Entra v2 claims), by kind — DESIGN "Tokens by kind".
  *
  * Baton's choices, applied everywhere:
- * - `aud` is always the API's client id (never its identifier URI), so an API validates one value.
+ * - `aud` is the API's client id, so an API validates one value — unless the API is registered with
+ *   `tokenAudience: 'identifierUri'` (an MCP server: `aud` is then its canonical URI, RFC 8707), see {@link audienceOf}.
  * - `azp` (Entra) and `client_id` (RFC 9068) both name the application that asked.
  * - A delegated `sub` is pairwise per (user, API): two APIs cannot correlate a user by `sub`
  *   (they share `oid`, which is the directory's stable id, as in Entra).
@@ -23,7 +24,7 @@ export type IdGenerator = () => string;
 /** Claims every Baton access token carries. A `type` (not an interface) so it is a `Record<string, unknown>`. */
 export type AccessTokenClaims = {
   iss: string;
-  /** The API's client id. */
+  /** The API's client id, or its identifier URI ({@link audienceOf}). */
   aud: string;
   sub: string;
   oid: string;
@@ -143,6 +144,19 @@ export function buildAppOnlyClaims(input: AppOnlyClaimsInput): AppOnlyAccessClai
 }
 
 /**
+ * The `aud` of access tokens for `api`: its client id, or its identifier URI when the API is
+ * registered with `tokenAudience: 'identifierUri'` (MCP servers: the MCP authorization
+ * specification wants `aud` to be the server's canonical URI, the `resource` its clients send).
+ *
+ * @example
+ * audienceOf(docsApi); // 'docs-api'
+ * audienceOf(docsMcp); // 'https://mcp.contoso.test/mcp'
+ */
+export function audienceOf(api: Application): string {
+  return api.tokenAudience === 'identifierUri' && api.identifierUri !== undefined ? api.identifierUri : api.clientId;
+}
+
+/**
  * What every access token carries, app-only or delegated: issuer, audience (the API), tenant, the
  * client it was issued to, its times (never past `notAfter`), and its ids.
  */
@@ -154,7 +168,7 @@ function commonClaims(
   const jti = (input.newId ?? randomUUID)();
   return {
     iss: input.issuer,
-    aud: input.api.clientId,
+    aud: audienceOf(input.api),
     tid: input.tenant.tid,
     azp: clientId,
     client_id: clientId,

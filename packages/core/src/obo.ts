@@ -19,7 +19,7 @@
  */
 import { OAuthError, Entra, errors, truncate, type SubError } from './errors.ts';
 import type { TenantDirectory } from './directory.ts';
-import { buildDelegatedClaims, mayActOf, type DelegatedAccessClaims, type IdGenerator, type PairwiseSecret } from './claims.ts';
+import { audienceOf, buildDelegatedClaims, mayActOf, type DelegatedAccessClaims, type IdGenerator, type PairwiseSecret } from './claims.ts';
 import { ACR_MFA, AMR_MFA, evaluatePolicies, parseClaimsRequest, policyError, unmetDemands, type PolicyResult } from './policy.ts';
 import { apiName, parseScope, qualifiedScope, resolveResourceScopes, resolveTarget, splitScopes, type OidcScope, type ResolvedScopes } from './scopes.ts';
 import { consentedScopes } from './consent.ts';
@@ -618,7 +618,7 @@ function namedActor({ actor, form, caller }: ExchangeRequest): ActorClaim {
  */
 function actorMayAct({ assertion, caller, directory }: ExchangeRequest, downstream: Application | undefined): 'pass' | 'skip' {
   const aud = assertion.aud as string; // one string: assertion-audience passed
-  const tokenApi = directory.application(aud);
+  const tokenApi = audienceOwner(directory, aud);
   const registered = tokenApi?.mayAct;
   const claimed = assertion.may_act === undefined ? undefined : mayActOf(assertion.may_act);
   if (registered === undefined && claimed === undefined) return 'skip';
@@ -626,7 +626,7 @@ function actorMayAct({ assertion, caller, directory }: ExchangeRequest, downstre
   const refuse = (why: string) =>
     errors.invalidGrant(`${why} (rule may-act). The API a user's token is addressed to says which middle tiers may exchange it, and for which downstream APIs (its delegation.mayAct).`, Entra.actorNotAllowed);
   if (claimed === null) throw refuse(`The token's may_act claim is malformed: it must be an object, or an array of objects, each with a string sub (RFC 8693 §4.4)`);
-  if (aud !== caller.clientId && assertion.cnf !== undefined) {
+  if ((tokenApi?.clientId ?? aud) !== caller.clientId && assertion.cnf !== undefined) {
     throw refuse(`The token being exchanged is addressed to API ${shownApi} and bound to a key (cnf): a sender-constrained token is exchanged only by the API it is addressed to, not by '${caller.clientId}'`);
   }
   if (registered !== undefined) {
@@ -672,13 +672,23 @@ function assertionIssuedHere({ assertion, options, directory }: ExchangeRequest)
  * someone (AADSTS50013) — unless that someone is an API whose registration names who may exchange
  * its tokens (`delegation.mayAct`): then the `may-act` rule judges the caller.
  */
+/** The application a token's `aud` names: an API's client id, or an MCP server's canonical URI ({@link audienceOf}). */
+function audienceOwner(directory: TenantDirectory, aud: string): Application | undefined {
+  const byClientId = directory.application(aud);
+  if (byClientId !== undefined && audienceOf(byClientId) === aud) return byClientId;
+  const byUri = directory.apiByIdentifierUri(aud);
+  return byUri !== undefined && audienceOf(byUri) === aud ? byUri : undefined;
+}
+
 function assertionAddressedToCaller({ assertion, caller, directory }: ExchangeRequest): void {
   const aud = assertion.aud;
   const audiences = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud.filter((a): a is string => typeof a === 'string') : [];
-  if (audiences.length === 1 && audiences[0] !== caller.clientId && directory.application(audiences[0]!)?.mayAct !== undefined) return;
-  if (audiences.length !== 1 || audiences[0] !== caller.clientId) {
+  const expected = audienceOf(caller);
+  if (audiences.length === 1 && audiences[0] !== expected && audienceOwner(directory, audiences[0]!)?.mayAct !== undefined) return;
+  if (audiences.length !== 1 || audiences[0] !== expected) {
     const shown = audiences.length === 0 ? 'missing' : audiences.map((a) => truncate(a, 80)).join("', '");
-    throw errors.assertionInvalid(`The assertion's audience is '${shown}' but the caller is '${caller.clientId}': a middle tier may only exchange tokens addressed to itself.`);
+    const named = expected === caller.clientId ? `'${caller.clientId}'` : `'${caller.clientId}' (audience '${truncate(expected, 120)}')`;
+    throw errors.assertionInvalid(`The assertion's audience is '${shown}' but the caller is ${named}: a middle tier may only exchange tokens addressed to itself.`);
   }
 }
 

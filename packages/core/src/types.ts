@@ -122,6 +122,12 @@ export interface Application {
    * and the tokens addressed to this API carry a `may_act` claim naming the middle tiers.
    */
   mayAct?: MayActEntry[] | undefined;
+  /**
+   * What tokens for this API carry as `aud`: absent, its client id (Baton's default: one value to
+   * check); `'identifierUri'`, its identifier URI — an MCP server's canonical URI, the RFC 8707
+   * `resource` its clients send, which the MCP authorization specification requires as `aud`.
+   */
+  tokenAudience?: 'identifierUri' | undefined;
 }
 
 /** One middle tier an API's registration allows to exchange tokens addressed to it (`delegation.mayAct`). */

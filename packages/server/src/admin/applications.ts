@@ -292,6 +292,8 @@ export function applicationRoutes(app: FastifyInstance): void {
           // Named: replaced whole (maxDepth and mayAct); not named: kept, so an update never drops the
           // API's own delegation limit or who may act for its users.
           ...(named.has('delegation') ? (input.delegation != null ? { delegation: input.delegation } : {}) : delegationOf(current) !== undefined ? { delegation: delegationOf(current)! } : {}),
+          // Nor is the audience of an MCP server's tokens: an update must keep `aud` its canonical URI.
+          ...(current.tokenAudience !== undefined ? { tokenAudience: current.tokenAudience } : {}),
         },
         (ref) => (ref === (input.identifierUri ?? current.identifierUri) ? current.clientId : (req.directory.api(ref)?.clientId ?? ref)),
         current,

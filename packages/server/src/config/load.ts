@@ -125,6 +125,10 @@ export function checkReferences(config: BatonConfig): string[] {
       if (app.public && app.secrets.length > 0) problems.push(`${here}.secrets: a public client cannot have secrets`);
       if (app.public && app.jwks.length > 0) problems.push(`${here}.jwks: a public client cannot have client keys`);
       if (app.public && app.identifierUri !== undefined) problems.push(`${here}.identifierUri: a public client cannot be an API`);
+      if (app.tokenAudience === 'identifierUri') {
+        const problem = canonicalResourceProblem(app.identifierUri);
+        if (problem !== undefined) problems.push(`${here}.identifierUri: ${problem} (tokenAudience 'identifierUri')`);
+      }
       if (app.identifierUri === undefined && (app.scopes.length > 0 || app.appRoles.length > 0)) {
         problems.push(`${here}.identifierUri: an application that defines scopes or appRoles needs an identifierUri`);
       }
@@ -400,6 +404,7 @@ export function compileApplication(
     ...(a.delegation?.mayAct !== undefined
       ? { mayAct: a.delegation.mayAct.map((e) => ({ clientId: e.client, ...(e.downstream !== undefined ? { downstream: [...new Set(e.downstream.map(resolve))] } : {}) })) }
       : {}),
+    ...(a.tokenAudience === 'identifierUri' ? { tokenAudience: 'identifierUri' as const } : {}),
   };
 }
 
@@ -421,4 +426,22 @@ export async function applyConfig(store: Store, compiled: readonly CompiledTenan
     for (const assignment of c.roleAssignments) await store.putRoleAssignment(assignment);
     await store.replacePolicies(c.tenant.id, c.policies);
   }
+}
+
+/**
+ * Why `uri` cannot be the canonical URI of an MCP server (RFC 8707 §2, MCP authorization): it
+ * must be an absolute https URL without a fragment (http only on a loopback host, for development).
+ */
+export function canonicalResourceProblem(uri: string | undefined): string | undefined {
+  if (uri === undefined) return 'an API addressed by its identifierUri needs one';
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    return `'${uri}' is not an absolute URL`;
+  }
+  if (uri.includes('#')) return `'${uri}' has a fragment`;
+  const loopback = url.hostname === 'localhost' || url.hostname === '127.0.0.1' || url.hostname === '[::1]';
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) return `'${uri}' must be an https URL (http only on localhost, 127.0.0.1 or [::1])`;
+  return undefined;
 }

@@ -139,6 +139,13 @@ export const ApplicationConfig = z.strictObject({
     })
     .refine((d) => d.maxDepth !== undefined || d.mayAct !== undefined, 'must set maxDepth or mayAct')
     .optional(),
+  /**
+   * The `aud` of tokens for this API: `clientId` (default) or `identifierUri`. An MCP server sets
+   * `identifierUri` to its canonical URI (`https://mcp.example.com/mcp`) and this to `identifierUri`:
+   * MCP clients send that URI as the RFC 8707 `resource` and the server accepts only tokens whose
+   * `aud` is exactly it.
+   */
+  tokenAudience: z.enum(['clientId', 'identifierUri']).optional(),
 });
 
 export const ConsentConfig = z.strictObject({

@@ -13,7 +13,7 @@
  * chain as a list, outermost — most recent — actor first, each `{sub, client_id, iss?}`) and
  * `may_act` (RFC 8693 §4.4: who may exchange it).
  */
-import { JwtError, actorsOf, errors, pairwiseSubject, predatesRevocation } from '@baton/core';
+import { JwtError, actorsOf, audienceOf, errors, pairwiseSubject, predatesRevocation } from '@baton/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { issuerOf, type ServerContext } from '../context.ts';
 import { formBody } from '../http/form.ts';
@@ -78,7 +78,8 @@ export function introspectRoutes(app: FastifyInstance, ctx: ServerContext): void
       if (error instanceof JwtError) return reply.send(INACTIVE);
       throw error;
     }
-    if (claims.aud !== caller && claims.azp !== caller) return reply.send(INACTIVE);
+    // The token must be addressed to the caller (its client id, or an MCP server's canonical URI) or issued to it.
+    if (claims.aud !== audienceOf(client.app) && claims.azp !== caller) return reply.send(INACTIVE);
     if (claims.idtyp !== 'app' && !(await stillValid(claims.oid, claims.sid, typeof claims.iat === 'number' ? claims.iat : 0))) return reply.send(INACTIVE);
     const body: Record<string, unknown> = { active: true, token_type: 'Bearer' };
     if (typeof claims.scp === 'string') body.scope = claims.scp;

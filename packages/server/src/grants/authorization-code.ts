@@ -1,7 +1,7 @@
 /**
  * `authorization_code` (RFC 6749 §4.1.3, RFC 7636 §4.6, OIDC Core §3.1.3), as named steps:
  * findCode → boundToClient → boundToRedirectUri → proofOfPossession → boundToKey (DPoP) → notExpired →
- * userStillAllowed → sessionStillLive → apiStillExists → consumeOnce → issue.
+ * userStillAllowed → sessionStillLive → apiStillExists → sameResource → consumeOnce → issue.
  *
  * Every check runs on a read of the code before it is consumed, so a refused redemption — wrong
  * client, redirect URI or verifier, a user disabled or signed out since — writes nothing and does
@@ -12,7 +12,7 @@
  * (RFC 6749 §4.1.2: "SHOULD revoke … all tokens previously issued based on that authorization
  * code"). Entra answers these refusals with the same `invalid_grant` codes used here.
  */
-import { Entra, dpopRequiredBy, errors, predatesRevocation, verifyPkce, type DpopConfirmation, type User } from '@baton/core';
+import { apiName, Entra, dpopRequiredBy, errors, predatesRevocation, resolveResourceIndicator, truncate, verifyPkce, type Application, type DpopConfirmation, type TenantDirectory, type User } from '@baton/core';
 import type { ServerContext } from '../context.ts';
 import type { Grant, TokenRequest } from './registry.ts';
 import { codeId, type CodePayload } from '../tokens/code.ts';
@@ -119,6 +119,21 @@ async function sessionStillLive(ctx: ServerContext, record: CodeRecord): Promise
   return session;
 }
 
+/**
+ * RFC 8707 §2.2: a `resource` at the token endpoint must name the API the authorization was for
+ * (an MCP client sends the MCP server's canonical URI again); another one is `invalid_target`.
+ * The code is not burnt by this refusal.
+ */
+function sameResource(directory: TenantDirectory, api: Application | undefined, resource: string | undefined): void {
+  if (resource === undefined || resource === '') return;
+  const named = resolveResourceIndicator(directory, resource);
+  if (api === undefined || named.clientId !== api.clientId) {
+    throw errors.invalidTarget(
+      `The resource '${truncate(resource, 100)}' is not the one the authorization was granted for (${api === undefined ? 'no API' : `'${apiName(api)}'`}): a code is redeemed for the resource it was issued for (RFC 8707).`,
+    );
+  }
+}
+
 async function handler({ ctx, directory, client, params, dpop }: TokenRequest) {
   const tenantId = directory.tenant.id;
   const record = await findCode(ctx, tenantId, params.code);
@@ -131,13 +146,14 @@ async function handler({ ctx, directory, client, params, dpop }: TokenRequest) {
   const session = await sessionStillLive(ctx, record);
 
   const { payload } = record;
-  let resource: { api: NonNullable<ReturnType<typeof directory.application>>; scopes: string[] } | undefined;
+  let resource: { api: Application; scopes: string[] } | undefined;
   if (payload.resource !== undefined) {
     const api = directory.application(payload.resource.api);
     if (api === undefined) throw errors.invalidGrant('The API the authorization code was issued for no longer exists.', Entra.invalidGrant);
     resource = { api, scopes: payload.resource.scopes };
   }
   dpopRequiredBy(resource?.api, dpop, 'pass');
+  sameResource(directory, resource?.api, params.resource);
   // Every check passed: consume the code (atomic across instances). Losing here is a replay.
   await consumeOnce(ctx, record);
   const response = await signInTokenResponse(ctx, {
@@ -162,7 +178,7 @@ async function handler({ ctx, directory, client, params, dpop }: TokenRequest) {
 export const authorizationCodeGrant: Grant = {
   grantType: 'authorization_code',
   // `scope` (MSAL sends it) and `claims` are accepted and ignored: the code decides what is granted.
-  parameters: new Set(['code', 'redirect_uri', 'code_verifier', 'scope', 'client_info', 'claims']),
+  parameters: new Set(['code', 'redirect_uri', 'code_verifier', 'scope', 'client_info', 'claims', 'resource']),
   confidentialOnly: false,
   handler,
 };

@@ -25,6 +25,7 @@ import {
   policyError,
   predatesRevocation,
   qualifiedScope,
+  resolveResourceIndicator,
   resolveScopeParameter,
   unmetDemands,
   dpopRequiredBy,
@@ -133,14 +134,19 @@ interface Target {
   oidc: OidcScope[];
 }
 
-function resolveScopes(directory: TenantDirectory, record: RefreshTokenRecord, scope: string | undefined): Target {
+function resolveScopes(directory: TenantDirectory, record: RefreshTokenRecord, scope: string | undefined, resource: string | undefined): Target {
   const original = record.payload;
   const originalApi = original.resource === undefined ? undefined : directory.application(original.resource);
+  // RFC 8707: `resource` names the API (an MCP client sends its server's canonical URI on every refresh).
+  const target = resource === undefined || resource === '' ? undefined : resolveResourceIndicator(directory, resource);
   if (scope === undefined || scope.trim() === '') {
     if (original.resource !== undefined && originalApi === undefined) throw refused('The API of the original grant no longer exists.');
-    return { api: originalApi, scopes: original.scopes, isDefault: false, oidc: original.oidcScopes };
+    // The same resource (or none named): the original grant is renewed, `aud` unchanged.
+    if (target === undefined || target.clientId === originalApi?.clientId) return { api: originalApi, scopes: original.scopes, isDefault: false, oidc: original.oidcScopes };
+    // Another API: every scope the client holds consent for there, as `<api>/.default` would ask.
+    return { api: target, scopes: [], isDefault: true, oidc: original.oidcScopes };
   }
-  const requested = resolveScopeParameter(directory, scope.trim().split(/\s+/).join(' '));
+  const requested = resolveScopeParameter(directory, scope.trim().split(/\s+/).join(' '), { target });
   // OIDC scopes never widen (RFC 6749 §6); extra ones are dropped rather than refused (MSAL always sends them).
   const oidc = requested.oidc.filter((s) => isOidcScope(s) && original.oidcScopes.includes(s));
   if (requested.resource === undefined) {
@@ -174,7 +180,7 @@ async function handler({ ctx, directory, client, params, ip, dpop }: TokenReques
   boundToClient(record, client.app.clientId);
   boundToKey(record, dpop);
   // Everything that can refuse runs before `rotate`: a refused refresh must not burn the token.
-  const target = resolveScopes(directory, record, params.scope);
+  const target = resolveScopes(directory, record, params.scope, params.resource);
   dpopRequiredBy(target.api, dpop, 'pass');
   const demands = params.claims === undefined || params.claims === '' ? undefined : parseClaimsRequest(params.claims);
   // A claims challenge passed to a silent request (MSAL: acquireTokenSilent({ claims })) that the sign-in cannot meet:
@@ -233,7 +239,7 @@ async function handler({ ctx, directory, client, params, ip, dpop }: TokenReques
 
 export const refreshTokenGrant: Grant = {
   grantType: 'refresh_token',
-  parameters: new Set(['refresh_token', 'scope', 'client_info', 'claims']),
+  parameters: new Set(['refresh_token', 'scope', 'client_info', 'claims', 'resource']),
   confidentialOnly: false,
   handler,
 };
