@@ -77,7 +77,7 @@ test('RFC 8414 metadata at the path MCP clients compute from the issuer names wh
   const url = new URL(issuer);
   const response = await fetch(`${url.origin}/.well-known/oauth-authorization-server${url.pathname}`);
   assert.equal(response.status, 200);
-  const metadata = await response.json();
+  const metadata = (await response.json()) as Record<string, any>;
   assert.equal(metadata.issuer, issuer);
   assert.deepEqual(metadata.response_types_supported, ['code']);
   assert.deepEqual(metadata.code_challenge_methods_supported, ['S256']);
