@@ -11,7 +11,7 @@ export interface BannerInput {
   tenant: string;
   caPath: string | undefined;
   dataDir: string;
-  urls: { web: string; chain: string; tasksApi: string; docsApi: string; auditApi: string };
+  urls: { web: string; chain: string; tasksApi: string; docsApi: string; auditApi: string; docsMcp?: string | undefined };
   demo: DemoConfig;
   indexerIntervalMs: number;
   antiPattern: boolean;
@@ -35,6 +35,7 @@ export function banner(input: BannerInput): string {
   lines.push(row('Tasks API', input.urls.tasksApi, 'Original API · Express · Tasks.ReadWrite'));
   lines.push(row('Docs API', input.urls.docsApi, 'Downstream API · Fastify · Docs.Read / Docs.Write'));
   lines.push(row('Audit API', input.urls.auditApi, 'third hop · Hono · Audit.Write'));
+  if (input.urls.docsMcp !== undefined) lines.push(row('Docs MCP', input.urls.docsMcp, 'MCP server · Streamable HTTP · point an MCP client here (docs/mcp.md)'));
   lines.push(row('Indexer', input.indexerIntervalMs > 0 ? `every ${Math.round(input.indexerIntervalMs / 1000)} s` : 'on demand', 'app-only · client credentials · Docs.ReadAll'));
   lines.push(row('Admin API', `${input.tokenServiceUrl}/${input.tenant}/admin/v1`, `baton admin … as ${DEMO_ADMIN.clientId} (README: "Administer the running demo")`));
   if (input.antiPattern) lines.push(row('Anti-pattern switch', 'ON', 'the Tasks API will try to act as itself (the SDK refuses)'));

@@ -3,6 +3,7 @@
  *
  *   Tasks Web (Client App, :7000) → Tasks API (Original API, :7001) → Docs API (Downstream, :7002)
  *     → Audit API (:7003), plus the Indexer (app-only, client credentials) → Docs API,
+ *   and an AI agent (any MCP client) → Docs MCP (an MCP server, :7004/mcp) → Docs API → Audit API,
  *
  * and the chain view at http://127.0.0.1:7000/chain, fed by what each API reports and by the token
  * service's audit stream of exchange decisions.
@@ -18,6 +19,8 @@ import { ChainLog, type ExchangeFeed } from './chain-log.ts';
 import { readDemoConfig, totpNow, DEFAULT_CONFIG, type DemoConfig } from './demo-config.ts';
 import { startAuditApi } from './audit/api.ts';
 import { startDocsApi } from './docs/api.ts';
+import { startDocsMcp } from './mcp/server.ts';
+import { DOCS_MCP_APP } from './mcp/registration.ts';
 import { startTasksApi, type Switch } from './tasks/api.ts';
 import { startIndexer, type Indexer } from './indexer/job.ts';
 import { startTasksWeb, TASKS_WEB } from './web/app.ts';
@@ -30,10 +33,14 @@ export { effectiveAccess, explain } from './docs/permissions.ts';
 export { banner, type BannerInput } from './banner.ts';
 export { startTracing, type Tracing, type TracingOptions } from './otel.ts';
 export { withDemoAdmin, DEMO_ADMIN } from './demo-admin.ts';
+export { startDocsMcp, DOCS_MCP, TOOL_SCOPES, type DocsMcpOptions, type RunningDocsMcp } from './mcp/server.ts';
+export { withDocsMcp, docsMcpUri, DOCS_AGENT, DOCS_MCP_APP } from './mcp/registration.ts';
+/** baton dev starts the Docs MCP on the port after the three APIs. */
+export const MCP_PORT_OFFSET = 3;
 
 /** Tasks Web's default port (its redirect URI in baton.json is http://127.0.0.1:7000/callback; `withWebPort` moves both). */
 export const WEB_PORT = 7000;
-/** Tasks API, Docs API and Audit API listen on this port and the next two. */
+/** Tasks API, Docs API and Audit API listen on this port and the next two (baton dev: the Docs MCP on the one after). */
 export const DEFAULT_API_PORT = 7001;
 
 export interface ChainOptions {
@@ -47,9 +54,10 @@ export interface ChainOptions {
   dataDir?: string | undefined;
   /**
    * Ports: `web` (default 7000; the token service must have Tasks Web's redirect URI on it: `withWebPort`),
-   * `api` (first of three; default 7001; 0 = any free ports).
+   * `api` (first of three; default 7001; 0 = any free ports), `mcp` (the Docs MCP, started only with
+   * this port: the token service must register its canonical URI on it, `withDocsMcp`).
    */
-  ports?: { web?: number | undefined; api?: number | undefined } | undefined;
+  ports?: { web?: number | undefined; api?: number | undefined; mcp?: number | undefined } | undefined;
   /**
    * First of three ports on 127.0.0.1 where the Tasks, Docs and Audit APIs serve their SDK
    * metrics at `/metrics` (metrics.ts; 0 = any free ports). Absent: no metrics.
@@ -74,7 +82,8 @@ export interface ChainOptions {
 }
 
 export interface RunningChain {
-  urls: { web: string; chain: string; tasksApi: string; docsApi: string; auditApi: string };
+  /** `docsMcp`: the MCP server's canonical URI (`http://127.0.0.1:7004/mcp`), when it runs. */
+  urls: { web: string; chain: string; tasksApi: string; docsApi: string; auditApi: string; docsMcp?: string | undefined };
   /** The APIs' `/metrics` URLs, with `metricsPort`. */
   metricsUrls?: { tasksApi: string; docsApi: string; auditApi: string } | undefined;
   chain: ChainLog;
@@ -152,6 +161,10 @@ export async function startChain(options: ChainOptions): Promise<RunningChain> {
     closers.push(audit.close);
     const docs = await startDocsApi({ ...common, clientSecret: secretOf(demo, 'docs-api'), port: port(1), dataFile: file('docs'), auditUrl: audit.url, metrics: docsMetrics?.metrics });
     closers.push(docs.close);
+    // Docs MCP only on a port given: its canonical URI, registered at the token service (withDocsMcp), names it.
+    const mcpPort = options.ports?.mcp;
+    const docsMcp = mcpPort === undefined ? undefined : await startDocsMcp({ ...common, clientSecret: DOCS_MCP_APP.secret, port: mcpPort, docsUrl: docs.url, metrics: docsMetrics?.metrics });
+    if (docsMcp !== undefined) closers.push(docsMcp.close);
     const tasks = await startTasksApi({ ...common, clientSecret: secretOf(demo, 'tasks-api'), port: port(0), dataFile: file('tasks'), docsUrl: docs.url, antiPattern, metrics: tasksMetrics?.metrics });
     closers.push(tasks.close);
     const indexer = startIndexer({
@@ -184,7 +197,7 @@ export async function startChain(options: ChainOptions): Promise<RunningChain> {
     });
     closers.push(web.close);
     return {
-      urls: { web: web.url, chain: `${web.url}/chain`, tasksApi: tasks.url, docsApi: docs.url, auditApi: audit.url },
+      urls: { web: web.url, chain: `${web.url}/chain`, tasksApi: tasks.url, docsApi: docs.url, auditApi: audit.url, ...(docsMcp === undefined ? {} : { docsMcp: docsMcp.resource }) },
       metricsUrls: tasksMetrics && docsMetrics && auditMetrics ? { tasksApi: tasksMetrics.url, docsApi: docsMetrics.url, auditApi: auditMetrics.url } : undefined,
       chain,
       antiPattern,

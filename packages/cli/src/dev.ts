@@ -37,7 +37,7 @@ export interface DemoChain<Demo extends { tenant: string } = { tenant: string }>
     ca?: string | undefined;
     exchanges?: ReturnType<typeof auditLogOf> | undefined;
     dataDir?: string | undefined;
-    ports?: { web?: number | undefined; api?: number | undefined } | undefined;
+    ports?: { web?: number | undefined; api?: number | undefined; mcp?: number | undefined } | undefined;
     metricsPort?: number | undefined;
     demo?: Demo | undefined;
     antiPattern?: boolean | undefined;
@@ -45,13 +45,15 @@ export interface DemoChain<Demo extends { tenant: string } = { tenant: string }>
     log?: ((line: string) => void) | undefined;
     traceUrl?: string | undefined;
   }): Promise<{
-    urls: { web: string; chain: string; tasksApi: string; docsApi: string; auditApi: string };
+    urls: { web: string; chain: string; tasksApi: string; docsApi: string; auditApi: string; docsMcp?: string | undefined };
     metricsUrls?: { tasksApi: string; docsApi: string; auditApi: string } | undefined;
     antiPattern: { enabled: boolean }; close(): Promise<void> }>;
   /** The demo's OpenTelemetry SDK: installed (OTLP/HTTP) when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; `undefined` otherwise. */
   startTracing(options?: { env?: NodeJS.ProcessEnv | undefined }): { shutdown(): Promise<void> } | undefined;
   /** The configuration with the demo's admin application (`demo-admin`, Baton.Admin) for `baton admin`. */
   withDemoAdmin(config: BatonConfig): BatonConfig;
+  /** The configuration with the Docs MCP (an MCP server) registered, its canonical URI on `port`. */
+  withDocsMcp?(config: BatonConfig, port: number): BatonConfig;
   /** The configuration with Tasks Web's registered redirect URI moved to its port. */
   withWebPort<T extends { tenants: ReadonlyArray<{ applications: ReadonlyArray<{ clientId: string; redirectUris: readonly string[] }> }> }>(config: T, port: number): T;
   banner(input: {
@@ -128,11 +130,14 @@ export const dev: Command = {
     const config = await readConfigFile(configPath);
     const demo = example.readDemoConfig(configPath);
 
+    // The Docs MCP listens on the port after the three APIs (not with --api-port 0: its canonical URI needs a port).
+    const mcpPort = apiPort === 0 || example.withDocsMcp === undefined ? undefined : apiPort + 3;
+    const mcpOn = (c: BatonConfig): BatonConfig => (mcpPort === undefined || example.withDocsMcp === undefined ? c : example.withDocsMcp(c, mcpPort));
     const color = process.stdout.isTTY === true;
     // Traces over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set: installed before anything starts.
     const tracing = example.startTracing();
     const server = await startServer({
-      config: example.withDemoAdmin(example.withWebPort(config, webPort)),
+      config: example.withDemoAdmin(mcpOn(example.withWebPort(config, webPort))),
       dataDir,
       port,
       tls: 'dev',
@@ -150,7 +155,7 @@ export const dev: Command = {
         ca: server.ca,
         exchanges: auditLogOf(server.ctx),
         dataDir: join(dataDir, 'chain'),
-        ports: { web: webPort, api: apiPort },
+        ports: { web: webPort, api: apiPort, mcp: mcpPort },
         metricsPort,
         demo,
         antiPattern: Boolean(v['anti-pattern']) || process.env.BATON_DEMO_ANTI_PATTERN === '1',

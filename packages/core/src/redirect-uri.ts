@@ -16,7 +16,8 @@
 export const MAX_REDIRECT_URI_LENGTH = 2048;
 
 /**
- * The registered URI that `requested` names, or `undefined`.
+ * The URI to redirect to — `requested`, when it is registered (or, for a registered portless
+ * loopback URI, the same URI with the app's port) — or `undefined`.
  *
  * @example
  * matchRedirectUri('http://127.0.0.1:7000/callback', ['http://127.0.0.1:7000/callback']); // 'http://127.0.0.1:7000/callback'
@@ -27,7 +28,8 @@ export function matchRedirectUri(requested: string, registered: readonly string[
   if (registered.includes(requested)) return requested;
   const loopback = loopbackWithoutPort(requested);
   if (loopback === undefined) return undefined;
-  return registered.find((uri) => uri === loopback && isPortlessLoopback(uri));
+  // The requested URI, port included: that is where the app listens (RFC 8252 §7.3).
+  return registered.some((uri) => uri === loopback && isPortlessLoopback(uri)) ? requested : undefined;
 }
 
 /** `http://127.0.0.1:51234/cb` → `http://127.0.0.1/cb` (textually), for RFC 8252 §7.3; otherwise undefined. */

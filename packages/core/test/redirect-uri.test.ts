@@ -35,8 +35,9 @@ test('open-redirect attempts and near misses never match', () => {
 
 test('RFC 8252 §7.3: a portless loopback registration matches any port, and only that', () => {
   const registered = ['http://127.0.0.1/cb', 'http://[::1]/cb'];
-  assert.equal(matchRedirectUri('http://127.0.0.1:51234/cb', registered), 'http://127.0.0.1/cb');
-  assert.equal(matchRedirectUri('http://[::1]:8080/cb', registered), 'http://[::1]/cb');
+  // The redirect goes where the app listens: the requested URI, its port included.
+  assert.equal(matchRedirectUri('http://127.0.0.1:51234/cb', registered), 'http://127.0.0.1:51234/cb');
+  assert.equal(matchRedirectUri('http://[::1]:8080/cb', registered), 'http://[::1]:8080/cb');
   assert.equal(matchRedirectUri('http://127.0.0.1:51234/cb/../x', registered), undefined);
   assert.equal(matchRedirectUri('http://127.0.0.1:0/cb', registered), undefined);
   assert.equal(matchRedirectUri('http://127.0.0.1:080/cb', registered), undefined);

@@ -1,7 +1,8 @@
 /**
  * Calls to the next API in the chain, always with a token addressed to it, obtained On-Behalf-Of
- * the caller: never the caller's own token (it is addressed to this API), never this API's app-only
- * token (the confused deputy).
+ * the caller: never the caller's own token (it is addressed to this API: the passthrough guard,
+ * `refuseTokenPassthrough`, refuses it anywhere in the request), never this API's app-only token
+ * (the confused deputy, refused by the OBO client).
  *
  * - A claims challenge from the downstream API (401 `insufficient_claims`) is first tried against
  *   the token service (OBO with those claims, then one retry); if the user must step up, it becomes
@@ -23,7 +24,7 @@ import { performance } from 'node:perf_hooks';
 import { bearerChallengeOf, decodeClaimsChallenge } from './challenge.ts';
 import { currentContext, outgoingTraceHeaders } from './context.ts';
 import { SpanKind, httpClientAttributes, inSpan, recordHttpStatus } from './tracing.ts';
-import { ClaimsChallengeError, DownstreamUnavailableError, InteractionRequiredError } from './errors.ts';
+import { ClaimsChallengeError, DownstreamUnavailableError, InteractionRequiredError, TokenPassthroughError } from './errors.ts';
 import { resolveFetch, type CaOption, type FetchLike } from './http.ts';
 import { normaliseScopes, type OboClient } from './obo.ts';
 import { checkMetrics, statusClass, type DownstreamOutcome, type ResourceMetrics } from './metrics.ts';
@@ -91,6 +92,7 @@ export function createDownstream(options: DownstreamOptions): Downstream {
         const url = base ? new URL(String(input), base) : new URL(String(input));
         if (base && url.origin !== base.origin) throw new TypeError(`downstream fetch: ${url.origin} is not the origin of this downstream API`);
         const headers = new Headers(init.headers);
+        refuseTokenPassthrough(caller, url, headers, init.body);
         if (headers.has('authorization')) throw new TypeError('downstream fetch: do not set Authorization; the On-Behalf-Of token is added');
         // The caller's own trace headers stand; otherwise each call carries its span's (tracing.ts).
         const ownTrace = headers.has('traceparent');
@@ -169,7 +171,6 @@ export function createDownstream(options: DownstreamOptions): Downstream {
   };
 }
 
-/** The claims (JSON text) of a 401 `insufficient_claims` challenge, if that is what `res` is. */
 /** The resource a scope belongs to (`api://docs/Docs.Read` → `api://docs`): the metrics' `api`, fixed per downstream. */
 function resourceOf(scope: string): string {
   const slash = scope.lastIndexOf('/');
@@ -183,6 +184,37 @@ function outcomeOf(error: unknown): DownstreamOutcome {
   return 'token_error';
 }
 
+/**
+ * The passthrough guard, beside the confused-deputy one: refuses (`TokenPassthroughError`) a request
+ * to another API that carries the token `caller` arrived with — as a bearer, in any other header,
+ * in the URL or in a text body. That token is addressed to this API; the next API gets one of its
+ * own, On-Behalf-Of (`createDownstream` does both). Nothing is sent when it throws.
+ *
+ * @example
+ * refuseTokenPassthrough(req.auth, 'https://docs.example/documents', { authorization: `Bearer ${req.auth.token}` }); // throws
+ */
+export function refuseTokenPassthrough(caller: Principal | { token: string }, target: string | URL, headers?: RequestInit['headers'], body?: RequestInit['body']): void {
+  const token = caller?.token;
+  if (typeof token !== 'string' || token.length < 16) return;
+  const to = (() => {
+    try {
+      return new URL(String(target)).origin;
+    } catch {
+      return String(target).slice(0, 100);
+    }
+  })();
+  const refuse = (where: string): never => {
+    throw new TokenPassthroughError(
+      `The token this request arrived with was about to be sent to ${to} (${where}). It is addressed to this API, not to ${to}, which must refuse it (audience); forwarding it is token passthrough, which the MCP authorization specification forbids. Call ${to} with a token of its own, obtained On-Behalf-Of the user (createDownstream).`,
+    );
+  };
+  if (String(target).includes(token)) refuse('in the URL');
+  for (const [name, value] of new Headers(headers)) if (value.includes(token)) refuse(name === 'authorization' ? 'as the bearer' : `in the ${name} header`);
+  const text = typeof body === 'string' ? body : body instanceof URLSearchParams ? body.toString() : undefined;
+  if (text !== undefined && (text.includes(token) || (body instanceof URLSearchParams && [...body.values()].some((v) => v.includes(token))))) refuse('in the body');
+}
+
+/** The claims (JSON text) of a 401 `insufficient_claims` challenge, if that is what `res` is. */
 export function claimsChallengeOf(res: Response): string | undefined {
   if (res.status !== 401) return undefined;
   const challenge = bearerChallengeOf(res.headers.get('www-authenticate'));

@@ -102,7 +102,9 @@ export class GuardError extends Error {
     this.dpopNonce = options.dpopNonce;
     const scheme = options.scheme ?? 'Bearer';
     const tail: Array<readonly [string, string]> = [...(options.params ?? [])];
-    if (options.resourceMetadata && this.status === 401) tail.push(['resource_metadata', options.resourceMetadata]);
+    // RFC 9728 §5.1, and the MCP authorization specification's scope challenge: a 403 insufficient_scope
+    // names the metadata too, so the client can find the authorization server to ask for the scope.
+    if (options.resourceMetadata && (this.status === 401 || this.status === 403)) tail.push(['resource_metadata', options.resourceMetadata]);
     if (error === 'temporarily_unavailable') {
       this.wwwAuthenticate = undefined;
     } else if (error === undefined) {
@@ -225,6 +227,17 @@ export class InteractionRequiredError extends OboError {
  */
 export class ConfusedDeputyError extends Error {
   override name = 'ConfusedDeputyError';
+}
+
+/**
+ * Code serving a user's request tried to send on the token that request arrived with (token
+ * passthrough): that token is addressed to this API, so the next API must refuse it (audience),
+ * and forwarding it would let anyone holding a token for this API reach everything the user can
+ * (the MCP authorization specification forbids it outright). Call the next API with a token of its
+ * own, obtained On-Behalf-Of the user: `createDownstream`.
+ */
+export class TokenPassthroughError extends Error {
+  override name = 'TokenPassthroughError';
 }
 
 /** RFC 9457 problem details, as `DownstreamUnavailableError` renders them. */

@@ -20,6 +20,7 @@ export {
   ConsentRequiredError,
   InteractionRequiredError,
   ConfusedDeputyError,
+  TokenPassthroughError,
   DownstreamUnavailableError,
   type ProblemDetails,
   type GuardErrorCode,
@@ -42,7 +43,7 @@ export {
   type Logger,
 } from './obo.ts';
 export { MemoryTokenCacheStore, type TokenCacheStore, type CachedToken, type MemoryTokenCacheOptions } from './cache.ts';
-export { createDownstream, claimsChallengeOf, type Downstream, type DownstreamApi, type DownstreamOptions } from './downstream.ts';
+export { createDownstream, claimsChallengeOf, refuseTokenPassthrough, type Downstream, type DownstreamApi, type DownstreamOptions } from './downstream.ts';
 export { fetchWithCa, type FetchLike, type CaOption } from './http.ts';
 export { RemoteJwks, JwksUnavailableError, type RemoteJwksOptions } from './jwks.ts';
 export { errorResponse, errorFetchResponse, writeErrorResponse, type ErrorResponse } from './respond.ts';

@@ -15,7 +15,9 @@ import {
   createDownstream,
   createGuard,
   createOboClient,
+  refuseTokenPassthrough,
   runWithPrincipal,
+  TokenPassthroughError,
   type Principal,
 } from '../src/index.ts';
 import { authErrorHandler, requireAuth } from '../src/express.ts';
@@ -177,4 +179,35 @@ test('end to end: client → Express API → downstream API; the step-up challen
     server.closeAllConnections();
     await new Promise<void>((r) => server.close(() => r()));
   }
+});
+
+describe('passthrough guard', () => {
+  test("the caller's own token is never sent on: as the bearer, in another header, in the URL or in the body; nothing leaves", async () => {
+    const docs = createDownstream({ obo: obo(), scopes: DOCS, baseUrl: apiBase });
+    const attempts: Array<[string, RequestInit | undefined, string]> = [
+      ['/documents', { headers: { authorization: `Bearer ${alice.token}` } }, 'as the bearer'],
+      ['/documents', { headers: { 'x-user-token': alice.token } }, 'in the x-user-token header'],
+      [`/documents?access_token=${alice.token}`, undefined, 'in the URL'],
+      ['/documents', { method: 'POST', body: JSON.stringify({ token: alice.token }) }, 'in the body'],
+      ['/documents', { method: 'POST', body: new URLSearchParams({ assertion: alice.token }) }, 'in the body'],
+    ];
+    for (const [path, init, where] of attempts) {
+      await assert.rejects(
+        runWithPrincipal(alice, () => docs().fetch(path, init)),
+        (error: unknown) => error instanceof TokenPassthroughError && error.message.includes(where) && error.message.includes(new URL(apiBase).origin) && !error.message.includes(alice.token),
+        `${path} ${where}`,
+      );
+    }
+    assert.equal(seen.length, 0, 'nothing reached the downstream API');
+    assert.equal(ts.requests.length, 0, 'no token was even asked for');
+  });
+
+  test('refuseTokenPassthrough, for code that calls fetch itself', () => {
+    assert.throws(() => refuseTokenPassthrough(alice, 'https://docs.example/documents', { authorization: `Bearer ${alice.token}` }), TokenPassthroughError);
+    assert.throws(() => refuseTokenPassthrough(alice, 'https://docs.example/documents', [['x-forwarded-authorization', alice.token]]), TokenPassthroughError);
+    assert.throws(() => refuseTokenPassthrough(alice, `https://docs.example/documents?t=${alice.token}`), TokenPassthroughError);
+    // Another token, or none, passes.
+    refuseTokenPassthrough(alice, 'https://docs.example/documents', { authorization: 'Bearer at-1-jwt-bearer' }, '{"title":"x"}');
+    refuseTokenPassthrough(alice, 'https://docs.example/documents');
+  });
 });

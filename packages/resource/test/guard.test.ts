@@ -680,5 +680,8 @@ describe('createGuard options', () => {
     const guard = guardFor({ realm: 'tasks "api"', resourceMetadata: 'https://tasks.example/.well-known/oauth-protected-resource' });
     const err = await rejects(guard.verify(undefined), { status: 401, error: undefined, reason: 'ERR_BEARER_MISSING' });
     assert.equal(err.wwwAuthenticate, 'Bearer realm="tasks \\"api\\"", resource_metadata="https://tasks.example/.well-known/oauth-protected-resource"');
+    // A scope challenge names the metadata too (RFC 9728 §5.1; the MCP authorization specification's step-up).
+    const principal = await guard.verify(issuer.token({ scp: 'Tasks.Read' }));
+    assert.throws(() => guard.authorize(principal, { scopes: { any: ['Tasks.Write'] } }), (e: any) => e.status === 403 && e.wwwAuthenticate.includes('error="insufficient_scope"') && e.wwwAuthenticate.includes('scope="Tasks.Write"') && e.wwwAuthenticate.endsWith('resource_metadata="https://tasks.example/.well-known/oauth-protected-resource"'));
   });
 });

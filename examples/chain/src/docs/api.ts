@@ -201,9 +201,13 @@ export async function startDocsApi(options: DocsApiOptions): Promise<RunningApi 
   const read = requireAuth(guard, { scopes: { any: ['Docs.Read'] } });
   const write = requireAuth(guard, { scopes: { any: ['Docs.Write'] } });
 
-  app.get('/documents', { onRequest: read }, async (request) => {
+  app.get<{ Querystring: { q?: unknown } }>('/documents', { onRequest: read }, async (request) => {
     const caller = callerOf(request.auth as Principal);
-    const docs = store.visibleTo(caller.tid ?? '', caller.oid, caller.username);
+    // `q`: a case-insensitive search in the titles and contents the caller may read (Docs MCP's search_documents).
+    const q = typeof request.query.q === 'string' ? request.query.q.trim().toLowerCase().slice(0, 200) : '';
+    const docs = store
+      .visibleTo(caller.tid ?? '', caller.oid, caller.username)
+      .filter((d) => q === '' || ((d.title.toLowerCase().includes(q) || d.content.toLowerCase().includes(q)) && effectiveAccess(d, caller).read));
     return { documents: docs.map((d) => publicView(d, effectiveAccess(d, caller), false, caller.oid)) };
   });
 
