@@ -22,6 +22,8 @@ export type ResponseMode = 'query' | 'form_post';
 /** Limits on the parameters, in characters. Generous for real clients, small enough to bound work and storage. */
 export const AUTHORIZE_LIMITS = {
   clientId: 128,
+  /** A client_id that is an https URL (a Client ID Metadata Document). */
+  clientIdUrl: 2048,
   state: 2048,
   nonce: 1024,
   loginHint: 256,
@@ -86,7 +88,9 @@ export function parseAuthorizeRequest(directory: TenantDirectory, given: Readonl
   // 1. The client and its redirect URI: failures here are shown, never redirected.
   const clientId = params.client_id;
   if (clientId === undefined || clientId === '') return page(errors.invalidRequest("The request must contain the 'client_id' parameter."));
-  if (clientId.length > AUTHORIZE_LIMITS.clientId || CONTROL.test(clientId)) return page(errors.invalidRequest("The 'client_id' parameter is malformed."));
+  // A Client ID Metadata Document's client_id is an https URL, longer than a configured client id.
+  const clientIdLimit = clientId.startsWith('https://') ? AUTHORIZE_LIMITS.clientIdUrl : AUTHORIZE_LIMITS.clientId;
+  if (clientId.length > clientIdLimit || CONTROL.test(clientId)) return page(errors.invalidRequest("The 'client_id' parameter is malformed."));
   const client = directory.application(clientId);
   if (client === undefined) {
     return page(
@@ -251,7 +255,7 @@ export function parseAuthorizeRequest(directory: TenantDirectory, given: Readonl
 }
 
 const KNOWN_LIMITS: Record<string, number> = {
-  client_id: AUTHORIZE_LIMITS.clientId,
+  client_id: AUTHORIZE_LIMITS.clientIdUrl,
   redirect_uri: MAX_REDIRECT_URI_LENGTH,
   state: AUTHORIZE_LIMITS.state,
   nonce: AUTHORIZE_LIMITS.nonce,

@@ -128,6 +128,23 @@ export interface Application {
    * `resource` its clients send, which the MCP authorization specification requires as `aud`.
    */
   tokenAudience?: 'identifierUri' | undefined;
+  /**
+   * A client that registered itself rather than being configured: `metadata-document` (its client id
+   * is the https URL of its Client ID Metadata Document, fetched by the token service). Absent for
+   * configured applications. The consent page names such clients as not pre-registered.
+   */
+  registration?: ClientRegistration | undefined;
+}
+
+export interface ClientRegistration {
+  kind: 'metadata-document';
+  /** Epoch seconds of the fetch (or registration). */
+  registeredAt: number;
+  /** When the cached document is stale (fetched again at the next authorization request). */
+  expiresAt?: number | undefined;
+  /** `logo_uri` and `client_uri` from the metadata (https only). */
+  logoUri?: string | undefined;
+  clientUri?: string | undefined;
 }
 
 /** One middle tier an API's registration allows to exchange tokens addressed to it (`delegation.mayAct`). */

@@ -10,6 +10,7 @@ import type { Store } from './store/types.ts';
 import type { Keyring } from './keys/keyring.ts';
 import type { Kek } from './crypto/kek.ts';
 import type { TokenEndpointLimits } from './limits.ts';
+import type { MetadataDocumentOptions } from './registration/metadata-document.ts';
 import type { FormParams } from './http/form.ts';
 import type { ServerMetrics } from './observe/metrics.ts';
 
@@ -33,6 +34,8 @@ export interface ServerContext {
   baseUrl: string;
   /** Token endpoint abuse limits (config `limits.tokenEndpoint`; limits.ts's defaults when absent). */
   readonly tokenEndpointLimits?: TokenEndpointLimits | undefined;
+  /** Client ID Metadata Documents (config `registration.metadataDocuments`; off when absent). */
+  readonly metadataDocuments?: MetadataDocumentOptions | undefined;
   /** Prometheus metrics (observe/metrics.ts) when `startServer({ metrics })` asked for them. */
   readonly metrics?: ServerMetrics | undefined;
 }

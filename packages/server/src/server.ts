@@ -25,6 +25,7 @@ import { BUILT_IN_GRANTS } from './grants/index.ts';
 import { BUILT_IN_ROUTES } from './endpoints/index.ts';
 import { recordIssuerBase } from './issuer-record.ts';
 import { resolveTokenEndpointLimits } from './limits.ts';
+import { resolveMetadataDocumentOptions } from './registration/metadata-document.ts';
 import { resolveTransportLimits } from './http/transport.ts';
 import { activeTraceIds, traceStore } from './observe/tracing.ts';
 import { auditLogOf } from './audit.ts';
@@ -192,6 +193,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       now,
       baseUrl: options.publicUrl ?? '',
       tokenEndpointLimits: resolveTokenEndpointLimits(config?.limits?.tokenEndpoint),
+      metadataDocuments: resolveMetadataDocumentOptions(config?.registration?.metadataDocuments),
       metrics,
     };
     // Exchange decisions are counted from the audit feed: the event already names the deciding rule.

@@ -173,7 +173,11 @@ export function renderStep(flow: Flow, evaluation: Evaluation, error?: PageError
     case 'consent':
       return consentPage({
         brand,
-        app: { name: client.name, clientId: client.clientId },
+        app: {
+          name: client.name,
+          clientId: client.clientId,
+          unverified: client.registration === undefined ? undefined : { source: client.clientId, logoUri: client.registration.logoUri, clientUri: client.registration.clientUri },
+        },
         api: evaluation.api === undefined ? undefined : { name: evaluation.api.name, identifier: apiName(evaluation.api) },
         permissions: permissionViews(flow, evaluation, step.asAdmin),
         combined: combinedViews(directory, step.plan, step.asAdmin),

@@ -295,6 +295,24 @@ export function storeContract(name: string, open: () => Promise<Store>, openSeco
       assert.equal(await store.getApplication(tenantId, 'missing'), undefined);
     });
 
+    it('applications: a metadata-document client (an https URL as client id, its registration and token audience) round-trips', async () => {
+      const tenantId = await newTenant();
+      const clientId = 'https://agent.example/.well-known/oauth-client/metadata.json?v=1';
+      const client = {
+        ...minimalApp(tenantId, clientId),
+        registration: { kind: 'metadata-document' as const, registeredAt: 1_700_000_000, expiresAt: 1_700_000_300, logoUri: 'https://agent.example/logo.png', clientUri: 'https://agent.example/' },
+      };
+      const mcp = { ...fullApp(tenantId, 'mcp-server'), identifierUri: 'https://mcp.example/mcp', tokenAudience: 'identifierUri' as const };
+      await store.putApplication(client);
+      await store.putApplication(mcp);
+      assert.deepEqual(await store.getApplication(tenantId, clientId), client);
+      assert.deepEqual(await store.getApplication(tenantId, 'mcp-server'), mcp);
+      // Fetched again: the cached copy is replaced, one row.
+      const refetched = { ...client, redirectUris: ['http://127.0.0.1/callback'], registration: { ...client.registration, registeredAt: 1_700_000_400, expiresAt: 1_700_000_700 } };
+      await store.putApplication(refetched);
+      assert.deepEqual((await store.listApplications(tenantId)).filter((a) => a.clientId === clientId), [refetched]);
+    });
+
     // — consent —
 
     it('consents: putConsent replaces the scope set; one row per key', async () => {

@@ -11,6 +11,8 @@
  * - "MFA for agents creating documents": `Docs.Create` asks for a second factor at sign-in, since
  *   the Docs API asks for one for `Docs.Write` (the Docs MCP cannot relay a claims challenge to an
  *   MCP client).
+ * - Client ID Metadata Documents accepted, loopback included: agents on this machine publish their
+ *   metadata on 127.0.0.1 (the development allow-list; never in production).
  */
 import type { BatonConfig } from '@baton/server';
 import { DOCS_MCP, MCP_PATH, TOOL_SCOPES } from './server.ts';
@@ -33,6 +35,7 @@ export function withDocsMcp(config: BatonConfig, port: number): BatonConfig {
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`Docs MCP needs a fixed port (1–65535) for its canonical URI, not ${port}`);
   return {
     ...config,
+    registration: { ...config.registration, metadataDocuments: { enabled: true, allowLoopback: true, ...config.registration?.metadataDocuments } },
     tenants: config.tenants.map((tenant, i) =>
       i !== 0 || tenant.applications.some((a) => a.clientId === DOCS_MCP)
         ? tenant

@@ -216,10 +216,27 @@ export const HttpConfig = z
   })
   .refine((h) => h.headersTimeoutMs === undefined || h.requestTimeoutMs === undefined || h.headersTimeoutMs <= h.requestTimeoutMs, 'headersTimeoutMs must not exceed requestTimeoutMs');
 
+/** How clients that are not configured may take part (docs/config.md, `registration`). */
+export const RegistrationConfig = z.strictObject({
+  /** Client ID Metadata Documents: a client_id that is an https URL (MCP clients). */
+  metadataDocuments: z
+    .strictObject({
+      enabled: z.boolean().optional(),
+      /** Development allow-list: fetch documents from loopback addresses. Never in production. */
+      allowLoopback: z.boolean().optional(),
+      maxBytes: z.number().int().min(512).max(65536).optional(),
+      timeoutMs: z.number().int().min(100).max(30_000).optional(),
+      maxCacheSeconds: z.number().int().min(0).max(7 * 86400).optional(),
+      defaultCacheSeconds: z.number().int().min(0).max(86400).optional(),
+    })
+    .optional(),
+});
+
 export const BatonConfig = z.strictObject({
   $schema: z.string().optional(),
   tenants: z.array(TenantConfig).min(1),
   limits: LimitsConfig.optional(),
+  registration: RegistrationConfig.optional(),
   http: HttpConfig.optional(),
 });
 

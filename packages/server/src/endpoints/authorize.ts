@@ -2,7 +2,8 @@
  * `GET/POST /{tenant}/oauth2/v2.0/authorize` (RFC 6749 §4.1.1, OIDC Core §3.1.2) and the sign-in
  * flow behind it.
  *
- * authorize: resolveTenant → readParameters (duplicates refused) → parseAuthorizeRequest (client
+ * authorize: resolveTenant → readParameters (duplicates refused) → withMetadataDocumentClient (a
+ * client_id that is an https URL: its Client ID Metadata Document) → parseAuthorizeRequest (client
  * and redirect URI first: a mismatch is an error page, never a redirect) → advance.
  *
  * advance: the sign-in flow (signin-flow.ts).
@@ -14,6 +15,7 @@ import { formBody, parseForm, type FormParams } from '../http/form.ts';
 import { resolveTenant } from '../tenants.ts';
 import { htmlRoute, sendErrorToClient, setBrand } from '../http/browser.ts';
 import { advance } from '../signin-flow.ts';
+import { withMetadataDocumentClient } from '../registration/clients.ts';
 
 /** Authorization parameters: the form body of a POST, else the query string, each at most once. */
 function readParameters(request: FastifyRequest): FormParams {
@@ -31,9 +33,11 @@ export function authorizeRoutes(app: FastifyInstance, ctx: ServerContext): void 
 
 function authorizeEndpoint(ctx: ServerContext) {
   return htmlRoute(ctx, async (request: FastifyRequest<{ Params: { tenant: string } }>, reply) => {
-    const directory = await resolveTenant(ctx, request.params.tenant);
+    const params = readParameters(request);
+    // A client_id that is an https URL: its metadata document is fetched (or its cached copy used) first.
+    const directory = await withMetadataDocumentClient(ctx, await resolveTenant(ctx, request.params.tenant), params.client_id);
     setBrand(request, directory.tenant.name);
-    const result = parseAuthorizeRequest(directory, readParameters(request));
+    const result = parseAuthorizeRequest(directory, params);
     if (!result.ok) {
       if (!result.redirect) throw result.error;
       ctx.log.info({ client_id: result.client.clientId, error: result.error.error, entra: result.error.entraCodes[0] }, 'authorization request refused');

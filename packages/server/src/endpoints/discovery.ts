@@ -34,6 +34,8 @@ export function metadataFor(ctx: ServerContext, tenantId: string, scopes: string
     // RFC 9449 §5.1: the algorithms a DPoP proof may be signed with (dpop.ts).
     dpop_signing_alg_values_supported: [...DPOP_SIGNING_ALGS],
     code_challenge_methods_supported: ['S256'],
+    // Client ID Metadata Documents (MCP 2025-11-25): a client_id may be an https URL.
+    client_id_metadata_document_supported: ctx.metadataDocuments?.enabled === true,
     scopes_supported: ['openid', 'profile', 'email', 'offline_access', ...scopes],
     claims_supported: ['iss', 'aud', 'sub', 'oid', 'tid', 'azp', 'client_id', 'scp', 'roles', 'idtyp', 'amr', 'acr', 'auth_time', 'sid', 'act', 'name', 'preferred_username', 'email', 'nonce', 'exp', 'iat', 'nbf', 'jti', 'uti', 'ver'],
     claims_parameter_supported: true,

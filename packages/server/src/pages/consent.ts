@@ -10,7 +10,11 @@ export interface PermissionView {
 }
 
 export interface ConsentPageInput extends FormPageInput {
-  app: { name: string; clientId: string };
+  /**
+   * The client. `unverified`: it registered itself (a Client ID Metadata Document): its name, logo
+   * and home page are what its metadata says, so the page marks it and names where it comes from.
+   */
+  app: { name: string; clientId: string; unverified?: { source: string; logoUri?: string | undefined; clientUri?: string | undefined } | undefined };
   /** The API the request is for; undefined for an OIDC-only request with prompt=consent. */
   api?: { name: string; identifier: string } | undefined;
   permissions: PermissionView[];
@@ -33,16 +37,22 @@ function permissionList(permissions: readonly PermissionView[]): SafeHtml {
 
 export function consentPage(input: ConsentPageInput): Page {
   const { app, api } = input;
+  const unverified = app.unverified;
+  const logoOrigin = unverified?.logoUri === undefined ? undefined : new URL(unverified.logoUri).origin;
   return page({
     title: 'Permissions requested',
     brand: input.brand,
     formTargets: input.formTargets,
+    ...(logoOrigin === undefined ? {} : { imageSources: [logoOrigin] }),
     body: html`<h1>Permissions requested</h1>
 <p class="who"><span class="dot" aria-hidden="true">${initialOf(input.username)}</span><span>Signed in as ${input.username}</span></p>
 <div class="app">
-<span class="avatar" aria-hidden="true">${initialOf(app.name)}</span>
-<span><span class="app-name">${app.name}</span><span class="app-sub">${api === undefined ? html`App ID ${app.clientId}` : html`wants to access ${api.name} (${api.identifier})`}</span></span>
+${unverified?.logoUri === undefined ? html`<span class="avatar" aria-hidden="true">${initialOf(app.name)}</span>` : html`<img class="avatar logo" src="${unverified.logoUri}" alt="" width="40" height="40" referrerpolicy="no-referrer">`}
+<span><span class="app-name">${app.name}${unverified === undefined ? '' : html`<span class="badge" id="unverified">Not pre-registered</span>`}</span><span class="app-sub">${api === undefined ? html`App ID ${app.clientId}` : html`wants to access ${api.name} (${api.identifier})`}</span></span>
 </div>
+${unverified === undefined
+  ? ''
+  : html`<p class="note" id="client-source">${app.name} is not registered with ${input.brand}: it described itself at <span class="perm-scope">${unverified.source}</span>${unverified.clientUri === undefined ? '' : html` (home page <a href="${unverified.clientUri}" rel="noreferrer noopener" target="_blank">${unverified.clientUri}</a>)`}. Its name and logo are its own claims; continue only if you recognise it.</p>`}
 <h2 id="perms-heading">${input.organization ? html`This app would like to, for everyone in ${input.brand}:` : html`This app would like to:`}</h2>
 ${permissionList(input.permissions)}
 ${input.combined.map((c) => html`<h2>${c.apiName} will also be able to, on your behalf:</h2>${permissionList(c.permissions)}`)}

@@ -25,6 +25,8 @@ export interface PageOptions {
   /** Load the form_post auto-submit script. */
   autoSubmit?: boolean | undefined;
   status?: number | undefined;
+  /** Extra `img-src` sources (an https origin: a self-registered client's logo on the consent page). */
+  imageSources?: readonly string[] | undefined;
 }
 
 /** What every page with an interaction form is given: the brand, where the form posts, its CSRF token, where the browser may be sent next. */
@@ -74,7 +76,7 @@ ${options.body}
     "default-src 'none'",
     "style-src 'self'",
     `script-src ${options.autoSubmit ? "'self'" : "'none'"}`,
-    "img-src 'self' data:",
+    ["img-src 'self' data:", ...(options.imageSources ?? [])].join(' '),
     `form-action ${formAction}`,
     "frame-ancestors 'none'",
     "base-uri 'none'",

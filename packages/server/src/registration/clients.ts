@@ -1,0 +1,38 @@
+/**
+ * Clients that are not in the configuration: a `client_id` that is an https URL names its Client ID
+ * Metadata Document (metadata-document.ts). The authorization endpoint asks here first; the token
+ * endpoint then finds the client in the directory like any other (it was kept as a registration).
+ */
+import type { TenantDirectory } from '@baton/core';
+import type { ServerContext } from '../context.ts';
+import { clientFromDocument, fetchMetadataDocument, isMetadataDocumentUrl } from './metadata-document.ts';
+
+/** Fetches in flight, per tenant and URL: a burst of authorize requests for one client fetches once. */
+const inFlight = new Map<string, Promise<void>>();
+
+/**
+ * The tenant's directory, holding the client `clientId` names when it is a metadata-document client
+ * that is new or whose cached document is stale (fetched now, and kept as the tenant's
+ * registration); otherwise `directory` unchanged. A configured application always wins over a
+ * document at the same URL. Throws `invalid_client` when the document cannot be used.
+ */
+export async function withMetadataDocumentClient(ctx: ServerContext, directory: TenantDirectory, clientId: string | undefined): Promise<TenantDirectory> {
+  const options = ctx.metadataDocuments;
+  if (clientId === undefined || options === undefined || !options.enabled || !isMetadataDocumentUrl(clientId)) return directory;
+  const known = directory.application(clientId);
+  const now = ctx.now();
+  if (known !== undefined && (known.registration?.kind !== 'metadata-document' || (known.registration.expiresAt ?? 0) > now)) return directory;
+  const tenantId = directory.tenant.id;
+  const key = `${tenantId} ${clientId}`;
+  let fetching = inFlight.get(key);
+  if (fetching === undefined) {
+    fetching = (async () => {
+      const fetched = await fetchMetadataDocument(clientId, options);
+      await ctx.store.putApplication(clientFromDocument(tenantId, clientId, fetched, now));
+      ctx.log.info({ client_id: clientId, cache_seconds: fetched.cacheSeconds }, 'client metadata document fetched');
+    })().finally(() => inFlight.delete(key));
+    inFlight.set(key, fetching);
+  }
+  await fetching;
+  return (await ctx.directories.get(tenantId)) ?? directory;
+}
