@@ -1,19 +1,22 @@
 /**
- * Issue 15's done-when with a pre-registered client: the official MCP TypeScript SDK client
+ * Issue 15's done-when, with a pre-registered client and with a Client ID Metadata Document served
+ * on loopback (the development allow-list): the official MCP TypeScript SDK client
  * (`@modelcontextprotocol/sdk`, unchanged: Client + StreamableHTTPClientTransport + its auth flow)
  * connects to the demo's Docs MCP server, gets 401, discovers Baton through the protected-resource
  * metadata (RFC 9728) and the authorization server metadata (RFC 8414), sends alice through sign-in,
  * TOTP and consent in real Chromium, gets a token whose `aud` is the MCP server's canonical URI, and
  * calls `create_document`: the document exists in the Docs API, owned by alice, created with a token
  * obtained On-Behalf-Of her (`act` names docs-mcp). Also: each tool needs its scope (403
- * insufficient_scope), the agent's token passed through to the Docs API is refused (audience), and
- * the chain view shows Agent → Docs MCP → Docs API.
+ * insufficient_scope), the agent's token passed through to the Docs API is refused (audience), the
+ * chain view shows Agent → Docs MCP → Docs API, and the consent page names a self-registered agent
+ * from its metadata (name, logo, home page) and marks it not pre-registered.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer as createHttpsServer } from 'node:https';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tls from 'node:tls';
@@ -54,6 +57,8 @@ function freePort(): Promise<number> {
 
 /** What an MCP host keeps for one server: the SDK asks for it and hands it back (in memory here). */
 class AgentProvider implements OAuthClientProvider {
+  /** Set: the SDK uses it as the client_id when the server supports metadata documents. */
+  clientMetadataUrl: string | undefined;
   #client: OAuthClientInformationMixed | undefined;
   #tokens: OAuthTokens | undefined;
   #verifier = '';
@@ -103,8 +108,20 @@ function payloadOf(jwt: string): Record<string, any> {
   return JSON.parse(Buffer.from(jwt.split('.')[1] as string, 'base64url').toString());
 }
 
+let lastTotpStep = -1;
+/** A TOTP code of a step not used yet: Baton accepts each step once per user (replay protection), so wait for the next one. */
+async function freshTotp(): Promise<string> {
+  let step = Math.floor(Date.now() / 30_000);
+  if (step <= lastTotpStep) {
+    await new Promise((resolve) => setTimeout(resolve, (lastTotpStep + 1) * 30_000 - Date.now() + 200));
+    step = Math.floor(Date.now() / 30_000);
+  }
+  lastTotpStep = step;
+  return TOTP.generate({ secret: Secret.fromBase32(ALICE.totp), timestamp: step * 30_000 + 1000 });
+}
+
 /** alice signs in, passes TOTP and consents in Chromium; returns the code the redirect URI received. */
-async function signInInChromium(url: URL, redirectUrl: string, options: { consent: boolean; mfa: boolean }): Promise<{ code: string; page: Page }> {
+async function signInInChromium(url: URL, redirectUrl: string, options: { consent: boolean; mfa: boolean; onConsent?: (page: Page) => Promise<void> }): Promise<{ code: string; page: Page }> {
   const context = await browser.newContext({ ignoreHTTPSErrors: true });
   context.setDefaultTimeout(20_000);
   const page = await context.newPage();
@@ -122,11 +139,12 @@ async function signInInChromium(url: URL, redirectUrl: string, options: { consen
   step(`after password: ${page.url()}`);
   if (options.mfa) {
     await page.getByLabel('Code').waitFor();
-    await page.getByLabel('Code').fill(TOTP.generate({ secret: Secret.fromBase32(ALICE.totp) }));
+    await page.getByLabel('Code').fill(await freshTotp());
     await page.getByRole('button', { name: 'Verify' }).click();
   }
   if (options.consent) {
     await page.getByRole('button', { name: 'Accept' }).waitFor();
+    await options.onConsent?.(page);
     await page.getByRole('button', { name: 'Accept' }).click();
   }
   step(`after consent: ${page.url()}`);
@@ -274,4 +292,62 @@ test('each tool needs its scope: a token with Docs.Search alone gets 403 insuffi
   assert.match(challenge, /resource_metadata="http:\/\/127\.0\.0\.1:\d+\/\.well-known\/oauth-protected-resource\/mcp"/);
   const allowed = await call(narrow, 'search_documents', { query: 'agent' });
   assert.equal(allowed.status, 200, await allowed.clone().text());
+});
+
+test('the MCP SDK client with a Client ID Metadata Document on loopback: the consent page names the agent and marks it not pre-registered', { timeout: 120_000 }, async () => {
+  // The agent publishes its metadata over https on this machine (the development allow-list), with the token service's development certificate.
+  const [cert, key] = await Promise.all([readFile(join(dataDir, 'tls', 'localhost.pem'), 'utf8'), readFile(join(dataDir, 'tls', 'localhost-key.pem'), 'utf8')]);
+  const redirectUrl = `http://127.0.0.1:${callbackPort}/callback`;
+  let fetches = 0;
+  const site = createHttpsServer({ cert, key }, (req, res) => {
+    if (req.url === '/agent/logo.svg') return void res.writeHead(200, { 'content-type': 'image/svg+xml' }).end('<svg xmlns="http://www.w3.org/2000/svg" width="40" height="40"><rect width="40" height="40" fill="#2b6"/></svg>');
+    if (req.url !== '/agent/client.json') return void res.writeHead(404).end();
+    fetches++;
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=600' }).end(JSON.stringify(metadataDocument));
+  });
+  await new Promise<void>((resolve) => site.listen(0, '127.0.0.1', resolve));
+  const origin = `https://localhost:${(site.address() as AddressInfo).port}`;
+  const clientId = `${origin}/agent/client.json`;
+  const metadataDocument = { client_id: clientId, client_name: 'Research Agent', client_uri: `${origin}/agent/`, logo_uri: `${origin}/agent/logo.svg`, redirect_uris: [redirectUrl], grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none' };
+  try {
+    const provider = new AgentProvider(redirectUrl, { client_name: 'Research Agent', redirect_uris: [redirectUrl], grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none' });
+    provider.clientMetadataUrl = clientId;
+    const resource = chain.urls.docsMcp as string;
+    const transport = new StreamableHTTPClientTransport(new URL(resource), { authProvider: provider });
+    await assert.rejects(new Client({ name: 'research-agent', version: '1.0.0' }).connect(transport), UnauthorizedError);
+    const authorizationUrl = provider.authorizationUrl;
+    assert.ok(authorizationUrl);
+    assert.equal(authorizationUrl.searchParams.get('client_id'), clientId, 'the SDK used the metadata document URL as its client_id');
+
+    const { code } = await signInInChromium(authorizationUrl, redirectUrl, {
+      consent: true,
+      mfa: true,
+      onConsent: async (page) => {
+        assert.equal(await page.locator('.app-name').innerText(), 'Research AgentNot pre-registered');
+        assert.equal(await page.locator('#unverified').innerText(), 'Not pre-registered');
+        assert.match((await page.locator('#client-source').innerText()).replace(/\s+/g, ' '), new RegExp(`described itself at ${clientId.replace(/[.?]/g, '\\$&')} \\(home page ${origin.replace(/[.?]/g, '\\$&')}/agent/\\)`));
+        // The logo loads (the page's CSP allows the logo's origin, and only it).
+        assert.ok(await page.locator('img.logo').evaluate((img) => (img as { naturalWidth: number }).naturalWidth > 0), 'the logo is shown');
+      },
+    });
+    assert.equal(fetches, 1, 'fetched once, then cached');
+    await transport.finishAuth(code);
+    const claims = payloadOf(provider.tokens()?.access_token as string);
+    assert.equal(claims.aud, resource);
+    assert.equal(claims.azp, clientId);
+
+    const connected = new Client({ name: 'research-agent', version: '1.0.0' });
+    await connected.connect(new StreamableHTTPClientTransport(new URL(resource), { authProvider: provider }));
+    const created = await connected.callTool({ name: 'create_document', arguments: { title: 'Research summary', content: 'By an agent that registered itself.' } });
+    assert.notEqual(created.isError, true, JSON.stringify(created));
+    const id = (created.structuredContent as { id: string }).id;
+    const db = new DatabaseSync(join(dataDir, 'chain', 'docs.sqlite'), { readOnly: true });
+    const row = db.prepare('SELECT owner_oid FROM documents WHERE id = ?').get(id) as { owner_oid: string } | undefined;
+    db.close();
+    assert.equal(row?.owner_oid, claims.oid);
+    await connected.close();
+  } finally {
+    site.closeAllConnections();
+    await new Promise<void>((resolve) => site.close(() => resolve()));
+  }
 });
