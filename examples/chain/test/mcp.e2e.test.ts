@@ -1,6 +1,7 @@
 /**
- * Issue 15's done-when, with a pre-registered client and with a Client ID Metadata Document served
- * on loopback (the development allow-list): the official MCP TypeScript SDK client
+ * Issue 15's done-when, with a pre-registered client, with a Client ID Metadata Document served on
+ * loopback (the development allow-list) and with Dynamic Client Registration: the official MCP
+ * TypeScript SDK client
  * (`@modelcontextprotocol/sdk`, unchanged: Client + StreamableHTTPClientTransport + its auth flow)
  * connects to the demo's Docs MCP server, gets 401, discovers Baton through the protected-resource
  * metadata (RFC 9728) and the authorization server metadata (RFC 8414), sends alice through sign-in,
@@ -350,4 +351,38 @@ test('the MCP SDK client with a Client ID Metadata Document on loopback: the con
     site.closeAllConnections();
     await new Promise<void>((resolve) => site.close(() => resolve()));
   }
+});
+
+test('the MCP SDK client with Dynamic Client Registration (RFC 7591): registers, signs alice in, creates a document for her', { timeout: 120_000 }, async () => {
+  const redirectUrl = `http://127.0.0.1:${callbackPort}/callback`;
+  const provider = new AgentProvider(redirectUrl, { client_name: 'Scratch Agent', redirect_uris: [redirectUrl], grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none' });
+  const resource = chain.urls.docsMcp as string;
+  const requests: string[] = [];
+  const transport = new StreamableHTTPClientTransport(new URL(resource), { authProvider: provider, fetch: recordingFetch(requests) });
+  await assert.rejects(new Client({ name: 'scratch-agent', version: '1.0.0' }).connect(transport), UnauthorizedError);
+  assert.ok(requests.includes(`POST ${server.url}/contoso/oauth2/v2.0/register 201`), requests.join('\n'));
+  const registered = provider.clientInformation() as { client_id: string };
+  assert.match(registered.client_id, /^dcr-/);
+
+  const { code } = await signInInChromium(provider.authorizationUrl as URL, redirectUrl, {
+    consent: true,
+    mfa: true,
+    onConsent: async (page) => {
+      assert.equal(await page.locator('#unverified').innerText(), 'Not pre-registered');
+      assert.match(await page.locator('#client-source').innerText(), /dynamic client registration/);
+    },
+  });
+  await transport.finishAuth(code);
+  const claims = payloadOf(provider.tokens()?.access_token as string);
+  assert.equal(claims.aud, resource);
+  assert.equal(claims.azp, registered.client_id);
+  const connected = new Client({ name: 'scratch-agent', version: '1.0.0' });
+  await connected.connect(new StreamableHTTPClientTransport(new URL(resource), { authProvider: provider }));
+  const created = await connected.callTool({ name: 'create_document', arguments: { title: 'Scratch', content: 'From a dynamically registered agent.' } });
+  assert.notEqual(created.isError, true, JSON.stringify(created));
+  const db = new DatabaseSync(join(dataDir, 'chain', 'docs.sqlite'), { readOnly: true });
+  const row = db.prepare('SELECT owner_oid FROM documents WHERE id = ?').get((created.structuredContent as { id: string }).id) as { owner_oid: string } | undefined;
+  db.close();
+  assert.equal(row?.owner_oid, claims.oid);
+  await connected.close();
 });

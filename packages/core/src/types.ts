@@ -130,18 +130,30 @@ export interface Application {
   tokenAudience?: 'identifierUri' | undefined;
   /**
    * A client that registered itself rather than being configured: `metadata-document` (its client id
-   * is the https URL of its Client ID Metadata Document, fetched by the token service). Absent for
-   * configured applications. The consent page names such clients as not pre-registered.
+   * is the https URL of its Client ID Metadata Document, fetched by the token service) or `dynamic`
+   * (RFC 7591). Absent for configured applications. The consent page names such clients as not pre-registered.
    */
   registration?: ClientRegistration | undefined;
 }
 
 export interface ClientRegistration {
-  kind: 'metadata-document';
+  /** `metadata-document`: a Client ID Metadata Document; `dynamic`: RFC 7591 Dynamic Client Registration. */
+  kind: 'metadata-document' | 'dynamic';
   /** Epoch seconds of the fetch (or registration). */
   registeredAt: number;
-  /** When the cached document is stale (fetched again at the next authorization request). */
+  /**
+   * metadata-document: when the cached document is stale (fetched again at the next authorization
+   * request). dynamic: when the registration stops working if no code was redeemed by then (cleared at first use).
+   */
   expiresAt?: number | undefined;
+  /** dynamic: the keyed hash of the RFC 7592 registration access token (never the token). */
+  accessTokenHash?: string | undefined;
+  /** dynamic: deprovisioned (RFC 7592 DELETE) at this instant; the client id no longer works. */
+  deletedAt?: number | undefined;
+  /** dynamic: the registered `grant_types` and `scope`, and the address it registered from. */
+  grantTypes?: string[] | undefined;
+  scope?: string | undefined;
+  ip?: string | undefined;
   /** `logo_uri` and `client_uri` from the metadata (https only). */
   logoUri?: string | undefined;
   clientUri?: string | undefined;

@@ -24,6 +24,7 @@ import {
 } from '@baton/core';
 import type { FormParams } from './http/form.ts';
 import { verifyClientSecret } from './crypto/secrets.ts';
+import { registrationGone } from './registration/dynamic.ts';
 import { issuerOf, tokenEndpointOf, type AuthenticatedClient, type ServerContext } from './context.ts';
 
 export type { AuthenticatedClient } from './context.ts';
@@ -117,7 +118,8 @@ export async function authenticateClient(
     throw invalidClient("The 'client_id' parameter does not match the authenticated client.", Entra.unknownClient, true);
   }
   const app = directory.application(clientId);
-  if (!app) {
+  // A dynamic registration that was deleted or expired unused (RFC 7591/7592) is unknown too.
+  if (!app || registrationGone(app, ctx.now())) {
     throw invalidClient(`Application '${clientId.slice(0, 128)}' was not found in tenant '${directory.tenant.id}'.`, Entra.unknownClient, basic !== undefined);
   }
   const secret = basic?.secret ?? params.client_secret;

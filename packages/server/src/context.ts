@@ -11,6 +11,7 @@ import type { Keyring } from './keys/keyring.ts';
 import type { Kek } from './crypto/kek.ts';
 import type { TokenEndpointLimits } from './limits.ts';
 import type { MetadataDocumentOptions } from './registration/metadata-document.ts';
+import type { DynamicRegistrationOptions } from './registration/dynamic.ts';
 import type { FormParams } from './http/form.ts';
 import type { ServerMetrics } from './observe/metrics.ts';
 
@@ -36,6 +37,8 @@ export interface ServerContext {
   readonly tokenEndpointLimits?: TokenEndpointLimits | undefined;
   /** Client ID Metadata Documents (config `registration.metadataDocuments`; off when absent). */
   readonly metadataDocuments?: MetadataDocumentOptions | undefined;
+  /** RFC 7591 Dynamic Client Registration (config `registration.dynamic`; off when absent). */
+  readonly dynamicRegistration?: DynamicRegistrationOptions | undefined;
   /** Prometheus metrics (observe/metrics.ts) when `startServer({ metrics })` asked for them. */
   readonly metrics?: ServerMetrics | undefined;
 }

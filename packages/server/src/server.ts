@@ -26,6 +26,7 @@ import { BUILT_IN_ROUTES } from './endpoints/index.ts';
 import { recordIssuerBase } from './issuer-record.ts';
 import { resolveTokenEndpointLimits } from './limits.ts';
 import { resolveMetadataDocumentOptions } from './registration/metadata-document.ts';
+import { resolveDynamicRegistrationOptions } from './registration/dynamic.ts';
 import { resolveTransportLimits } from './http/transport.ts';
 import { activeTraceIds, traceStore } from './observe/tracing.ts';
 import { auditLogOf } from './audit.ts';
@@ -194,6 +195,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       baseUrl: options.publicUrl ?? '',
       tokenEndpointLimits: resolveTokenEndpointLimits(config?.limits?.tokenEndpoint),
       metadataDocuments: resolveMetadataDocumentOptions(config?.registration?.metadataDocuments),
+      dynamicRegistration: resolveDynamicRegistrationOptions(config?.registration?.dynamic),
       metrics,
     };
     // Exchange decisions are counted from the audit feed: the event already names the deciding rule.

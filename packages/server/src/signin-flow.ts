@@ -176,7 +176,7 @@ export function renderStep(flow: Flow, evaluation: Evaluation, error?: PageError
         app: {
           name: client.name,
           clientId: client.clientId,
-          unverified: client.registration === undefined ? undefined : { source: client.clientId, logoUri: client.registration.logoUri, clientUri: client.registration.clientUri },
+          unverified: client.registration === undefined ? undefined : { source: client.clientId, dynamic: client.registration.kind === 'dynamic', logoUri: client.registration.logoUri, clientUri: client.registration.clientUri },
         },
         api: evaluation.api === undefined ? undefined : { name: evaluation.api.name, identifier: apiName(evaluation.api) },
         permissions: permissionViews(flow, evaluation, step.asAdmin),

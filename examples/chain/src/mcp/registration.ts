@@ -12,7 +12,8 @@
  *   the Docs API asks for one for `Docs.Write` (the Docs MCP cannot relay a claims challenge to an
  *   MCP client).
  * - Client ID Metadata Documents accepted, loopback included: agents on this machine publish their
- *   metadata on 127.0.0.1 (the development allow-list; never in production).
+ *   metadata on 127.0.0.1 (the development allow-list; never in production); and Dynamic Client
+ *   Registration (RFC 7591) for agents with loopback redirect URIs.
  */
 import type { BatonConfig } from '@baton/server';
 import { DOCS_MCP, MCP_PATH, TOOL_SCOPES } from './server.ts';
@@ -35,7 +36,11 @@ export function withDocsMcp(config: BatonConfig, port: number): BatonConfig {
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`Docs MCP needs a fixed port (1–65535) for its canonical URI, not ${port}`);
   return {
     ...config,
-    registration: { ...config.registration, metadataDocuments: { enabled: true, allowLoopback: true, ...config.registration?.metadataDocuments } },
+    registration: {
+      ...config.registration,
+      metadataDocuments: { enabled: true, allowLoopback: true, ...config.registration?.metadataDocuments },
+      dynamic: { enabled: true, redirectUris: 'loopback', ...config.registration?.dynamic },
+    },
     tenants: config.tenants.map((tenant, i) =>
       i !== 0 || tenant.applications.some((a) => a.clientId === DOCS_MCP)
         ? tenant

@@ -230,6 +230,16 @@ export const RegistrationConfig = z.strictObject({
       defaultCacheSeconds: z.number().int().min(0).max(86400).optional(),
     })
     .optional(),
+  /** RFC 7591 Dynamic Client Registration (public clients only) and RFC 7592 management. */
+  dynamic: z
+    .strictObject({
+      enabled: z.boolean().optional(),
+      redirectUris: z.enum(['loopback', 'https-or-loopback']).optional(),
+      allowedScopes: z.array(z.string().min(1).max(256)).max(256).optional(),
+      perIpPerHour: z.number().int().min(1).max(100_000).optional(),
+      unusedTtlSeconds: z.number().int().min(60).max(30 * 86400).optional(),
+    })
+    .optional(),
 });
 
 export const BatonConfig = z.strictObject({

@@ -36,6 +36,8 @@ export function metadataFor(ctx: ServerContext, tenantId: string, scopes: string
     code_challenge_methods_supported: ['S256'],
     // Client ID Metadata Documents (MCP 2025-11-25): a client_id may be an https URL.
     client_id_metadata_document_supported: ctx.metadataDocuments?.enabled === true,
+    // RFC 7591 Dynamic Client Registration, when offered.
+    ...(ctx.dynamicRegistration?.enabled === true ? { registration_endpoint: `${base}/oauth2/v2.0/register` } : {}),
     scopes_supported: ['openid', 'profile', 'email', 'offline_access', ...scopes],
     claims_supported: ['iss', 'aud', 'sub', 'oid', 'tid', 'azp', 'client_id', 'scp', 'roles', 'idtyp', 'amr', 'acr', 'auth_time', 'sid', 'act', 'name', 'preferred_username', 'email', 'nonce', 'exp', 'iat', 'nbf', 'jti', 'uti', 'ver'],
     claims_parameter_supported: true,

@@ -17,6 +17,7 @@ import { introspectRoutes } from './introspect.ts';
 import { readinessRoute } from './readiness.ts';
 import { adminRoutes } from '../admin/routes.ts';
 import { signalRoutes } from '../signals/routes.ts';
+import { registrationRoutes } from '../registration/dynamic.ts';
 
 /** `/healthz`: the process answers (a load balancer's liveness probe). */
 const healthRoutes: RoutePlugin = (app) => {
@@ -42,4 +43,5 @@ export const BUILT_IN_ROUTES: readonly RoutePlugin[] = Object.freeze([
   adminRoutes,
   // Security events (issue 17): SSF metadata, stream management, RFC 8936 polling.
   signalRoutes,
+  registrationRoutes,
 ]);

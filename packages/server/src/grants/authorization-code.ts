@@ -18,6 +18,7 @@ import type { Grant, TokenRequest } from './registry.ts';
 import { codeId, type CodePayload } from '../tokens/code.ts';
 import { signInTokenResponse } from '../tokens/response.ts';
 import { sessionBySid, type Session } from '../session.ts';
+import { markRegistrationUsed } from '../registration/dynamic.ts';
 import type { EphemeralRecord } from '../store/types.ts';
 
 type CodeRecord = EphemeralRecord<CodePayload>;
@@ -156,6 +157,8 @@ async function handler({ ctx, directory, client, params, dpop }: TokenRequest) {
   sameResource(directory, resource?.api, params.resource);
   // Every check passed: consume the code (atomic across instances). Losing here is a replay.
   await consumeOnce(ctx, record);
+  // A dynamic registration that redeemed a code no longer expires unused.
+  await markRegistrationUsed(ctx, client.app);
   const response = await signInTokenResponse(ctx, {
     directory,
     user,

@@ -14,7 +14,7 @@ export interface ConsentPageInput extends FormPageInput {
    * The client. `unverified`: it registered itself (a Client ID Metadata Document): its name, logo
    * and home page are what its metadata says, so the page marks it and names where it comes from.
    */
-  app: { name: string; clientId: string; unverified?: { source: string; logoUri?: string | undefined; clientUri?: string | undefined } | undefined };
+  app: { name: string; clientId: string; unverified?: { source: string; dynamic?: boolean | undefined; logoUri?: string | undefined; clientUri?: string | undefined } | undefined };
   /** The API the request is for; undefined for an OIDC-only request with prompt=consent. */
   api?: { name: string; identifier: string } | undefined;
   permissions: PermissionView[];
@@ -52,7 +52,7 @@ ${unverified?.logoUri === undefined ? html`<span class="avatar" aria-hidden="tru
 </div>
 ${unverified === undefined
   ? ''
-  : html`<p class="note" id="client-source">${app.name} is not registered with ${input.brand}: it described itself at <span class="perm-scope">${unverified.source}</span>${unverified.clientUri === undefined ? '' : html` (home page <a href="${unverified.clientUri}" rel="noreferrer noopener" target="_blank">${unverified.clientUri}</a>)`}. Its name and logo are its own claims; continue only if you recognise it.</p>`}
+  : html`<p class="note" id="client-source">${app.name} is not registered with ${input.brand}: it described itself ${unverified.dynamic ? 'when it registered itself (dynamic client registration)' : html`at <span class="perm-scope">${unverified.source}</span>`}${unverified.clientUri === undefined ? '' : html` (home page <a href="${unverified.clientUri}" rel="noreferrer noopener" target="_blank">${unverified.clientUri}</a>)`}. Its name and logo are its own claims; continue only if you recognise it.</p>`}
 <h2 id="perms-heading">${input.organization ? html`This app would like to, for everyone in ${input.brand}:` : html`This app would like to:`}</h2>
 ${permissionList(input.permissions)}
 ${input.combined.map((c) => html`<h2>${c.apiName} will also be able to, on your behalf:</h2>${permissionList(c.permissions)}`)}

@@ -3,9 +3,18 @@
  * Metadata Document (metadata-document.ts). The authorization endpoint asks here first; the token
  * endpoint then finds the client in the directory like any other (it was kept as a registration).
  */
-import type { TenantDirectory } from '@baton/core';
+import { Entra, OAuthError, truncate, type TenantDirectory } from '@baton/core';
 import type { ServerContext } from '../context.ts';
 import { clientFromDocument, fetchMetadataDocument, isMetadataDocumentUrl } from './metadata-document.ts';
+import { registrationGone } from './dynamic.ts';
+
+/** The answer for a registration that no longer exists: as for a client id never registered. */
+export function unknownRegistration(clientId: string, tenantId: string): OAuthError {
+  return new OAuthError('invalid_client', {
+    description: `Application with identifier '${truncate(clientId, 128)}' was not found in the directory '${tenantId}' (a dynamic registration that was deleted or never used expires).`,
+    entraCodes: [Entra.unknownClient],
+  });
+}
 
 /** Fetches in flight, per tenant and URL: a burst of authorize requests for one client fetches once. */
 const inFlight = new Map<string, Promise<void>>();
@@ -17,6 +26,8 @@ const inFlight = new Map<string, Promise<void>>();
  * document at the same URL. Throws `invalid_client` when the document cannot be used.
  */
 export async function withMetadataDocumentClient(ctx: ServerContext, directory: TenantDirectory, clientId: string | undefined): Promise<TenantDirectory> {
+  // A dynamic registration deprovisioned or expired unused is an unknown client from here on.
+  if (clientId !== undefined && registrationGone(directory.application(clientId), ctx.now())) throw unknownRegistration(clientId, directory.tenant.id);
   const options = ctx.metadataDocuments;
   if (clientId === undefined || options === undefined || !options.enabled || !isMetadataDocumentUrl(clientId)) return directory;
   const known = directory.application(clientId);
