@@ -27,7 +27,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { DatabaseSync } from 'node:sqlite';
-import { serve, CONFIG, ROOT, type Served } from './lib/serve.ts';
+import { serve, CONFIG, writeReport, type Served } from './lib/serve.ts';
 import { Browser, BOB, authorizeUrl, pkce, runFlow, webParams, WEB } from '../packages/server/test/signin-kit.ts';
 import { createGuard, createOboClient } from '../packages/resource/src/index.ts';
 import { RedisTokenCacheStore } from '../packages/resource/src/redis.ts';
@@ -358,7 +358,6 @@ for (const [name, fault] of faults) {
   if (results[name]!.ok !== true) allOk = false;
   process.stdout.write(`${name}: ${JSON.stringify(results[name])}\n`);
 }
-const file = join(ROOT, 'reliability/results', `faults-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}.json`);
-await writeFile(file, `${JSON.stringify({ date: new Date().toISOString(), node: process.version, results }, null, 2)}\n`);
+const file = await writeReport('faults', { date: new Date().toISOString(), node: process.version, results });
 process.stdout.write(`report: ${file}\n`);
 process.exitCode = allOk ? 0 : 1;

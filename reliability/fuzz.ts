@@ -9,11 +9,11 @@
  *   npm run fuzz -- --requests 5000 --seed 7
  */
 import { parseArgs } from 'node:util';
-import { mkdir, readFile, writeFile, rm, mkdtemp } from 'node:fs/promises';
+import { readFile, writeFile, rm, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runFuzz } from '../packages/server/test/fuzz-kit.ts';
-import { serve, issueUserToken, SECRETS, ROOT, CONFIG } from './lib/serve.ts';
+import { serve, issueUserToken, SECRETS, CONFIG, writeReport } from './lib/serve.ts';
 
 const { values } = parseArgs({ options: { requests: { type: 'string', default: '100000' }, seed: { type: 'string', default: '20261204' }, concurrency: { type: 'string', default: '16' } } });
 const requests = Number(values.requests);
@@ -69,9 +69,7 @@ try {
     violationCount: report.violations.length,
     requestsPerSecond: Math.round(report.requests / report.seconds),
   };
-  const file = join(ROOT, 'reliability/results', `fuzz-${summary.date.slice(0, 19).replace(/[:T]/g, '-')}.json`);
-  await mkdir(join(ROOT, 'reliability/results'), { recursive: true }); // out of git: absent in a fresh checkout
-  await writeFile(file, `${JSON.stringify(summary, null, 2)}\n`);
+  const file = await writeReport('fuzz', summary, new Date(summary.date));
   process.stdout.write(
     [
       `fuzz: ${report.requests} requests (seed ${seed}) in ${report.seconds} s (${summary.requestsPerSecond}/s) against baton serve (SQLite)`,

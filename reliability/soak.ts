@@ -11,10 +11,10 @@
  * end of the measured part, p50/p99 per window, errors. Writes JSON to reliability/results/.
  */
 import { parseArgs } from 'node:util';
-import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import tls from 'node:tls';
-import { serve, issueUserToken, SECRETS, ROOT } from './lib/serve.ts';
+import { serve, issueUserToken, SECRETS, writeReport } from './lib/serve.ts';
 import { Browser, BOB, authorizeUrl, pkce, runFlow, webParams, WEB } from '../packages/server/test/signin-kit.ts';
 
 const { values } = parseArgs({ options: { minutes: { type: 'string', default: process.env.SOAK_MINUTES ?? '10' } } });
@@ -147,8 +147,7 @@ const summary = {
   windows: windows.map((w) => ({ at: w.at, rssMb: Math.round(w.rssMb * 10) / 10, fds: w.fds, ...Object.fromEntries(kinds.map((k) => [k, { n: w.latencies[k].length, p50: pct(w.latencies[k], 0.5), p99: pct(w.latencies[k], 0.99), errors: w.errors[k] }])) })),
   errorSamples,
 };
-const file = join(ROOT, 'reliability/results', `soak-${summary.date.slice(0, 19).replace(/[:T]/g, '-')}.json`);
-await writeFile(file, `${JSON.stringify(summary, null, 2)}\n`);
+const file = await writeReport('soak', summary, new Date(summary.date));
 const p99s = (k: Kind) => measured.map((w) => pct(w.latencies[k], 0.99));
 process.stdout.write(
   [

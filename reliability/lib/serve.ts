@@ -4,7 +4,7 @@
  * kept, so a run can check that the server logged no unexpected error.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import tls from 'node:tls';
 import { tmpdir } from 'node:os';
@@ -12,6 +12,15 @@ import { join } from 'node:path';
 import { freePort } from '../../packages/server/test/free-port.ts';
 
 export const ROOT = new URL('../../', import.meta.url).pathname;
+
+/** Writes a run's JSON report to reliability/results/ (created if missing: it is not in a fresh clone) and returns its path. */
+export async function writeReport(kind: 'fuzz' | 'faults' | 'soak', report: unknown, date = new Date()): Promise<string> {
+  const dir = join(ROOT, 'reliability/results');
+  await mkdir(dir, { recursive: true });
+  const file = join(dir, `${kind}-${date.toISOString().slice(0, 19).replace(/[:T]/g, '-')}.json`);
+  await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
+  return file;
+}
 export const BIN = join(ROOT, 'packages/cli/src/bin.ts');
 /** The demo's configuration, examples/chain/baton.json. */
 export const DEMO_CONFIG = join(ROOT, 'examples/chain/baton.json');
