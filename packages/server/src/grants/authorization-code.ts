@@ -1,7 +1,7 @@
 /**
  * `authorization_code` (RFC 6749 §4.1.3, RFC 7636 §4.6, OIDC Core §3.1.3), as named steps:
  * findCode → boundToClient → boundToRedirectUri → proofOfPossession → boundToKey (DPoP) → notExpired →
- * userStillAllowed → sessionStillLive → apiStillExists → sameResource → consumeOnce → issue.
+ * userStillAllowed → sessionStillLive → apiStillExists → sameResource → issue → consumeOnce → respond.
  *
  * Every check runs on a read of the code before it is consumed, so a refused redemption — wrong
  * client, redirect URI or verifier, a user disabled or signed out since — writes nothing and does
@@ -155,10 +155,11 @@ async function handler({ ctx, directory, client, params, dpop }: TokenRequest) {
   }
   dpopRequiredBy(resource?.api, dpop, 'pass');
   sameResource(directory, resource?.api, params.resource);
-  // Every check passed: consume the code (atomic across instances). Losing here is a replay.
-  await consumeOnce(ctx, record);
-  // A dynamic registration that redeemed a code no longer expires unused.
+  // A dynamic registration that redeems a code no longer expires unused (idempotent: written before
+  // the code is consumed, so nothing is written after it).
   await markRegistrationUsed(ctx, client.app);
+  // Every check passed. The code is consumed once the tokens are made and stored (`redeem`), so a
+  // store failure before that leaves it redeemable; losing the consume is a replay.
   const response = await signInTokenResponse(ctx, {
     directory,
     user,
@@ -173,6 +174,7 @@ async function handler({ ctx, directory, client, params, dpop }: TokenRequest) {
     dpop,
     // RFC 9449 §5: a public client's refresh token is bound to its DPoP key.
     refreshJkt: client.app.public ? dpop?.jkt : undefined,
+    redeem: () => consumeOnce(ctx, record),
   });
   ctx.log.info({ client_id: client.app.clientId, family: record.familyId, sid: payload.auth.sid }, 'authorization code redeemed');
   return response;

@@ -1,7 +1,7 @@
 /**
  * `refresh_token` (RFC 6749 §6, RFC 9700 §4.14), as named steps:
- * findToken → boundToClient → boundToKey (DPoP) → resolveScopes → userStillAllowed → sessionStillLive →
- * consentStillPresent → conditionalAccess → claimsChallenge → rotate (consume once) → issue.
+ * findToken → boundToClient → boundToKey (DPoP) → resolveScopes → claimsChallenge → userStillAllowed →
+ * sessionStillLive → consentStillPresent → conditionalAccess → issue → rotate (consume once) → respond.
  *
  * Every check that can refuse runs on a read of the token BEFORE it is consumed (issue 12): a
  * refresh refused for a missing consent, a policy, a claims challenge or a malformed scope leaves
@@ -215,8 +215,8 @@ async function handler({ ctx, directory, client, params, ip, dpop }: TokenReques
     });
     if (!result.ok) throw policyError(result, apiName(target.api));
   }
-  // Every check passed: consume the token (atomic across instances). Losing here is a replay.
-  await rotate(ctx, record);
+  // Every check passed. The token is consumed once its successor is stored (`redeem`), so a store
+  // failure before that leaves it usable for the retry; losing the consume is a replay.
   const response = await signInTokenResponse(ctx, {
     directory,
     user,
@@ -233,6 +233,7 @@ async function handler({ ctx, directory, client, params, ip, dpop }: TokenReques
     refreshJkt: client.app.public ? (record.payload.jkt ?? dpop?.jkt) : undefined,
     // Rotation keeps the original grant: a later refresh without `scope` renews it, not this one.
     refreshGrant: { resource: record.payload.resource, scopes: record.payload.scopes, oidcScopes: record.payload.oidcScopes },
+    redeem: () => rotate(ctx, record),
   });
   return response;
 }

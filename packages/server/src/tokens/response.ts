@@ -39,6 +39,15 @@ export interface SignInGrant {
    * bound to its DPoP key; a confidential client's are bound to its authentication instead).
    */
   refreshJkt?: string | undefined;
+  /**
+   * Redeems what the response is for: consumes the authorization code, or the refresh token being
+   * rotated (atomic across instances; losing is a replay, and throws). Called once, after every
+   * store write and signature of the response and with nothing written after it, so a failure on
+   * the way (the store gone mid-request: a 503) leaves the presented code or token usable for the
+   * client's retry. What was made before it for a response never sent dies unseen: a refresh token
+   * no client holds, in a family the replay revokes.
+   */
+  redeem: () => Promise<void>;
 }
 
 export async function signInTokenResponse(ctx: ServerContext, grant: SignInGrant): Promise<TokenResponse> {
@@ -100,5 +109,6 @@ export async function signInTokenResponse(ctx: ServerContext, grant: SignInGrant
   if (response.refresh_token !== undefined) granted.push('offline_access');
   response.scope = granted.join(' ');
   if (grant.clientInfo) response.client_info = clientInfo(user.oid, directory.tenant.tid);
+  await grant.redeem();
   return response;
 }
