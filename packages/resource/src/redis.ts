@@ -20,6 +20,19 @@ import { MemoryTokenCacheStore, type CachedToken, type TokenCacheStore } from '.
 import { consoleLogger, type Logger } from './obo.ts';
 import { MemoryDpopReplayCache, type DpopReplayCache } from './dpop.ts';
 
+/**
+ * The ioredis client of a Redis-backed store: the application's own client (it keeps owning it), or
+ * one made from a URL or ioredis options (the store closes it). A cache answers in its command
+ * timeout or falls back to memory, so its own clients queue nothing while Redis is down.
+ */
+function redisClientOf(where: string, redis: unknown): { client: Redis; owned: boolean } {
+  const own: RedisOptions = { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2000, lazyConnect: false };
+  if (redis instanceof Redis) return { client: redis, owned: false };
+  if (typeof redis === 'string') return { client: new Redis(redis, own), owned: true };
+  if (redis !== null && typeof redis === 'object') return { client: new Redis({ ...own, ...(redis as RedisOptions) }), owned: true };
+  throw new TypeError(`${where}: redis must be an ioredis client, a URL or ioredis options`);
+}
+
 export interface RedisTokenCacheOptions {
   /**
    * An ioredis client (yours: not closed by `close()`), or a URL / options to open one (closed by
@@ -61,19 +74,7 @@ export class RedisTokenCacheStore implements TokenCacheStore {
     if (!Number.isFinite(this.#timeout) || this.#timeout <= 0) throw new TypeError(`${where}: commandTimeout must be a positive number of milliseconds`);
     this.#logger = options.logger ?? consoleLogger;
     this.#memory = new MemoryTokenCacheStore({ maxEntries: options.maxEntries ?? 10_000, ...(options.clock ? { clock: options.clock } : {}) });
-    const own: RedisOptions = { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2000, lazyConnect: false };
-    if (options.redis instanceof Redis) {
-      this.#redis = options.redis;
-      this.#owned = false;
-    } else if (typeof options.redis === 'string') {
-      this.#redis = new Redis(options.redis, own);
-      this.#owned = true;
-    } else if (options.redis !== null && typeof options.redis === 'object') {
-      this.#redis = new Redis({ ...own, ...options.redis });
-      this.#owned = true;
-    } else {
-      throw new TypeError(`${where}: redis must be an ioredis client, a URL or ioredis options`);
-    }
+    ({ client: this.#redis, owned: this.#owned } = redisClientOf(where, options.redis));
     // ioredis emits 'error' on every failed reconnect; without a listener Node would throw. Logged once.
     this.#redis.on('error', (error: Error & { code?: string }) => this.#down(error));
     this.#redis.on('ready', () => {
@@ -233,19 +234,7 @@ export class RedisDpopReplayCache implements DpopReplayCache {
     if (!Number.isFinite(this.#timeout) || this.#timeout <= 0) throw new TypeError(`${where}: commandTimeout must be a positive number of milliseconds`);
     this.#logger = options.logger ?? consoleLogger;
     this.#failClosed = options.failClosed === true;
-    const own: RedisOptions = { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2000, lazyConnect: false };
-    if (options.redis instanceof Redis) {
-      this.#redis = options.redis;
-      this.#owned = false;
-    } else if (typeof options.redis === 'string') {
-      this.#redis = new Redis(options.redis, own);
-      this.#owned = true;
-    } else if (options.redis !== null && typeof options.redis === 'object') {
-      this.#redis = new Redis({ ...own, ...options.redis });
-      this.#owned = true;
-    } else {
-      throw new TypeError(`${where}: redis must be an ioredis client, a URL or ioredis options`);
-    }
+    ({ client: this.#redis, owned: this.#owned } = redisClientOf(where, options.redis));
     this.#redis.on('error', () => this.#down());
     this.#redis.on('ready', () => {
       if (this.#degraded) {

@@ -20,7 +20,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { truncate, type Application, type TenantDirectory } from '@baton/core';
 import { issuerOf, type ServerContext } from '../context.ts';
 import { resolveTenant } from '../tenants.ts';
-import { stableGuid } from '../config/ids.ts';
+import { selfRegisteredApplication } from './application.ts';
 import { generateClientSecret, hashClientSecret, verifyClientSecret } from '../crypto/secrets.ts';
 
 export interface DynamicRegistrationOptions {
@@ -221,21 +221,11 @@ export function registrationRoutes(app: FastifyInstance, ctx: ServerContext): vo
       const metadata = readMetadata(request.body, options, directory);
       const token = generateClientSecret();
       const clientId = `dcr-${randomUUID()}`;
-      const client: Application = {
+      const client = selfRegisteredApplication({
         tenantId: directory.tenant.id,
         clientId,
-        servicePrincipalId: stableGuid('sp', directory.tenant.id, clientId),
         name: metadata.name,
-        public: true,
         redirectUris: metadata.redirectUris,
-        secrets: [],
-        jwks: [],
-        scopes: [],
-        appRoles: [],
-        knownClientApplications: [],
-        requiredAccess: [],
-        accessTokenLifetimeSeconds: 3600,
-        signingAlg: 'ES256',
         registration: {
           kind: 'dynamic',
           registeredAt: now,
@@ -247,7 +237,7 @@ export function registrationRoutes(app: FastifyInstance, ctx: ServerContext): vo
           ...(metadata.clientUri !== undefined ? { clientUri: metadata.clientUri } : {}),
           ip: request.ip,
         },
-      };
+      });
       await ctx.store.putApplication(client);
       ctx.log.info({ client_id: clientId, tenant: directory.tenant.id, issuer: issuerOf(ctx, directory.tenant.id) }, 'client registered (RFC 7591)');
       return reply.code(201).header('cache-control', 'no-store').header('pragma', 'no-cache').send(clientInformation(ctx, client, token));

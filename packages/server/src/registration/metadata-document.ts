@@ -22,7 +22,7 @@ import { lookup as dnsLookup } from 'node:dns/promises';
 import { request as httpsRequest } from 'node:https';
 import { BlockList, isIP, type LookupFunction } from 'node:net';
 import { OAuthError, Entra, truncate, type Application } from '@baton/core';
-import { stableGuid } from '../config/ids.ts';
+import { selfRegisteredApplication } from './application.ts';
 
 export interface MetadataDocumentOptions {
   /** Accept `client_id`s that are https URLs (`client_id_metadata_document_supported`). Default false. */
@@ -230,23 +230,7 @@ export function clientFromDocument(tenantId: string, clientId: string, fetched: 
   const home = httpsUrl(doc.client_uri);
   if (logo !== undefined) registration.logoUri = logo;
   if (home !== undefined) registration.clientUri = home;
-  return {
-    tenantId,
-    clientId,
-    servicePrincipalId: stableGuid('sp', tenantId, clientId),
-    name,
-    public: true,
-    redirectUris: uris as string[],
-    secrets: [],
-    jwks: [],
-    scopes: [],
-    appRoles: [],
-    knownClientApplications: [],
-    requiredAccess: [],
-    accessTokenLifetimeSeconds: 3600,
-    signingAlg: 'ES256',
-    registration,
-  };
+  return selfRegisteredApplication({ tenantId, clientId, name, redirectUris: uris as string[], registration });
 }
 
 function httpsUrl(value: unknown): string | undefined {
