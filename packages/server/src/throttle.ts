@@ -79,3 +79,21 @@ export async function recordFailure(ctx: ServerContext, scope: ThrottleScope, ke
   }
   return locked;
 }
+
+/**
+ * A fixed-window rate limit shared by every instance through the store: at most `limit` admissions
+ * per `windowSeconds` for `key` (hashed: it is often a client address). Answers `undefined` when
+ * admitted (and counts it), or the seconds until the window ends. A caller already over the limit
+ * costs one store call (a probe of the last slot), not `limit`: a flood cannot multiply its own
+ * weight on the store.
+ */
+export async function admitWindow(ctx: ServerContext, namespace: string, key: string, limit: number, windowSeconds: number): Promise<number | undefined> {
+  const now = ctx.now();
+  const id = Math.floor(now / windowSeconds);
+  const end = (id + 1) * windowSeconds;
+  const wait = Math.max(1, end - now);
+  const counter = `rate:${namespace}:${createHash('sha256').update(key).digest('base64url')}`;
+  if (!(await ctx.store.useOnce(counter, `${id}:${limit - 1}`, now, now))) return wait;
+  for (let n = 0; n < limit; n++) if (await ctx.store.useOnce(counter, `${id}:${n}`, end, now)) return undefined;
+  return wait;
+}

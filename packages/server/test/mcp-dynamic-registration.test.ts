@@ -15,16 +15,15 @@ const REDIRECT = 'http://127.0.0.1:7799/callback';
 const PER_IP = 30;
 
 let server: TestServer;
+
+function configure(raw: any): void {
+  raw.registration = { dynamic: { enabled: true, perIpPerHour: PER_IP, unusedTtlSeconds: 3600, allowedScopes: ['Wiki.Read', 'offline_access'] } };
+  raw.tenants[0].applications.push({ name: 'Wiki MCP', clientId: MCP.clientId, secrets: [MCP.secret], identifierUri: MCP.uri, tokenAudience: 'identifierUri', scopes: [{ value: 'Wiki.Read', description: 'Read the wiki' }] });
+}
 let registerUrl: string;
 
 before(async () => {
-  server = await startTestServer({
-    tls: 'dev',
-    configure(raw) {
-      raw.registration = { dynamic: { enabled: true, perIpPerHour: PER_IP, unusedTtlSeconds: 3600, allowedScopes: ['Wiki.Read', 'offline_access'] } };
-      raw.tenants[0].applications.push({ name: 'Wiki MCP', clientId: MCP.clientId, secrets: [MCP.secret], identifierUri: MCP.uri, tokenAudience: 'identifierUri', scopes: [{ value: 'Wiki.Read', description: 'Read the wiki' }] });
-    },
-  });
+  server = await startTestServer({ tls: 'dev', configure });
   registerUrl = `${server.url}/contoso/oauth2/v2.0/register`;
 });
 after(() => server.close());
@@ -148,4 +147,13 @@ test('a flood of registrations from one address is cut off with 429 and Retry-Af
   assert.ok(registrations <= PER_IP + 1, 'cut off at the limit: every request counts, refused ones too');
   assert.ok(Number(last?.headers.get('retry-after')) > 0);
   assert.match(last?.body.error_description, /at most 30 an hour/);
+  // The count lives in the store: a second instance on the same data refuses that address too.
+  const second = await startTestServer({ tls: 'dev', dataDir: server.dataDir, configure });
+  try {
+    const response = await fetch(`${second.url}/contoso/oauth2/v2.0/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(agent()) });
+    assert.equal(response.status, 429, 'another instance shares the count');
+    assert.ok(Number(response.headers.get('retry-after')) > 0);
+  } finally {
+    await second.close();
+  }
 });

@@ -4,7 +4,8 @@
  * https on loopback (the development allow-list, `registration.metadataDocuments.allowLoopback`),
  * with a certificate from a CA this process trusts. Hostile cases: a private or link-local
  * address, loopback without the allow-list, a document over the size limit, a slow one, a
- * redirect, a client_id that does not match, redirect URIs the document does not list.
+ * redirect, a client_id that does not match, redirect URIs the document does not list, one address
+ * fetching documents as fast as it can.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,6 +22,8 @@ import { ALICE, Browser, authorizeUrl, pageKind, pkce, runFlow } from './signin-
 
 const MCP = { clientId: 'notes-mcp', secret: 'notes-mcp-Demo-secret-0123456789', uri: 'https://notes.contoso.test/mcp' };
 const REDIRECT = 'http://127.0.0.1:7788/callback';
+/** `registration.metadataDocuments.fetchesPerIpPerMinute` here (the tests before the flood fetch fewer). */
+const FETCHES_PER_MINUTE = 25;
 
 let server: TestServer;
 let docs: Server;
@@ -55,7 +58,7 @@ before(async () => {
   server = await startTestServer({
     tls: 'dev',
     configure(raw) {
-      raw.registration = { metadataDocuments: { enabled: true, allowLoopback: true, timeoutMs: 1500, maxBytes: 5120 } };
+      raw.registration = { metadataDocuments: { enabled: true, allowLoopback: true, timeoutMs: 1500, maxBytes: 5120, fetchesPerIpPerMinute: FETCHES_PER_MINUTE } };
       raw.tenants[0].applications.push({
         name: 'Notes MCP',
         clientId: MCP.clientId,
@@ -198,4 +201,31 @@ test('client_ids that are not metadata-document URLs stay unknown clients', asyn
     const { kind } = await firstPage(clientId);
     assert.equal(kind, 'error', clientId);
   }
+});
+
+test('one address fetching document after document is cut off: 429 with Retry-After on the error page, nothing more fetched', async () => {
+  // Every document is new to Baton (its own path), so each authorization request would fetch one.
+  let refused: Awaited<ReturnType<typeof firstPage>> | undefined;
+  let fetchedBefore = 0;
+  for (let i = 0; i < 2 * FETCHES_PER_MINUTE + 2 && refused === undefined; i++) {
+    const path = `/flood-${i}.json`;
+    const clientId = serveJson(path, document(path));
+    const page = await firstPage(clientId);
+    if (page.hop.status === 429) {
+      refused = page;
+      assert.equal(hits.get(path) ?? 0, 0, 'the refused document was not fetched');
+    } else {
+      assert.equal(page.kind, 'login', `${path}: ${page.hop.status}`);
+      fetchedBefore++;
+    }
+  }
+  assert.ok(refused, 'a flood is refused');
+  // At most the limit within one window (two when the minute turned during the loop).
+  assert.ok(fetchedBefore <= 2 * FETCHES_PER_MINUTE, `fetched ${fetchedBefore}`);
+  assert.equal(refused.kind, 'error');
+  assert.match(refused.hop.body, /Too many client metadata documents fetched for this address: at most 25 a minute/);
+  const retryAfter = Number(refused.hop.headers.get('retry-after'));
+  assert.ok(retryAfter >= 1 && retryAfter <= 60, `retry-after ${retryAfter}`);
+  // A document already cached still works for that address: only fetches are counted.
+  assert.equal((await firstPage(`${docsBase}/agent.json`)).kind, 'login');
 });

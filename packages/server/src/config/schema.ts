@@ -228,6 +228,7 @@ export const RegistrationConfig = z.strictObject({
       timeoutMs: z.number().int().min(100).max(30_000).optional(),
       maxCacheSeconds: z.number().int().min(0).max(7 * 86400).optional(),
       defaultCacheSeconds: z.number().int().min(0).max(86400).optional(),
+      fetchesPerIpPerMinute: z.number().int().min(1).max(100_000).optional(),
     })
     .optional(),
   /** RFC 7591 Dynamic Client Registration (public clients only) and RFC 7592 management. */

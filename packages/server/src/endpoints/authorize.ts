@@ -35,7 +35,7 @@ function authorizeEndpoint(ctx: ServerContext) {
   return htmlRoute(ctx, async (request: FastifyRequest<{ Params: { tenant: string } }>, reply) => {
     const params = readParameters(request);
     // A client_id that is an https URL: its metadata document is fetched (or its cached copy used) first.
-    const directory = await withMetadataDocumentClient(ctx, await resolveTenant(ctx, request.params.tenant), params.client_id);
+    const directory = await withMetadataDocumentClient(ctx, await resolveTenant(ctx, request.params.tenant), params.client_id, request.ip);
     setBrand(request, directory.tenant.name);
     const result = parseAuthorizeRequest(directory, params);
     if (!result.ok) {

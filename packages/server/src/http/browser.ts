@@ -19,6 +19,9 @@ export function sendErrorPage(ctx: ServerContext, request: FastifyRequest, reply
   if (!oauth.expose) {
     ctx.log.error({ err: { message: oauth.detail ?? (error as Error)?.message, type: (error as Error)?.name }, reqId: request.id, url: request.routeOptions.url }, 'unexpected error');
   }
+  // A throttled page says when to come back, as the token endpoint's 429 does.
+  const retryAfter = oauth.expose ? oauth.headers['retry-after'] : undefined;
+  if (retryAfter !== undefined) reply.header('retry-after', retryAfter);
   return sendPage(
     reply,
     errorPage({

@@ -7,6 +7,8 @@ import { Entra, OAuthError, truncate, type TenantDirectory } from '@baton/core';
 import type { ServerContext } from '../context.ts';
 import { clientFromDocument, fetchMetadataDocument, isMetadataDocumentUrl } from './metadata-document.ts';
 import { registrationGone } from './dynamic.ts';
+import { admitWindow } from '../throttle.ts';
+import { ENTRA_THROTTLED } from '../limits.ts';
 
 /** The answer for a registration that no longer exists: as for a client id never registered. */
 export function unknownRegistration(clientId: string, tenantId: string): OAuthError {
@@ -25,7 +27,7 @@ const inFlight = new Map<string, Promise<void>>();
  * registration); otherwise `directory` unchanged. A configured application always wins over a
  * document at the same URL. Throws `invalid_client` when the document cannot be used.
  */
-export async function withMetadataDocumentClient(ctx: ServerContext, directory: TenantDirectory, clientId: string | undefined): Promise<TenantDirectory> {
+export async function withMetadataDocumentClient(ctx: ServerContext, directory: TenantDirectory, clientId: string | undefined, ip: string): Promise<TenantDirectory> {
   // A dynamic registration deprovisioned or expired unused is an unknown client from here on.
   if (clientId !== undefined && registrationGone(directory.application(clientId), ctx.now())) throw unknownRegistration(clientId, directory.tenant.id);
   const options = ctx.metadataDocuments;
@@ -36,6 +38,19 @@ export async function withMetadataDocumentClient(ctx: ServerContext, directory: 
   const tenantId = directory.tenant.id;
   const key = `${tenantId} ${clientId}`;
   let fetching = inFlight.get(key);
+  if (fetching === undefined) {
+    // Only a fetch counts (a cached document or one already being fetched costs nothing).
+    const wait = await admitWindow(ctx, `metadata-document:${tenantId}`, ip, options.fetchesPerIpPerMinute, 60);
+    if (wait !== undefined) {
+      throw new OAuthError('temporarily_unavailable', {
+        status: 429,
+        description: `Too many client metadata documents fetched for this address: at most ${options.fetchesPerIpPerMinute} a minute. Try again in ${wait} s.`,
+        entraCodes: [ENTRA_THROTTLED],
+        headers: { 'retry-after': String(wait) },
+      });
+    }
+    fetching = inFlight.get(key);
+  }
   if (fetching === undefined) {
     fetching = (async () => {
       const fetched = await fetchMetadataDocument(clientId, options);

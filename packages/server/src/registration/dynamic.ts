@@ -5,7 +5,7 @@
  * - `POST /{tenant}/oauth2/v2.0/register` (JSON): a PUBLIC client (`token_endpoint_auth_method`
  *   `none`; PKCE is required of it at the authorization endpoint), its redirect URIs and scopes
  *   checked against the policy (`registration.dynamic`), at most `perIpPerHour` registrations per
- *   address; answered with a `registration_access_token` (stored as a keyed hash, shown once) and
+ *   address and tenant, counted in the store so every instance shares the count; answered with a `registration_access_token` (stored as a keyed hash, shown once) and
  *   the `registration_client_uri`.
  * - `GET`/`PUT`/`DELETE` on the `registration_client_uri` with that token as a Bearer: read, replace
  *   the metadata, or deprovision (the client id stops working at once).
@@ -20,6 +20,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { truncate, type Application, type TenantDirectory } from '@baton/core';
 import { issuerOf, type ServerContext } from '../context.ts';
 import { resolveTenant } from '../tenants.ts';
+import { admitWindow } from '../throttle.ts';
 import { selfRegisteredApplication } from './application.ts';
 import { generateClientSecret, hashClientSecret, verifyClientSecret } from '../crypto/secrets.ts';
 
@@ -75,22 +76,6 @@ export async function markRegistrationUsed(ctx: ServerContext, app: Application)
   if (app.registration?.kind !== 'dynamic' || app.registration.expiresAt === undefined) return;
   const { expiresAt: _unused, ...registration } = app.registration;
   await ctx.store.putApplication({ ...app, registration });
-}
-
-/** Per-address registration counts in the current hour (in memory, per instance; bounded). */
-class RegistrationLimiter {
-  readonly #windows = new Map<string, { count: number; resetAt: number }>();
-  admit(ip: string, now: number, perHour: number): number | undefined {
-    let window = this.#windows.get(ip);
-    if (window === undefined || window.resetAt <= now) {
-      if (this.#windows.size >= 10_000) for (const [key, w] of this.#windows) if (w.resetAt <= now || this.#windows.size >= 10_000) this.#windows.delete(key);
-      window = { count: 0, resetAt: now + 3600 };
-      this.#windows.set(ip, window);
-    }
-    if (window.count >= perHour) return window.resetAt - now;
-    window.count++;
-    return undefined;
-  }
 }
 
 interface ClientMetadata {
@@ -193,7 +178,6 @@ function clientInformation(ctx: ServerContext, app: Application, token?: string)
 export function registrationRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const options = ctx.dynamicRegistration;
   if (options === undefined || !options.enabled) return;
-  const limiter = new RegistrationLimiter();
   app.register(async (scope) => {
     scope.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: BODY_LIMIT }, (_request, body, done) => {
       try {
@@ -214,7 +198,7 @@ export function registrationRoutes(app: FastifyInstance, ctx: ServerContext): vo
     scope.post('/:tenant/oauth2/v2.0/register', async (request: FastifyRequest<{ Params: { tenant: string } }>, reply: FastifyReply) => {
       const directory = await resolveTenant(ctx, request.params.tenant);
       const now = ctx.now();
-      const wait = limiter.admit(request.ip, now, options.perIpPerHour);
+      const wait = await admitWindow(ctx, `register:${directory.tenant.id}`, request.ip, options.perIpPerHour, 3600);
       if (wait !== undefined) {
         throw new RegistrationError('temporarily_unavailable', `Too many client registrations from this address: at most ${options.perIpPerHour} an hour. Try again in ${wait} s.`, 429, { 'retry-after': String(wait) });
       }

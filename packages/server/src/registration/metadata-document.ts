@@ -15,6 +15,8 @@
  *   allow-list, for clients run on the developer's machine;
  * - no redirects (a 3xx is a refusal), a size limit (5 KiB by default, counted as the body
  *   arrives), one deadline for the whole fetch (5 s by default);
+ * - at most `fetchesPerIpPerMinute` fetches for one client address (clients.ts; a cached document
+ *   costs no fetch);
  * - the document must be a JSON object whose `client_id` equals the URL exactly, with
  *   `redirect_uris`, a public client (`token_endpoint_auth_method` `none` or absent; no secret).
  */
@@ -37,6 +39,12 @@ export interface MetadataDocumentOptions {
   maxCacheSeconds: number;
   /** Kept this long when the response says nothing about caching, in seconds. Default 300. */
   defaultCacheSeconds: number;
+  /**
+   * Documents fetched for one client address per minute (per tenant, counted across instances).
+   * An anonymous party chooses the URL: without a cap, one address could make Baton fetch (and keep
+   * as registrations) documents as fast as it can send authorization requests. Default 30.
+   */
+  fetchesPerIpPerMinute: number;
 }
 
 export const DEFAULT_METADATA_DOCUMENT_OPTIONS: MetadataDocumentOptions = {
@@ -46,6 +54,7 @@ export const DEFAULT_METADATA_DOCUMENT_OPTIONS: MetadataDocumentOptions = {
   timeoutMs: 5000,
   maxCacheSeconds: 86400,
   defaultCacheSeconds: 300,
+  fetchesPerIpPerMinute: 30,
 };
 
 export function resolveMetadataDocumentOptions(config: Partial<MetadataDocumentOptions> | undefined): MetadataDocumentOptions {
