@@ -124,7 +124,7 @@ export function singleDpopHeader(value: string | readonly string[] | undefined):
  *
  * @example
  * const proof = checkDpopProof(header, { method: 'POST', url: tokenEndpoint }, { now });
- * if (!(await store.useOnce(`dpop:${tenant}`, `${proof.jkt}:${proof.jti}`, proof.iat + 300, now))) throw replayed;
+ * if (!(await store.useProofOnce(`dpop:${tenant}`, `${proof.jkt}:${proof.jti}`, proof.iat + 300, now))) throw replayed;
  */
 export function checkDpopProof(proof: string, request: DpopRequest, options: DpopCheckOptions): DpopProof {
   let decoded: DecodedJws;

@@ -188,7 +188,7 @@ function clientKeys(app: Application): { kid?: string; key: KeyObject }[] {
   return keys;
 }
 
-/** RFC 7523 §3 + §2.2; `jti` single use across all instances (store.useOnce). */
+/** RFC 7523 §3 + §2.2; `jti` single use across all instances (store.useProofOnce). */
 async function authenticateAssertion(ctx: ServerContext, directory: TenantDirectory, params: FormParams): Promise<AuthenticatedClient> {
   const bad = (description: string, detail?: string) => invalidClient(description, Entra.invalidClientAssertion, false, detail);
   if (params.client_assertion_type !== CLIENT_ASSERTION_TYPE) {
@@ -253,7 +253,7 @@ async function authenticateAssertion(ctx: ServerContext, directory: TenantDirect
   const jti = payload.jti;
   if (typeof jti !== 'string' || jti.length === 0 || jti.length > 256) throw bad("The client assertion must carry a 'jti'.");
   // Recorded until it could no longer be accepted anyway, then swept.
-  const fresh = await ctx.store.useOnce(`client-assertion:${directory.tenant.id}:${app.clientId}`, jti, exp + SKEW, now);
+  const fresh = await ctx.store.useProofOnce(`client-assertion:${directory.tenant.id}:${app.clientId}`, jti, exp + SKEW, now);
   if (!fresh) throw bad('The client assertion was already used (jti replay).', `client_id=${app.clientId}`);
   return { app, method: 'private_key_jwt' };
 }

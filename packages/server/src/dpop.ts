@@ -49,8 +49,9 @@ export async function readTokenRequestProof(ctx: ServerContext, directory: Tenan
     if (nonceRequired && !ctx.dpopNonces.accepts(tenantId, proof.nonce, now)) {
       throw new DpopProofError('nonce', `Tenant '${tenantId}' requires a server nonce in each DPoP proof: repeat the request with a proof whose nonce is the DPoP-Nonce header of this response.`);
     }
-    // Single use across instances, remembered for as long as the proof's iat is acceptable.
-    const fresh = await ctx.store.useOnce(`dpop:${tenantId}`, `${proof.jkt}:${proof.jti}`, proof.iat + DPOP_MAX_AGE_SECONDS + DPOP_FUTURE_SECONDS, now);
+    // Single use across instances, remembered for as long as the proof's iat is acceptable
+    // (a proof replay record: committed without waiting for the disk, docs/dpop.md).
+    const fresh = await ctx.store.useProofOnce(`dpop:${tenantId}`, `${proof.jkt}:${proof.jti}`, proof.iat + DPOP_MAX_AGE_SECONDS + DPOP_FUTURE_SECONDS, now);
     if (!fresh) throw new DpopProofError('replay', 'The DPoP proof was already used (its jti was seen before): make a fresh proof for each request.');
     return { jkt: proof.jkt };
   } catch (error) {

@@ -599,6 +599,30 @@ export function storeContract(name: string, open: () => Promise<Store>, openSeco
       assert.equal(results.filter(Boolean).length, 1);
     });
 
+    it('useProofOnce: true once, false while unexpired (on the other instance too), true again after expiry', async () => {
+      const ns = `dpop:${uid()}`;
+      assert.equal(await pair[0].useProofOnce(ns, 'jkt:jti-1', 1000, 100), true);
+      assert.equal(await pair[0].useProofOnce(ns, 'jkt:jti-1', 1000, 100), false);
+      assert.equal(await pair[1].useProofOnce(ns, 'jkt:jti-1', 1000, 999), false);
+      assert.equal(await pair[1].useProofOnce(`${ns}:other`, 'jkt:jti-1', 1000, 100), true);
+      assert.equal(await pair[1].useProofOnce(ns, 'jkt:jti-1', 2000, 1000), true);
+      assert.equal(await pair[0].useProofOnce(ns, 'jkt:jti-1', 2000, 1500), false);
+    });
+
+    it('useProofOnce: 20 concurrent calls (across instances when there are two): exactly one true', async () => {
+      const ns = `dpop:${uid()}`;
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => (pair[i % 2] as Store).useProofOnce(ns, 'same-jti', 1000, 1)));
+      assert.equal(results.filter(Boolean).length, 1);
+    });
+
+    it('useProofOnce: a record outlives the instance that wrote it', { skip: openSecond === undefined && 'one instance: nothing to outlive' }, async () => {
+      const ns = `dpop:${uid()}`;
+      const writer = await (openSecond as () => Promise<Store>)();
+      assert.equal(await writer.useProofOnce(ns, 'jti', 1000, 1), true);
+      await writer.close();
+      assert.equal(await store.useProofOnce(ns, 'jti', 1000, 2), false);
+    });
+
     it('ephemeral: records round-trip with optional fields absent and present; put again replaces', async () => {
       const tenantId = `t-${uid()}`;
       const bare = ephemeral(tenantId);
@@ -719,7 +743,7 @@ export function storeContract(name: string, open: () => Promise<Store>, openSeco
       assert.deepEqual(await store.consumeEphemeral('interaction', record.id, 1500), { status: 'missing' });
     });
 
-    it('sweep removes expired ephemeral and one-time values and counts them', async () => {
+    it('sweep removes expired ephemeral, one-time and proof replay values and counts them', async () => {
       // Far beyond every other test's clock, so the count is exactly this test's rows.
       const base = 9_000_000_000;
       await store.sweep(base);
@@ -730,8 +754,11 @@ export function storeContract(name: string, open: () => Promise<Store>, openSeco
       for (const r of [...expired, live]) await store.putEphemeral(r);
       assert.equal(await store.useOnce(ns, 'old', base + 50, base), true);
       assert.equal(await store.useOnce(ns, 'new', base + 5000, base), true);
-      assert.equal(await store.sweep(base + 100), 3);
+      assert.equal(await pair[1].useProofOnce(ns, 'old-proof', base + 60, base), true);
+      assert.equal(await pair[1].useProofOnce(ns, 'new-proof', base + 5000, base), true);
+      assert.equal(await store.sweep(base + 100), 4);
       assert.equal(await store.sweep(base + 100), 0);
+      assert.equal(await pair[1].useProofOnce(ns, 'new-proof', base + 5000, base + 100), false);
       assert.deepEqual(await store.getEphemeral(live.kind, live.id, base + 100), live);
       assert.deepEqual(await store.consumeEphemeral('refresh', (expired[1] as EphemeralRecord).id, base + 50), { status: 'missing' });
       assert.equal(await store.useOnce(ns, 'new', base + 5000, base + 100), false);

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
+import { spawnSync } from 'node:child_process';
 import { ConfigurationError } from '@baton/core';
 import { openStore } from '../src/store/index.ts';
 import { MIGRATIONS } from '../src/store/migrations.ts';
@@ -118,6 +119,30 @@ describe('sqlite engine', () => {
       assert.deepEqual({ ...db.prepare('SELECT count(*) AS n FROM baton_migrations').get() }, { n: MIGRATIONS.length });
     } finally {
       db.close();
+    }
+  });
+
+  it('a proof replay record survives its process being killed right after the write (no fsync, still durable to a process crash)', async () => {
+    const file = join(dir, 'killed.sqlite');
+    await (await openStore({ url: `sqlite:${file}` })).close();
+    const moduleUrl = new URL('../src/store/sqlite.ts', import.meta.url).href;
+    // The child records the jti and is SIGKILLed by itself the moment the write returns: no
+    // close(), no checkpoint, no exit handler — what a crash leaves on the file is all there is.
+    const code = `
+      import(${JSON.stringify(moduleUrl)}).then(async ({ SqliteStore }) => {
+        const store = new SqliteStore(${JSON.stringify(file)});
+        await store.migrate();
+        if (await store.useProofOnce('dpop:t', 'jkt:jti-killed', 1000, 1)) process.kill(process.pid, 'SIGKILL');
+        process.exit(3);
+      });`;
+    const child = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8' });
+    assert.equal(child.signal, 'SIGKILL', child.stderr);
+    const store = await openStore({ url: `sqlite:${file}` });
+    try {
+      assert.equal(await store.useProofOnce('dpop:t', 'jkt:jti-killed', 1000, 2), false);
+      assert.equal(await store.useProofOnce('dpop:t', 'jkt:jti-other', 1000, 2), true);
+    } finally {
+      await store.close();
     }
   });
 

@@ -1,9 +1,9 @@
 /**
- * A store engine is five resource modules — the directory (tenants, users, applications), access
+ * A store engine is six resource modules — the directory (tenants, users, applications), access
  * (consents, app role assignments, conditional-access policies), signing keys, one-time values
- * (client-assertion `jti`s, codes, refresh tokens, sessions) and signals (security event streams,
- * queued SETs) — behind the one `Store`
- * interface. `PartitionedStore` is that interface written once: each method hands the call to the
+ * (codes, refresh tokens, sessions, TOTP steps, throttle slots), proof replay records (DPoP proof
+ * and client-assertion `jti`s: one-time values committed without waiting for the disk) and
+ * signals (security event streams, queued SETs) — behind the one `Store` interface. `PartitionedStore` is that interface written once: each method hands the call to the
  * module that owns the resource, so an engine only says how it connects, migrates, closes and
  * hears other instances' changes. The methods are `async` so that anything thrown, even while the
  * parts are first built, reaches the caller as a rejection, as the interface promises.
@@ -32,6 +32,13 @@ export type OneTimePart = Pick<
   'useOnce' | 'putEphemeral' | 'getEphemeral' | 'consumeEphemeral' | 'deleteEphemeral' | 'revokeFamily' | 'sweep'
 >;
 
+/**
+ * Replay records of short-lived signed proofs (`Store.useProofOnce`): rows of the one-time values'
+ * `used_once` table (swept with them), written through a connection that does not wait for the
+ * disk at commit. Its own part because it is its own connection (SQLite) or pool (PostgreSQL).
+ */
+export type ProofReplayPart = Pick<Store, 'useProofOnce'>;
+
 /** Security event streams (SSF) and the SETs queued in them. */
 export type SignalsPart = Pick<Store, 'putStream' | 'getStream' | 'listStreams' | 'deleteStream' | 'queueSets' | 'pollSets' | 'claimPushSets' | 'settlePushSet'> & {
   /** Removes expired queued SETs (part of `Store.sweep`). */
@@ -43,6 +50,7 @@ export interface StoreParts {
   access: AccessPart;
   signingKeys: SigningKeyPart;
   oneTime: OneTimePart;
+  proofReplay: ProofReplayPart;
   signals: SignalsPart;
 }
 
@@ -152,6 +160,10 @@ export abstract class PartitionedStore implements Store {
 
   async useOnce(namespace: string, id: string, expiresAt: number, now: number): Promise<boolean> {
     return this.parts.oneTime.useOnce(namespace, id, expiresAt, now);
+  }
+
+  async useProofOnce(namespace: string, id: string, expiresAt: number, now: number): Promise<boolean> {
+    return this.parts.proofReplay.useProofOnce(namespace, id, expiresAt, now);
   }
 
   async putEphemeral<T>(record: EphemeralRecord<T>): Promise<void> {

@@ -5,7 +5,8 @@
  * - Every table lives in one schema, selected per connection through the startup `search_path`,
  *   so several deployments (or test runs) can share a database (`postgres/connection.ts`).
  * - Single-use values are claimed by one statement: row locks decide the winner across
- *   instances (`postgres/one-time.ts`).
+ *   instances (`postgres/one-time.ts`); proof replay records the same way through a pool whose
+ *   commits do not wait for the WAL flush (`postgres/proof-replay.ts`).
  * - Key rotation holds a transaction-scoped advisory lock (`postgres/signing-keys.ts`).
  * - Registration writes send `pg_notify` in the same statement or transaction, so a notification
  *   exists exactly when the change committed; a dedicated LISTEN connection delivers those of
@@ -21,6 +22,7 @@ import { PostgresConnection } from './postgres/connection.ts';
 import { PostgresDirectory } from './postgres/directory.ts';
 import { InvalidationListener } from './postgres/notifications.ts';
 import { PostgresOneTime } from './postgres/one-time.ts';
+import { PostgresProofReplay } from './postgres/proof-replay.ts';
 import { PostgresSigningKeys } from './postgres/signing-keys.ts';
 import { PostgresSignals } from './postgres/signals.ts';
 import type { Invalidation } from './types.ts';
@@ -31,7 +33,7 @@ export { INVALIDATION_CHANNEL } from './postgres/notifications.ts';
 export interface PostgresStoreOptions {
   /** Schema holding every table (created by `migrate()` if missing). Default `public`. */
   schema?: string;
-  /** Pool size. Default 10. */
+  /** Pool size. Default 10; the proof replay records' own pool has a quarter of it (at least 2). */
   max?: number;
   /** How long to wait for a connection before failing. Default 10000 ms. */
   connectionTimeoutMillis?: number;
@@ -47,6 +49,8 @@ export interface PostgresStoreOptions {
 export class PostgresStore extends PartitionedStore {
   readonly engine = 'postgres' as const;
   readonly #db: PostgresConnection;
+  /** The proof replay records' pool (`synchronous_commit=off`, `postgres/proof-replay.ts`). */
+  readonly #replayDb: PostgresConnection;
   readonly #schema: string;
   readonly #listeners = new InvalidationListeners();
   readonly #listener: InvalidationListener;
@@ -73,6 +77,12 @@ export class PostgresStore extends PartitionedStore {
       from,
       this.#listeners,
     );
+    const max = options.max ?? 10;
+    this.#replayDb = new PostgresConnection(
+      { connectionString, schema, max: Math.max(2, Math.ceil(max / 4)), connectionTimeoutMillis, onError, asynchronousCommit: true },
+      from,
+      this.#listeners,
+    );
     this.#listener = new InvalidationListener(
       { connectionString, connectionTimeoutMillis, maxReconnectDelayMs: options.maxReconnectDelayMs ?? 5000, onError },
       from,
@@ -83,6 +93,7 @@ export class PostgresStore extends PartitionedStore {
       access: new PostgresAccess(this.#db),
       signingKeys: new PostgresSigningKeys(this.#db, schema),
       oneTime: new PostgresOneTime(this.#db),
+      proofReplay: new PostgresProofReplay(this.#replayDb),
       signals: new PostgresSignals(this.#db),
     };
   }
@@ -109,7 +120,7 @@ export class PostgresStore extends PartitionedStore {
   async close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#listeners.clear();
-      await Promise.allSettled([this.#listener.close(), this.#db.pool.end()]);
+      await Promise.allSettled([this.#listener.close(), this.#db.pool.end(), this.#replayDb.pool.end()]);
     })();
     return this.#closing;
   }

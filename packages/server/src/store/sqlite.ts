@@ -7,7 +7,8 @@
  * multi-statement write (a key rotation, a policy replacement) cannot interleave with another.
  * Across processes on one file, writes take the database write lock (`BEGIN IMMEDIATE`) and wait
  * for it up to `busy_timeout`; they hear each other through the change log
- * (`sqlite/change-poller.ts`).
+ * (`sqlite/change-poller.ts`). Proof replay records are written through a second connection to
+ * the file that does not wait for the disk at commit (`sqlite/proof-replay.ts`).
  */
 import type { DatabaseSync } from 'node:sqlite';
 import { InvalidationListeners } from './listeners.ts';
@@ -18,6 +19,7 @@ import { ChangePoller } from './sqlite/change-poller.ts';
 import { isMemory, openDatabase, SqliteConnection } from './sqlite/connection.ts';
 import { SqliteDirectory } from './sqlite/directory.ts';
 import { SqliteOneTime } from './sqlite/one-time.ts';
+import { SqliteProofReplay } from './sqlite/proof-replay.ts';
 import { SqliteSigningKeys } from './sqlite/signing-keys.ts';
 import { SqliteSignals } from './sqlite/signals.ts';
 import type { Invalidation } from './types.ts';
@@ -35,11 +37,15 @@ export interface SqliteStoreOptions {
 interface Prepared {
   parts: StoreParts;
   poller: ChangePoller;
+  /** The proof replay records' own connection (`synchronous=NORMAL`); the store's own in memory. */
+  replayDb: DatabaseSync;
 }
 
 export class SqliteStore extends PartitionedStore {
   readonly engine = 'sqlite' as const;
   readonly #db: DatabaseSync;
+  readonly #path: string;
+  readonly #busyTimeoutMs: number;
   readonly #memory: boolean;
   readonly #pollIntervalMs: number;
   readonly #listeners = new InvalidationListeners();
@@ -56,7 +62,9 @@ export class SqliteStore extends PartitionedStore {
     super();
     this.#pollIntervalMs = options.pollIntervalMs ?? 500;
     this.#memory = isMemory(path);
-    this.#db = openDatabase(path, options.busyTimeoutMs ?? 5000);
+    this.#path = path;
+    this.#busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+    this.#db = openDatabase(path, this.#busyTimeoutMs);
   }
 
   protected override get parts(): StoreParts {
@@ -73,6 +81,7 @@ export class SqliteStore extends PartitionedStore {
     this.#closed = true;
     this.#prepared?.poller.stop();
     this.#listeners.clear();
+    if (this.#prepared !== undefined && this.#prepared.replayDb !== this.#db) this.#prepared.replayDb.close();
     this.#db.close();
   }
 
@@ -93,15 +102,19 @@ export class SqliteStore extends PartitionedStore {
 
   #prepare(): Prepared {
     const connection = new SqliteConnection(this.#db, this.#listeners);
+    // A private in-memory database cannot be opened twice; it has no disk to wait for anyway.
+    const replayDb = this.#memory ? this.#db : openDatabase(this.#path, this.#busyTimeoutMs, 'normal');
     return {
       parts: {
         directory: new SqliteDirectory(connection),
         access: new SqliteAccess(connection),
         signingKeys: new SqliteSigningKeys(connection),
         oneTime: new SqliteOneTime(connection),
+        proofReplay: new SqliteProofReplay(replayDb),
         signals: new SqliteSignals(connection),
       },
       poller: new ChangePoller(this.#db, this.#listeners, this.#pollIntervalMs, () => this.#closed),
+      replayDb,
     };
   }
 }

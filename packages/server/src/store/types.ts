@@ -192,6 +192,16 @@ export interface Store {
    * false when already seen and not expired. Atomic across instances.
    */
   useOnce(namespace: string, id: string, expiresAt: number, now: number): Promise<boolean>;
+  /**
+   * `useOnce` for the replay record of a short-lived signed proof (a DPoP proof's `jti`, a client
+   * assertion's `jti`): the same answers, as atomic across instances, and sharing `useOnce`'s
+   * records and `sweep`, but committed without waiting for the disk (SQLite: a connection with
+   * `synchronous=NORMAL` under WAL; PostgreSQL: `synchronous_commit=off`). A crash of the
+   * process keeps every record; only a crash of the operating system (or the database server)
+   * can lose the last ones, and a lost record matters only until the proof itself expires
+   * (docs/dpop.md, "The replay record"). Not for anything whose loss outlives its proof.
+   */
+  useProofOnce(namespace: string, id: string, expiresAt: number, now: number): Promise<boolean>;
 
   /**
    * Creates or replaces an ephemeral value. While the stored value is unexpired, its consumed and

@@ -14,17 +14,25 @@ export interface PoolOptions {
   schema: string;
   max: number;
   connectionTimeoutMillis: number;
+  /**
+   * `synchronous_commit=off` for every session of the pool: a commit returns before its WAL
+   * record is flushed (the WAL writer flushes it within 3 × `wal_writer_delay`, 600 ms by
+   * default). Visible to every session at once, and never inconsistent; a crash of the PostgreSQL
+   * server (not of Baton) can lose those last commits. Only for the proof replay records.
+   */
+  asynchronousCommit?: boolean;
   onError: (error: Error) => void;
 }
 
 /**
- * The pool's connection settings with `-c search_path=<schema>` in the startup options. `pg` lets
+ * The pool's connection settings with `-c search_path=<schema>` (and, for the proof replay pool,
+ * `-c synchronous_commit=off`) in the startup options. `pg` lets
  * an `options` parameter in the URL override the config's, which would silently put every query
  * back in `public`; so any `options` the URL carries (some hosted services route by them) move
  * into ours.
  */
-function withSearchPath(connectionString: string, schema: string): { connectionString: string; options: string } {
-  const ours = `-c search_path=${schema}`;
+function withSessionSettings(connectionString: string, schema: string, asynchronousCommit: boolean): { connectionString: string; options: string } {
+  const ours = `-c search_path=${schema}${asynchronousCommit ? ' -c synchronous_commit=off' : ''}`;
   let url: URL;
   try {
     url = new URL(connectionString);
@@ -47,7 +55,7 @@ export class PostgresConnection {
     this.#from = from;
     this.#listeners = listeners;
     this.pool = new Pool({
-      ...withSearchPath(options.connectionString, options.schema),
+      ...withSessionSettings(options.connectionString, options.schema, options.asynchronousCommit === true),
       application_name: 'baton',
       max: options.max,
       connectionTimeoutMillis: options.connectionTimeoutMillis,

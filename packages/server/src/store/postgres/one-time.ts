@@ -8,6 +8,23 @@ import { asParsed, EPHEMERAL_UPSERT, ephemeralFromRow, ephemeralParams, type Eph
 import type { ConsumeResult, EphemeralKind, EphemeralRecord } from '../types.ts';
 import type { PostgresConnection } from './connection.ts';
 
+/**
+ * The claim of a `used_once` row through `db` (the store's pool, or the proof replay one). One
+ * statement: the insert wins, or the conflict branch revives an expired row; a live row returns
+ * nothing. A concurrent insert of the same key waits for the first to commit and then re-checks
+ * the WHERE against it, so exactly one caller across instances sees a row.
+ */
+export async function claimOnce(db: PostgresConnection, namespace: string, id: string, expiresAt: number, now: number): Promise<boolean> {
+  const { rowCount } = await db.query(
+    'baton_use_once',
+    `INSERT INTO used_once (namespace, id, expires_at) VALUES ($1, $2, $3)
+     ON CONFLICT (namespace, id) DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE used_once.expires_at <= $4
+     RETURNING 1`,
+    [namespace, useOnceKey(id), expiresAt, now],
+  );
+  return rowCount === 1;
+}
+
 export class PostgresOneTime implements OneTimePart {
   readonly #db: PostgresConnection;
 
@@ -16,17 +33,7 @@ export class PostgresOneTime implements OneTimePart {
   }
 
   async useOnce(namespace: string, id: string, expiresAt: number, now: number): Promise<boolean> {
-    // One statement: the insert wins, or the conflict branch revives an expired row; a live row
-    // returns nothing. A concurrent insert of the same key waits for the first to commit and
-    // then re-checks the WHERE against it, so exactly one caller across instances sees a row.
-    const { rowCount } = await this.#db.query(
-      'baton_use_once',
-      `INSERT INTO used_once (namespace, id, expires_at) VALUES ($1, $2, $3)
-       ON CONFLICT (namespace, id) DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE used_once.expires_at <= $4
-       RETURNING 1`,
-      [namespace, useOnceKey(id), expiresAt, now],
-    );
-    return rowCount === 1;
+    return claimOnce(this.#db, namespace, id, expiresAt, now);
   }
 
   async putEphemeral<T>(record: EphemeralRecord<T>): Promise<void> {

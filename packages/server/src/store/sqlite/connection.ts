@@ -23,14 +23,25 @@ export function allRows(statement: StatementSync, ...params: (string | number | 
   return statement.all(...params);
 }
 
+/**
+ * How a connection's commits reach the disk. `full` (SQLite's default): each commit waits for
+ * the WAL's fsync, so a committed write survives a power loss. `normal`: the commit is in the WAL
+ * (the operating system's cache) when it returns — it survives the process crashing, and the
+ * file stays consistent whatever happens, but an OS crash or power loss can undo the commits since
+ * the WAL's last fsync (the next `full` commit or checkpoint on the file).
+ */
+export type Synchronous = 'full' | 'normal';
+
 /** Opens the file (or `:memory:`) with the settings every Baton connection needs. */
-export function openDatabase(path: string, busyTimeoutMs: number): DatabaseSync {
+export function openDatabase(path: string, busyTimeoutMs: number, synchronous: Synchronous = 'full'): DatabaseSync {
   const db = new DatabaseSync(path, { enableForeignKeyConstraints: true, timeout: busyTimeoutMs });
   // busy_timeout before journal_mode: switching to WAL needs the lock another starter may hold.
   db.exec(`PRAGMA busy_timeout = ${Math.trunc(busyTimeoutMs)}`);
   db.exec('PRAGMA foreign_keys = ON');
   // WAL: readers never block the writer, and other processes can poll data_version cheaply.
   if (!isMemory(path)) db.exec('PRAGMA journal_mode = WAL');
+  // Per connection; stated even for `full`, so a library default can never weaken it.
+  db.exec(`PRAGMA synchronous = ${synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
   return db;
 }
 

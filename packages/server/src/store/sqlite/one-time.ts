@@ -3,11 +3,29 @@
  * read-then-write window for a replayed value to slip through. These writes skip the change
  * log: no cache holds them.
  */
-import type { StatementSync } from 'node:sqlite';
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { OneTimePart } from '../parts.ts';
 import { EPHEMERAL_UPSERT, ephemeralFromRow, ephemeralParams, type EphemeralRow, parseJson, unclaimedResult, useOnceKey } from '../rows.ts';
 import type { ConsumeResult, EphemeralKind, EphemeralRecord } from '../types.ts';
 import type { SqliteConnection } from './connection.ts';
+
+/**
+ * The claim of a `used_once` row, on `db` (the store's connection, or the proof replay one). One
+ * statement: the insert wins, or the conflict branch revives an expired row; a live row returns
+ * nothing. No read-then-write window for a replayed `jti` to slip through.
+ */
+export function prepareUseOnce(db: DatabaseSync): StatementSync {
+  return db.prepare(
+    `INSERT INTO used_once (namespace, id, expires_at) VALUES (?1, ?2, ?3)
+     ON CONFLICT (namespace, id) DO UPDATE SET expires_at = excluded.expires_at WHERE used_once.expires_at <= ?4
+     RETURNING 1 AS ok`,
+  );
+}
+
+/** Runs a `prepareUseOnce` statement: true iff this call recorded `id`. */
+export function claimOnce(statement: StatementSync, namespace: string, id: string, expiresAt: number, now: number): boolean {
+  return statement.get(namespace, useOnceKey(id), expiresAt, now) !== undefined;
+}
 
 export class SqliteOneTime implements OneTimePart {
   readonly #db: SqliteConnection;
@@ -23,13 +41,7 @@ export class SqliteOneTime implements OneTimePart {
 
   constructor(db: SqliteConnection) {
     this.#db = db;
-    // One statement: the insert wins, or the conflict branch revives an expired row; a live row
-    // returns nothing. No read-then-write window for a replayed `jti` to slip through.
-    this.#useOnce = db.db.prepare(
-      `INSERT INTO used_once (namespace, id, expires_at) VALUES (?1, ?2, ?3)
-       ON CONFLICT (namespace, id) DO UPDATE SET expires_at = excluded.expires_at WHERE used_once.expires_at <= ?4
-       RETURNING 1 AS ok`,
-    );
+    this.#useOnce = prepareUseOnce(db.db);
     this.#put = db.db.prepare(
       `INSERT INTO ephemeral (kind, id, tenant_id, family_id, payload, expires_at, created_at, consumed_at, revoked_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ${EPHEMERAL_UPSERT}`,
@@ -51,7 +63,7 @@ export class SqliteOneTime implements OneTimePart {
   }
 
   async useOnce(namespace: string, id: string, expiresAt: number, now: number): Promise<boolean> {
-    return this.#useOnce.get(namespace, useOnceKey(id), expiresAt, now) !== undefined;
+    return claimOnce(this.#useOnce, namespace, id, expiresAt, now);
   }
 
   async putEphemeral<T>(record: EphemeralRecord<T>): Promise<void> {
