@@ -2,11 +2,12 @@
  * What every example API is started with. The values a real deployment would take from its
  * environment (authority, client secret, the next API's URL) are plain options here.
  */
-import type { ResourceMetrics } from '@baton/resource';
+import type { ResourceMetrics, TokenCacheStore } from '@baton/resource';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import type { HopObserver } from './observe.ts';
 import type { LineWriter } from './log.ts';
+import type { ApiSignalsOptions } from './signals.ts';
 
 export interface ApiOptions {
   /** The tenant's authority: `https://localhost:8443/contoso/v2.0`. */
@@ -25,6 +26,15 @@ export interface ApiOptions {
   log?: LineWriter | undefined;
   /** The SDK's metrics (metrics.ts), for the API's guard, OBO client and downstream calls. */
   metrics?: ResourceMetrics | undefined;
+  /**
+   * Continuous access evaluation (docs/cae.md, signals.ts): subscribe to the token service's
+   * security events (its own SSF stream, by poll or push); the guard then refuses a revoked user's
+   * earlier tokens and the OBO client drops the tokens it cached for them. The API's application
+   * needs the app role `Baton.Signals` on `api://baton-admin`. Absent: no subscription.
+   */
+  signals?: ApiSignalsOptions | undefined;
+  /** The OBO client's token cache (default: in memory, `MemoryTokenCacheStore`); an API without OBO ignores it. */
+  oboCache?: TokenCacheStore | undefined;
 }
 
 export interface RunningApi {

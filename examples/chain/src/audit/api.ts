@@ -8,12 +8,13 @@ import { createServer } from 'node:http';
 import { Hono } from 'hono';
 import { getRequestListener, type HttpBindings } from '@hono/node-server';
 import { createGuard } from '@baton/resource';
-import { requireAuth, type AuthVariables } from '@baton/resource/hono';
+import { requireAuth, signalsEndpoint, type AuthVariables } from '@baton/resource/hono';
 import type { DatabaseSync } from 'node:sqlite';
 import { openDatabase } from '../db.ts';
 import { closeServer, errorBody, listen, urlOf, type ApiOptions, type RunningApi } from '../common.ts';
 import { exampleLogger } from '../log.ts';
 import { hopOf, trackHop } from '../observe.ts';
+import { apiSignals, PUSH_PATH } from '../signals.ts';
 
 export const AUDIT_API = 'audit-api';
 
@@ -63,7 +64,10 @@ const clip = (value: unknown, max: number): string | undefined => (typeof value 
 export async function startAuditApi(options: ApiOptions): Promise<RunningApi & { entries(limit?: number): AuditEntry[] }> {
   const log = exampleLogger('audit-api', options.log);
   const db = openDatabase(options.dataFile ?? ':memory:', SCHEMA);
+  // Continuous access evaluation (optional): security events for the guard (this API makes no OBO calls).
+  const cae = options.signals === undefined ? undefined : await apiSignals(options.signals, { authority: options.authority, ca: options.ca, clientId: AUDIT_API, clientSecret: options.clientSecret, log });
   const guard = createGuard({
+    ...(cae === undefined ? {} : { signals: cae.signals }),
     authority: options.authority,
     audience: [AUDIT_API, 'api://audit'],
     ...(options.ca === undefined ? {} : { ca: options.ca }),
@@ -72,6 +76,8 @@ export async function startAuditApi(options: ApiOptions): Promise<RunningApi & {
   });
 
   const app = new Hono<{ Bindings: HttpBindings; Variables: AuthVariables }>();
+  // The RFC 8935 push endpoint, before the chain view's middleware: a push is not a user's hop.
+  if (cae?.delivery === 'push') app.post(PUSH_PATH, signalsEndpoint(cae.signals));
   app.use('*', async (c, next) => {
     trackHop(options.observer, AUDIT_API, c.env.incoming, c.env.outgoing);
     await next();
@@ -128,10 +134,12 @@ export async function startAuditApi(options: ApiOptions): Promise<RunningApi & {
 
   const server = createServer(getRequestListener(app.fetch, { overrideGlobalObjects: false }));
   await listen(server, options.port ?? 0, options.host ?? '127.0.0.1', 'Audit API');
+  await cae?.start(urlOf(server));
   return {
     url: urlOf(server),
     entries: (limit = 50) => entries(db, limit),
     async close() {
+      await cae?.close();
       await closeServer(server);
       db.close();
     },

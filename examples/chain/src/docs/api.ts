@@ -13,12 +13,13 @@ import { generateKeyPairSync } from 'node:crypto';
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import { createDownstream, createGuard, createOboClient, ClaimsChallengeError, OboError, type Principal } from '@baton/resource';
-import { batonAuth, requireAuth } from '@baton/resource/fastify';
+import { batonAuth, requireAuth, signalsRoute } from '@baton/resource/fastify';
 import type { DatabaseSync } from 'node:sqlite';
 import { openDatabase } from '../db.ts';
 import { errorBody, listenError, type ApiOptions, type RunningApi } from '../common.ts';
 import { exampleLogger } from '../log.ts';
 import { hopOf, trackHop } from '../observe.ts';
+import { apiSignals, PUSH_PATH } from '../signals.ts';
 import { effectiveAccess, explain, type Access, type Share } from './permissions.ts';
 
 export const DOCS_API = 'docs-api';
@@ -149,11 +150,14 @@ export async function startDocsApi(options: DocsApiOptions): Promise<RunningApi 
   const tls = options.ca === undefined ? {} : { ca: options.ca };
 
   // The guard: tokens addressed to this API (its client id or identifier URI), from this tenant's issuer.
-  const guard = createGuard({ authority: options.authority, audience: [DOCS_API, 'api://docs'], ...tls, onError: (e) => log.warn('token issuer unreachable', { cause: e.message }), metrics: options.metrics });
+  // Continuous access evaluation (optional): security events for the guard and the OBO cache.
+  const cae = options.signals === undefined ? undefined : await apiSignals(options.signals, { authority: options.authority, ca: options.ca, clientId: DOCS_API, clientSecret: options.clientSecret, log });
+  const signals = cae === undefined ? {} : { signals: cae.signals };
+  const guard = createGuard({ authority: options.authority, audience: [DOCS_API, 'api://docs'], ...tls, onError: (e) => log.warn('token issuer unreachable', { cause: e.message }), metrics: options.metrics, ...signals });
   // The On-Behalf-Of client for the third hop, and the one downstream API it calls.
   // This API's own DPoP key (RFC 9449): the tokens it gets On-Behalf-Of are bound to it, and its
   // downstream calls prove it — a hop token copied from here is worthless elsewhere.
-  const obo = createOboClient({ authority: options.authority, clientId: DOCS_API, credential: { clientSecret: options.clientSecret }, ...tls, logger: log, metrics: options.metrics, dpop: { key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey } });
+  const obo = createOboClient({ authority: options.authority, clientId: DOCS_API, credential: { clientSecret: options.clientSecret }, ...tls, logger: log, metrics: options.metrics, dpop: { key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey }, ...signals, ...(options.oboCache === undefined ? {} : { cache: options.oboCache }) });
   const auditApi = createDownstream({ obo, scopes: ['api://audit/Audit.Write'], baseUrl: options.auditUrl, metrics: options.metrics });
 
   /** Records a change at the Audit API, in the user's name (OBO). Throws if it cannot be recorded. */
@@ -170,10 +174,13 @@ export async function startDocsApi(options: DocsApiOptions): Promise<RunningApi 
   const app = Fastify({ logger: false, bodyLimit: 64 * 1024 });
   // Chain view instrumentation first, so refusals by the guard are reported too.
   app.addHook('onRequest', (request, reply, done) => {
-    trackHop(options.observer, DOCS_API, request.raw, reply.raw);
+    // A push of security events is the token service's, not a hop of a user's request.
+    if (cae?.delivery !== 'push' || request.url !== PUSH_PATH) trackHop(options.observer, DOCS_API, request.raw, reply.raw);
     done();
   });
   await app.register(batonAuth, { guard });
+  // The RFC 8935 push endpoint (the transmitter authenticates with the stream's authorization header).
+  if (cae?.delivery === 'push') await app.register(signalsRoute, { signals: cae.signals, path: PUSH_PATH });
   app.addHook('preHandler', (request, _reply, done) => {
     if (request.auth) hopOf(request.raw).principal = request.auth;
     done();
@@ -285,10 +292,12 @@ export async function startDocsApi(options: DocsApiOptions): Promise<RunningApi 
   });
   const address = app.server.address();
   const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+  await cae?.start(url);
   return {
     url,
     documents: () => store.all(),
     async close() {
+      await cae?.close();
       await app.close();
       await obo.close();
       store.close();

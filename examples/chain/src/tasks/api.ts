@@ -15,12 +15,13 @@ import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import express, { type Request, type Response as ExpressResponse } from 'express';
 import { ClaimsChallengeError, ConfusedDeputyError, createDownstream, createGuard, createOboClient, OboError } from '@baton/resource';
-import { authErrorHandler, getAuth, requireAuth } from '@baton/resource/express';
+import { authErrorHandler, getAuth, requireAuth, signalsEndpoint } from '@baton/resource/express';
 import type { DatabaseSync } from 'node:sqlite';
 import { openDatabase } from '../db.ts';
 import { closeServer, errorBody, listen, urlOf, type ApiOptions, type RunningApi } from '../common.ts';
 import { exampleLogger } from '../log.ts';
 import { hopOf, trackHop } from '../observe.ts';
+import { apiSignals, PUSH_PATH } from '../signals.ts';
 
 export const TASKS_API = 'tasks-api';
 const MAX_TITLE = 200;
@@ -135,10 +136,13 @@ export async function startTasksApi(options: TasksApiOptions): Promise<RunningAp
   const antiPattern = options.antiPattern ?? { enabled: false };
   const tls = options.ca === undefined ? {} : { ca: options.ca };
 
-  const guard = createGuard({ authority: options.authority, audience: [TASKS_API, 'api://tasks'], ...tls, onError: (e) => log.warn('token issuer unreachable', { cause: e.message }), metrics: options.metrics });
+  // Continuous access evaluation (optional): security events for the guard and the OBO cache.
+  const cae = options.signals === undefined ? undefined : await apiSignals(options.signals, { authority: options.authority, ca: options.ca, clientId: TASKS_API, clientSecret: options.clientSecret, log });
+  const signals = cae === undefined ? {} : { signals: cae.signals };
+  const guard = createGuard({ authority: options.authority, audience: [TASKS_API, 'api://tasks'], ...tls, onError: (e) => log.warn('token issuer unreachable', { cause: e.message }), metrics: options.metrics, ...signals });
   // This API's own DPoP key (RFC 9449): the tokens it gets On-Behalf-Of are bound to it, and its
   // downstream calls prove it — a hop token copied from here is worthless elsewhere.
-  const obo = createOboClient({ authority: options.authority, clientId: TASKS_API, credential: { clientSecret: options.clientSecret }, ...tls, logger: log, metrics: options.metrics, dpop: { key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey } });
+  const obo = createOboClient({ authority: options.authority, clientId: TASKS_API, credential: { clientSecret: options.clientSecret }, ...tls, logger: log, metrics: options.metrics, dpop: { key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey }, ...signals, ...(options.oboCache === undefined ? {} : { cache: options.oboCache }) });
   // One downstream per need: reading asks only for Docs.Read, changing only for Docs.Write.
   const docsRead = createDownstream({ obo, scopes: ['api://docs/Docs.Read'], baseUrl: options.docsUrl, metrics: options.metrics });
   const docsWrite = createDownstream({ obo, scopes: ['api://docs/Docs.Write'], baseUrl: options.docsUrl, metrics: options.metrics });
@@ -190,6 +194,8 @@ export async function startTasksApi(options: TasksApiOptions): Promise<RunningAp
 
   const app = express();
   app.disable('x-powered-by');
+  // The RFC 8935 push endpoint: before the chain view and the user guard (the transmitter authenticates with the stream's authorization header).
+  if (cae?.delivery === 'push') app.post(PUSH_PATH, signalsEndpoint(cae.signals));
   app.use((req, res, next) => {
     trackHop(options.observer, TASKS_API, req, res);
     next();
@@ -294,9 +300,11 @@ export async function startTasksApi(options: TasksApiOptions): Promise<RunningAp
 
   const server = createServer(app);
   await listen(server, options.port ?? 0, options.host ?? '127.0.0.1', 'Tasks API');
+  await cae?.start(urlOf(server));
   return {
     url: urlOf(server),
     async close() {
+      await cae?.close();
       await closeServer(server);
       await obo.close();
       store.close();
