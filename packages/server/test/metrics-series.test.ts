@@ -34,3 +34,17 @@ test('a counter counts per label values; a wrong number of label values is a Typ
   assert.match(text, /# TYPE y_total counter/);
   assert.equal((await registry.getMetricsAsJSON()).find((m) => m.name === 'y_total')?.aggregator, 'sum', 'summed across serve --workers');
 });
+
+test('series are told apart by every label value, whatever the values share; reset forgets them all', async () => {
+  const registry = new Registry();
+  const counter = new BoundCounter({ name: 'z_total', help: 'Z.', labelNames: ['a', 'b'], registers: [registry] });
+  counter.labels('x', 'yz').inc();
+  counter.labels('xy', 'z').inc(2);
+  counter.labels('x', 'y').inc(3);
+  assert.notEqual(counter.labels('x', 'yz'), counter.labels('xy', 'z'));
+  const text = await registry.metrics();
+  for (const line of ['z_total{a="x",b="yz"} 1', 'z_total{a="xy",b="z"} 2', 'z_total{a="x",b="y"} 3']) assert.ok(text.includes(line), `${line} in\n${text}`);
+  counter.reset();
+  assert.doesNotMatch(await registry.metrics(), /z_total\{/);
+  assert.equal(counter.labels('x', 'yz').value, 0, 'a series made again after reset starts at 0');
+});

@@ -11,7 +11,7 @@ import { createSigner } from '@baton/core';
 import type { Registry } from 'prom-client';
 import { startTestServer, basic, type TestServer } from './harness.ts';
 import { OBO_GRANT, obo, oboConfigure, secretOf, userToken } from './obo-fixtures.ts';
-import { ServerMetrics, tokenRequestLabels, tokenRouteHooks } from '../src/observe/metrics.ts';
+import { ServerMetrics, tokenRequestRefused, tokenRouteHooks } from '../src/observe/metrics.ts';
 import { toOAuthError } from '../src/http/errors.ts';
 import { ALICE, Browser, authorizeUrl, formOf, pkce, runFlow, webParams } from './signin-kit.ts';
 
@@ -176,9 +176,8 @@ describe('token requests', () => {
     const metrics = new ServerMetrics({ store: server.ctx.store, now: () => 0 }, { processMetrics: false });
     const hooks = tokenRouteHooks(metrics, toOAuthError);
     const request = {};
-    Object.assign(tokenRequestLabels(request), { tenant: 'contoso', grant: 'client_credentials', client: 'indexer' });
-    hooks.onError(request, {}, Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }), () => {});
-    hooks.onSend(request, { statusCode: 503, elapsedTime: 1 }, '', () => {});
+    tokenRequestRefused(request, { tenant: 'contoso', grant: 'client_credentials', client: 'indexer' });
+    hooks.onError(request, { elapsedTime: 1 }, Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }), () => {});
     const text = await metrics.registry.metrics();
     assert.match(text, /baton_token_requests_total\{tenant="contoso",grant="client_credentials",client="indexer",result="temporarily_unavailable"\} 1/);
     assert.doesNotMatch(text, /result="rate_limited"/);

@@ -4,7 +4,7 @@
  * readTokenRequestProof (DPoP, dpop.ts) → stripGrantIrrelevantParams → callGrantHandler. Duplicate parameters were refused by the body
  * parser (http/form.ts) before any of this runs.
  */
-import { errors } from '@baton/core';
+import { errors, type TenantDirectory } from '@baton/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { GrantLookup, ServerContext } from '../context.ts';
 import { resolveTenant } from '../tenants.ts';
@@ -12,7 +12,7 @@ import { formBody, requireParam, type FormParams } from '../http/form.ts';
 import { correlationId, toOAuthError } from '../http/errors.ts';
 import { SpanKind, failSpan, inRequestSpan, inSpan, inboundContext, type Span } from '../observe/tracing.ts';
 import { authenticateClient, presentedClientId, type AuthenticatedClient } from '../client-auth.ts';
-import { clientLabel, tokenRequestLabels, tokenRouteHooks } from '../observe/metrics.ts';
+import { UNKNOWN, clientLabel, tokenRequestRefused, tokenRouteHooks, type TokenRequestLabels } from '../observe/metrics.ts';
 import { TokenEndpointLimiter, type Admission } from '../limits.ts';
 import { CLIENT_AUTH_PARAMETERS, isIgnoredParameter, type Grant } from '../grants/registry.ts';
 import { readTokenRequestProof } from '../dpop.ts';
@@ -44,6 +44,20 @@ function stripGrantIrrelevantParams(params: FormParams, grant: Grant): FormParam
   return kept;
 }
 
+/**
+ * The metrics' labels of a request refused after these steps: the tenant once resolved, the grant
+ * once offered; the client once authenticated, or — the grant known, authentication failed — the
+ * client the request named if the directory registers it (`clientLabel`: raw input never becomes
+ * a label). Worked out on refusal only: an answered request's labels are its tenant, grant and client.
+ */
+function refusalLabels(request: FastifyRequest, params: FormParams | undefined, directory: TenantDirectory | undefined, grant: Grant | undefined, client: AuthenticatedClient | undefined): TokenRequestLabels {
+  return {
+    tenant: directory?.tenant.id ?? UNKNOWN,
+    grant: grant?.grantType ?? UNKNOWN,
+    client: client !== undefined ? client.app.clientId : grant !== undefined && params !== undefined ? clientLabel(directory, presentedClientId(params, request.headers.authorization)) : UNKNOWN,
+  };
+}
+
 /** The token endpoint's span name (OTel HTTP conventions: method and route template). */
 const SPAN_NAME = 'POST /{tenant}/oauth2/v2.0/token';
 const SPAN_OPTIONS = { kind: SpanKind.SERVER, attributes: { 'http.request.method': 'POST', 'http.route': '/{tenant}/oauth2/v2.0/token' } };
@@ -51,28 +65,27 @@ const SPAN_OPTIONS = { kind: SpanKind.SERVER, attributes: { 'http.request.method
 function tokenEndpoint(ctx: ServerContext, limiter: TokenEndpointLimiter) {
   async function token(request: FastifyRequest<{ Params: { tenant: string } }>, reply: FastifyReply, span: Span) {
     noCache(reply);
-    const labels = ctx.metrics && tokenRequestLabels(request);
     // Abuse limits (limits.ts): per IP before any work, per client once it is authenticated.
     const perIp = limiter.admitIp(request.ip);
     let perClient: Admission | undefined;
+    // What the request has shown so far: the metrics' labels of a refusal (below).
+    let params: FormParams | undefined;
+    let directory: TenantDirectory | undefined;
+    let grant: Grant | undefined;
+    let client: AuthenticatedClient | undefined;
     try {
-      const params = formBody(request);
-      const directory = await resolveTenant(ctx, request.params.tenant);
-      if (labels) labels.tenant = directory.tenant.id;
-      const grant = supportedGrantType(ctx.grants, params);
-      if (labels) {
-        labels.grant = grant.grantType;
-        // Before authentication the client is named by the request: a label only if registered.
-        labels.client = clientLabel(directory, presentedClientId(params, request.headers.authorization));
-      }
+      params = formBody(request);
+      directory = await resolveTenant(ctx, request.params.tenant);
+      grant = supportedGrantType(ctx.grants, params);
       if (span.isRecording()) span.setAttributes({ 'baton.tenant': directory.tenant.id, 'baton.grant_type': grant.grantType });
-      const client = await inSpan('baton.client_auth', {}, async (authSpan) => {
-        const authenticated = await authenticateClient(ctx, directory, params, request.headers.authorization);
+      const inDirectory = directory;
+      const form = params;
+      client = await inSpan('baton.client_auth', {}, async (authSpan) => {
+        const authenticated = await authenticateClient(ctx, inDirectory, form, request.headers.authorization);
         if (authSpan.isRecording()) authSpan.setAttributes({ 'baton.client_id': authenticated.app.clientId, 'baton.client_auth.method': authenticated.method });
         return authenticated;
       });
       if (span.isRecording()) span.setAttribute('baton.client_id', client.app.clientId);
-      if (labels) labels.client = client.app.clientId;
       perClient = limiter.admitClient(directory.tenant.id, client.app.clientId);
       confidentialCheck(grant, client);
       // RFC 9449 §5: a DPoP proof binds what any grant issues to the client's key.
@@ -89,7 +102,13 @@ function tokenEndpoint(ctx: ServerContext, limiter: TokenEndpointLimiter) {
         correlationId: correlation,
         dpop,
       });
-      return reply.header('client-request-id', correlation).type('application/json; charset=utf-8').send(response);
+      reply.header('client-request-id', correlation).type('application/json; charset=utf-8');
+      // Counted as the answer is handed over (a refusal is counted by the route's onError hook).
+      ctx.metrics?.tokenRequest(directory.tenant.id, grant.grantType, client.app.clientId, reply.statusCode < 400 ? 'ok' : 'other', reply.elapsedTime / 1000);
+      return reply.send(response);
+    } catch (error) {
+      if (ctx.metrics) tokenRequestRefused(request, refusalLabels(request, params, directory, grant, client));
+      throw error;
     } finally {
       perClient?.release();
       perIp.release();

@@ -72,23 +72,19 @@ export interface TokenRequestLabels {
   client: string;
 }
 
-interface TokenRequestState extends TokenRequestLabels {
-  result?: string;
-}
+const UNKNOWN_REQUEST: TokenRequestLabels = Object.freeze({ tenant: UNKNOWN, grant: UNKNOWN, client: UNKNOWN });
 
-const tokenRequests = new WeakMap<object, TokenRequestState>();
+/** The labels of refused token requests, from the endpoint (`tokenRequestRefused`) to the route's `onError` hook. */
+const refusedRequests = new WeakMap<object, TokenRequestLabels>();
 
 /**
- * The labels of a token request, for the endpoint to fill in as it learns them (tenant resolved,
- * grant offered, client authenticated); every field starts `unknown`.
+ * A token request the endpoint is refusing (it is about to throw): the labels it had learned
+ * (tenant resolved, grant offered, client named or authenticated), for the route's `onError` hook
+ * to count the request with. Only refusals pass through here: an answered request is counted by
+ * the endpoint itself (`ServerMetrics.tokenRequest`), with no per-request state kept anywhere.
  */
-export function tokenRequestLabels(request: object): TokenRequestLabels {
-  let state = tokenRequests.get(request);
-  if (state === undefined) {
-    state = { tenant: UNKNOWN, grant: UNKNOWN, client: UNKNOWN };
-    tokenRequests.set(request, state);
-  }
-  return state;
+export function tokenRequestRefused(request: object, labels: TokenRequestLabels): void {
+  refusedRequests.set(request, labels);
 }
 
 /** The `result` of a token request refused by the abuse limits (429), told apart from a 503 `temporarily_unavailable`. */
@@ -104,22 +100,20 @@ export function tokenResult(answer: { error: string; status: number }): string {
 }
 
 /**
- * The token route's hooks: `onError` notes the answer's `result` (`tokenResult`; errors thrown
- * before the handler — a body that is not a form, too large, a repeated parameter — included),
- * `onSend` counts the request with whatever labels the endpoint filled in, and times it.
- * `toAnswer` is the error handler's reading of an error (http/errors.ts `toOAuthError`).
+ * The token route's hook: `onError` counts and times a refused request (`tokenResult` of the
+ * error handler's answer; errors thrown before the handler — a body that is not a form, too
+ * large, a repeated parameter — included, with `unknown` labels), as the error answer is about to
+ * be sent. `toAnswer` is the error handler's reading of an error (http/errors.ts `toOAuthError`).
+ * A request answered without an error is counted by the endpoint as it hands over the answer:
+ * no hook runs on that path (an `onSend` hook cost every request a hook call and a per-request
+ * WeakMap entry, docs/performance.md).
  */
 export function tokenRouteHooks(metrics: ServerMetrics, toAnswer: (error: unknown) => { error: string; status: number }) {
   return {
-    onError(request: object, _reply: unknown, error: unknown, done: () => void) {
-      (tokenRequestLabels(request) as TokenRequestState).result = tokenResult(toAnswer(error));
+    onError(request: object, reply: { elapsedTime: number }, error: unknown, done: () => void) {
+      const labels = refusedRequests.get(request) ?? UNKNOWN_REQUEST;
+      metrics.tokenRequest(labels.tenant, labels.grant, labels.client, tokenResult(toAnswer(error)), reply.elapsedTime / 1000);
       done();
-    },
-    // Counted as the answer is sent (not at onResponse, which runs after the client may have read it).
-    onSend<P>(request: object, reply: { statusCode: number; elapsedTime: number }, payload: P, done: (error: null, payload: P) => void) {
-      const state = tokenRequestLabels(request) as TokenRequestState;
-      metrics.tokenRequest(state, state.result ?? (reply.statusCode < 400 ? 'ok' : 'other'), reply.elapsedTime / 1000);
-      done(null, payload);
     },
   };
 }
@@ -276,9 +270,9 @@ export class ServerMetrics {
   }
 
   /** One answered token request. `result` is `ok`, an OAuth error code (bounded by {@link errorLabel}) or {@link RATE_LIMITED}. */
-  tokenRequest(labels: TokenRequestLabels, result: string, seconds: number): void {
-    this.#tokenRequests.labels(labels.tenant, labels.grant, labels.client, result).inc();
-    this.#tokenDuration.labels(labels.grant).observe(seconds);
+  tokenRequest(tenant: string, grant: string, client: string, result: string, seconds: number): void {
+    this.#tokenRequests.labels(tenant, grant, client, result).inc();
+    this.#tokenDuration.labels(grant).observe(seconds);
   }
 
   /** One exchange's audit event (the metrics subscribe to the audit feed). */
@@ -292,16 +286,26 @@ export class ServerMetrics {
   }
 
   /** Times `work` (a JWS operation already handed to the thread pool) and counts it in flight meanwhile. */
-  async jws<T>(operation: 'sign' | 'verify', alg: JwsAlg, work: Promise<T>): Promise<T> {
+  jws<T>(operation: 'sign' | 'verify', alg: JwsAlg, work: Promise<T>): Promise<T> {
     const started = performance.now();
     const inFlight = this.#jwsInFlight;
     inFlight[operation]++;
-    try {
-      return await work;
-    } finally {
+    const series = this.#jws.labels(operation, alg);
+    const settled = () => {
       inFlight[operation]--;
-      this.#jws.labels(operation, alg).observe((performance.now() - started) / 1000);
-    }
+      series.observe((performance.now() - started) / 1000);
+    };
+    // Not an async function: one reaction on `work`, no extra promise and await step per signature.
+    return work.then(
+      (value) => {
+        settled();
+        return value;
+      },
+      (error: unknown) => {
+        settled();
+        throw error;
+      },
+    );
   }
 
   /** A finished store call. */

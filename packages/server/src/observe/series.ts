@@ -36,12 +36,20 @@ abstract class BoundSeriesMetric<S extends { labels: Record<string, string> }> {
   readonly aggregator = 'sum' as const;
   abstract readonly type: 'counter' | 'histogram';
   readonly #labelNames: readonly string[];
-  protected readonly series = new Map<string, S>();
+  /** Every series, for the scrape. */
+  protected readonly series: S[] = [];
+  /**
+   * The series by label values, one Map level per label: a lookup hashes the values themselves
+   * (a string keeps its hash once computed, and the values are the same few strings request after
+   * request) instead of a key joined anew on every call, which allocated a string and hashed it.
+   */
+  #byValues = new Map<string, unknown>();
 
   constructor(config: SeriesConfig) {
     this.name = config.name;
     this.help = config.help;
     this.#labelNames = config.labelNames;
+    if (config.labelNames.length === 0) throw new TypeError(`${config.name}: a bound series metric has at least one label`);
     // The Registry takes any object with a name and get() (prom-client's Metric contract).
     for (const registry of config.registers) registry.registerMetric(this as never);
   }
@@ -50,20 +58,31 @@ abstract class BoundSeriesMetric<S extends { labels: Record<string, string> }> {
 
   /** The series of these label values (in `labelNames` order), made on first use. */
   labels(...values: string[]): S {
-    const key = values.join('\u0000');
-    let series = this.series.get(key);
+    const last = this.#labelNames.length - 1;
+    if (values.length !== last + 1) throw new TypeError(`${this.name} takes ${last + 1} label values, not ${values.length}`);
+    let level = this.#byValues;
+    for (let i = 0; i < last; i++) {
+      let next = level.get(values[i] as string) as Map<string, unknown> | undefined;
+      if (next === undefined) {
+        next = new Map();
+        level.set(values[i] as string, next);
+      }
+      level = next;
+    }
+    let series = level.get(values[last] as string) as S | undefined;
     if (series === undefined) {
-      if (values.length !== this.#labelNames.length) throw new TypeError(`${this.name} takes ${this.#labelNames.length} label values, not ${values.length}`);
       const labels: Record<string, string> = {};
-      for (const [i, name] of this.#labelNames.entries()) labels[name] = values[i] as string;
+      for (const [i, name] of this.#labelNames.entries()) labels[name] = String(values[i]);
       series = this.create(labels);
-      this.series.set(key, series);
+      level.set(values[last] as string, series);
+      this.series.push(series);
     }
     return series;
   }
 
   reset(): void {
-    this.series.clear();
+    this.series.length = 0;
+    this.#byValues = new Map();
   }
 
   abstract get(): Promise<MetricJson>;
@@ -90,7 +109,7 @@ export class BoundCounter extends BoundSeriesMetric<CounterSeries> {
   }
 
   async get(): Promise<MetricJson> {
-    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: [...this.series.values()].map((s) => ({ value: s.value, labels: s.labels })) };
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: this.series.map((s) => ({ value: s.value, labels: s.labels })) };
   }
 }
 
@@ -135,7 +154,7 @@ export class BoundHistogram extends BoundSeriesMetric<HistogramSeries> {
   async get(): Promise<MetricJson> {
     const values: Sample[] = [];
     const bucket = `${this.name}_bucket`;
-    for (const s of this.series.values()) {
+    for (const s of this.series) {
       let cumulative = 0;
       for (const [i, bound] of this.#buckets.entries()) {
         cumulative += s.counts[i] as number;
