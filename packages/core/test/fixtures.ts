@@ -174,7 +174,8 @@ export function buildFixture(change?: (config: ChainConfig) => void): Fixture {
     principal: c.for === 'all' ? 'all' : oidOf(c.for),
     createdAt: NOW - 86_400,
   }));
-  const roleAssignments: AppRoleAssignment[] = source.appRoleAssignments.map((r) => ({
+  // Roles on the token service's built-in admin API (the demo APIs' Baton.Signals) are the server's: not modelled here.
+  const roleAssignments: AppRoleAssignment[] = source.appRoleAssignments.filter((r) => r.resource !== 'api://baton-admin').map((r) => ({
     tenantId,
     principalType: 'application',
     principalId: r.client,

@@ -48,4 +48,5 @@ export { fetchWithCa, type FetchLike, type CaOption } from './http.ts';
 export { RemoteJwks, JwksUnavailableError, type RemoteJwksOptions } from './jwks.ts';
 export { errorResponse, errorFetchResponse, writeErrorResponse, type ErrorResponse } from './respond.ts';
 export { createSignals, revocationKeysOf, revocationKeysOfSubject, REVOKING_EVENTS, SetError, type Signals, type SignalsOptions, type ReceivedEvent, type SetErrorCode } from './signals.ts';
+export { ensureSignalStream, ssfConfigurationUrl, SignalStreamError, POLL_DELIVERY, PUSH_DELIVERY, type SignalStream, type SignalStreamOptions } from './signal-stream.ts';
 export type { ResourceMetrics, GuardResult, CacheLookup, TokenKind, DownstreamOutcome } from './metrics.ts';

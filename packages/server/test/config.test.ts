@@ -101,6 +101,7 @@ test('dangling references are refused with their path', () => {
   raw.tenants[0].consents.push({ client: 'ghost-app', resource: 'api://docs', scopes: ['Docs.Read'], for: 'all' });
   raw.tenants[0].consents.push({ client: 'tasks-api', resource: 'api://nowhere', scopes: ['X'], for: 'all' });
   raw.tenants[0].consents.push({ client: 'tasks-api', resource: 'api://docs', scopes: ['Docs.Delete'], for: 'nobody@contoso.test' });
+  const assignment = raw.tenants[0].appRoleAssignments.length;
   raw.tenants[0].appRoleAssignments.push({ client: 'indexer', resource: 'api://docs', roles: ['Docs.Nothing'] });
   raw.tenants[0].policies.push({ name: 'p', resources: ['api://ghost'], require: { mfa: true } });
   raw.tenants[0].applications[1].knownClientApplications.push('ghost-web');
@@ -110,7 +111,7 @@ test('dangling references are refused with their path', () => {
     "tenants[0].consents[3].resource: no API 'api://nowhere'",
     "tenants[0].consents[4].scopes[0]: 'Docs.Delete' is not a scope of api://docs",
     "tenants[0].consents[4].for: no user 'nobody@contoso.test' (use \"all\" for admin consent)",
-    "tenants[0].appRoleAssignments[1].roles[0]: 'Docs.Nothing' is not a role of api://docs",
+    `tenants[0].appRoleAssignments[${assignment}].roles[0]: 'Docs.Nothing' is not a role of api://docs`,
     "tenants[0].policies[1].resources[0]: no API 'api://ghost'",
     "tenants[0].applications[1].knownClientApplications[1]: no application 'ghost-web'",
   ]) {
