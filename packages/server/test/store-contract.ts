@@ -1030,5 +1030,80 @@ export function storeContract(name: string, open: () => Promise<Store>, openSeco
       for (const jti of jtis.slice(1)) await store.settlePushSet(tenantId, s.streamId, jti, undefined, 1);
       assert.equal(await store.deleteStream(tenantId, s.streamId), true);
     });
+
+    it('admin change log: appended events read back in order a page at a time, filtered by entity, target and instant', async () => {
+      const tenantId = await newTenant();
+      const other = await newTenant();
+      const record = (entity: string, target: string, at: number, extra: Record<string, unknown> = {}) => ({
+        tenantId,
+        id: randomUUID(),
+        at,
+        entity,
+        target,
+        event: { action: `${entity}.update`, target, before: { name: HOSTILE[0] }, after: { name: HOSTILE[2], long: LONG }, ...extra },
+      });
+      const written = [record('user', 'u1', 1000), record('user', 'u2', 2000), record('policy', HOSTILE[0]!, 3000), record('user', 'u1', 4000)];
+      for (const r of written) await store.appendAdminEvent(r);
+      await store.appendAdminEvent({ ...record('user', 'u1', 1500), tenantId: other });
+      const all = await pair[1].listAdminEvents({ tenantId, limit: 10 });
+      assert.deepEqual(all.map((e) => e.record), written);
+      assert.ok(all.every((e, i) => i === 0 || e.seq > all[i - 1]!.seq), 'seq grows');
+      const page1 = await store.listAdminEvents({ tenantId, limit: 3 });
+      const page2 = await store.listAdminEvents({ tenantId, limit: 3, after: page1.at(-1)!.seq });
+      assert.deepEqual([...page1, ...page2].map((e) => e.record.id), written.map((r) => r.id));
+      assert.deepEqual((await store.listAdminEvents({ tenantId, limit: 10, entity: 'user' })).map((e) => e.record.id), [0, 1, 3].map((i) => written[i]!.id));
+      assert.deepEqual((await store.listAdminEvents({ tenantId, limit: 10, entity: 'user', target: 'u1' })).map((e) => e.record.id), [0, 3].map((i) => written[i]!.id));
+      assert.deepEqual((await store.listAdminEvents({ tenantId, limit: 10, target: HOSTILE[0] })).map((e) => e.record.id), [written[2]!.id]);
+      assert.deepEqual((await store.listAdminEvents({ tenantId, limit: 10, since: 2000 })).map((e) => e.record.id), written.slice(1).map((r) => r.id));
+      assert.deepEqual(await store.listAdminEvents({ tenantId, limit: 10, entity: 'consent' }), []);
+      // An event id is unique: appending the same event twice fails.
+      await assert.rejects(store.appendAdminEvent(written[0]!));
+    });
+
+    it('atomically: every write or none; caches hear the change only when it commits', async () => {
+      const tenantId = await newTenant();
+      const s = stream(tenantId);
+      await store.putStream(s);
+      const user = fullUser(tenantId);
+      const event = { tenantId, id: randomUUID(), at: 1000, entity: 'user', target: user.oid, event: { action: 'user.create' } };
+      await store.appendAdminEvent(event);
+      const heard = recorder(store, tenantId);
+      // The last write fails (the event id is taken): the user, the SET and the policy are not stored.
+      const policy: Policy = { tenantId, name: 'p', resources: ['docs'], require: { mfa: true } };
+      await assert.rejects(
+        store.atomically([
+          { op: 'putUser', args: [user] },
+          { op: 'replacePolicies', args: [tenantId, [policy]] },
+          { op: 'queueSets', args: [[queued(s, 'atomic-1')]] },
+          { op: 'appendAdminEvent', args: [event] },
+        ]),
+      );
+      assert.equal(await pair[1].getUserById(tenantId, user.oid), undefined);
+      assert.deepEqual(await store.listPolicies(tenantId), []);
+      assert.deepEqual(await store.pollSets(tenantId, s.streamId, [], 10, 150), { sets: [], more: false });
+      assert.equal((await store.listAdminEvents({ tenantId, limit: 10 })).length, 1);
+      assert.deepEqual(heard.changes.filter((c) => c.entity === 'user' || c.entity === 'policy'), [], 'a rolled-back write notifies nobody');
+      // The same writes with a fresh event id: all of them.
+      const second = { ...event, id: randomUUID() };
+      await store.atomically([
+        { op: 'putUser', args: [user] },
+        { op: 'replacePolicies', args: [tenantId, [policy]] },
+        { op: 'queueSets', args: [[queued(s, 'atomic-1')]] },
+        { op: 'appendAdminEvent', args: [second] },
+      ]);
+      assert.deepEqual(await pair[1].getUserById(tenantId, user.oid), user);
+      assert.equal((await store.listPolicies(tenantId)).length, 1);
+      assert.deepEqual((await store.pollSets(tenantId, s.streamId, [], 10, 150)).sets.map((x) => x.jti), ['atomic-1']);
+      assert.deepEqual((await store.listAdminEvents({ tenantId, limit: 10 })).map((e) => e.record.id), [event.id, second.id]);
+      assert.ok(heard.changes.some((c) => c.entity === 'user') && heard.changes.some((c) => c.entity === 'policy'), 'a committed write notifies');
+      heard.stop();
+      // A store call made meanwhile is no part of a failing batch (SQLite: the batch holds the
+      // connection synchronously; PostgreSQL: the batch has a connection of its own).
+      const bystander = minimalUser(tenantId);
+      const failing = assert.rejects(store.atomically([{ op: 'putUser', args: [fullUser(tenantId)] }, { op: 'appendAdminEvent', args: [event] }]));
+      await store.putUser(bystander);
+      await failing;
+      assert.deepEqual(await store.getUserById(tenantId, bystander.oid), bystander);
+    });
   });
 }

@@ -119,7 +119,7 @@ export function accessRoutes(app: FastifyInstance): void {
       ifMatch: 'optional',
       load: async () => (await req.ctx.store.listConsents(key))[0],
       next: (current) => ({ ...key, scopes: [...new Set([...(current?.scopes ?? []), ...input.scopes])], createdAt: current?.createdAt ?? req.ctx.now() }),
-      write: (next) => req.ctx.store.putConsent(next!),
+      write: (next) => ({ op: 'putConsent', args: [next!] }),
       present: presentConsent,
     });
     return sendRecord(reply, result.record, presentConsent(result.record!), result.event?.before === undefined && result.event !== undefined ? 201 : 200);
@@ -154,10 +154,8 @@ export function accessRoutes(app: FastifyInstance): void {
         const left = current!.scopes.filter((s) => s !== scope);
         return left.length === 0 ? undefined : { ...current!, scopes: left };
       },
-      write: async (next) => {
-        if (next === undefined) await req.ctx.store.deleteConsent(req.tenantId, clientId, resource, principal);
-        else await req.ctx.store.putConsent(next);
-      },
+      write: (next) =>
+        next === undefined ? { op: 'deleteConsent', args: [req.tenantId, clientId, resource, principal] } : { op: 'putConsent', args: [next] },
       present: presentConsent,
     });
     return reply.code(204).send();
@@ -216,7 +214,7 @@ export function accessRoutes(app: FastifyInstance): void {
       ifMatch: 'optional',
       load: async () => (await req.ctx.store.listRoleAssignments(req.tenantId, principalType, key.principalId)).find((a) => a.resource === key.resource),
       next: (current) => ({ ...key, roles: [...new Set([...(current?.roles ?? []), ...input.roles])] }),
-      write: (next) => req.ctx.store.putRoleAssignment(next!),
+      write: (next) => ({ op: 'putRoleAssignment', args: [next!] }),
       present: presentAssignment,
     });
     return sendRecord(reply, result.record, presentAssignment(result.record!), result.event?.before === undefined && result.event !== undefined ? 201 : 200);
@@ -243,10 +241,10 @@ export function accessRoutes(app: FastifyInstance): void {
         const left = current!.roles.filter((r) => r !== role);
         return left.length === 0 ? undefined : { ...current!, roles: left };
       },
-      write: async (next) => {
-        if (next === undefined) await req.ctx.store.deleteRoleAssignment(req.tenantId, principalType, principalId, resource);
-        else await req.ctx.store.putRoleAssignment(next);
-      },
+      write: (next) =>
+        next === undefined
+          ? { op: 'deleteRoleAssignment', args: [req.tenantId, principalType, principalId, resource] }
+          : { op: 'putRoleAssignment', args: [next] },
       present: presentAssignment,
     });
     return reply.code(204).send();
@@ -309,7 +307,7 @@ export function accessRoutes(app: FastifyInstance): void {
       next: () => policy,
       write: async (next, current) => {
         const all = await req.ctx.store.listPolicies(req.tenantId);
-        await req.ctx.store.replacePolicies(req.tenantId, current === undefined ? [...all, next!] : all.map((p) => (p.name === name ? next! : p)));
+        return { op: 'replacePolicies', args: [req.tenantId, current === undefined ? [...all, next!] : all.map((p) => (p.name === name ? next! : p))] };
       },
       present: presentPolicy,
     });
@@ -330,7 +328,7 @@ export function accessRoutes(app: FastifyInstance): void {
       next: () => undefined,
       write: async () => {
         const all = await req.ctx.store.listPolicies(req.tenantId);
-        await req.ctx.store.replacePolicies(req.tenantId, all.filter((p) => p.name !== name));
+        return { op: 'replacePolicies', args: [req.tenantId, all.filter((p) => p.name !== name)] };
       },
       present: presentPolicy,
     });

@@ -187,7 +187,7 @@ function changeApplication(req: AdminRequest, clientId: string, action: string, 
       notBuiltIn(clientId);
       return checkReferencesOf(req.directory, await next(current!));
     },
-    write: (app) => req.ctx.store.putApplication(app!),
+    write: (app) => ({ op: 'putApplication', args: [app!] }),
     present: presentApplication,
   });
 }
@@ -247,7 +247,7 @@ export function applicationRoutes(app: FastifyInstance): void {
         await req.ctx.keyring.ensure(req.tenantId, created.signingAlg);
         return created;
       },
-      write: (next) => req.ctx.store.putApplication(next!),
+      write: (next) => ({ op: 'putApplication', args: [next!] }),
       present: presentApplication,
     });
     reply.header('location', `/${req.tenantId}/admin/v1/applications/${input.clientId}`);

@@ -4,9 +4,10 @@
  * on which record, and the record before and after, as the admin API shows it (never a password, a
  * secret, a hash or a TOTP seed: the representations in this folder have none).
  *
- * Like the exchange audit (audit.ts), every event goes to the operator's log (pino, level info,
- * `audit: 'admin_change'`) and to an in-process feed. Issue 17's transmitter subscribes here: a
- * change is the moment a security event is due.
+ * Every event is stored with the change itself, in its transaction (admin/changes.ts: the admin
+ * API's `GET …/events` reads it back), and, once committed, goes like the exchange audit
+ * (audit.ts) to the operator's log (pino, level info, `audit: 'admin_change'`) and to an
+ * in-process feed.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -61,10 +62,20 @@ export class AdminLog extends EventFeed<AdminChangeEvent> {
     this.#log = log;
   }
 
-  record(input: AdminChangeInput): AdminChangeEvent {
-    const event: AdminChangeEvent = Object.freeze({ seq: this.nextSeq(), id: randomUUID(), time: new Date().toISOString(), ...input });
+  /** The event of a change about to be written, told to no one yet (`commitChange` stores it with the change). */
+  draft(input: AdminChangeInput): AdminChangeEvent {
+    return Object.freeze({ seq: this.nextSeq(), id: randomUUID(), time: new Date().toISOString(), ...input });
+  }
+
+  /** Logs and publishes an event whose change was committed. */
+  told(event: AdminChangeEvent): void {
     this.#log.info({ audit: 'admin_change', event }, `admin change ${event.action} ${event.target} by ${event.actor.clientId}`);
     this.publish(event);
+  }
+
+  record(input: AdminChangeInput): AdminChangeEvent {
+    const event = this.draft(input);
+    this.told(event);
     return event;
   }
 }

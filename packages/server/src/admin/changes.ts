@@ -1,8 +1,11 @@
 /**
  * The one way the admin API changes anything (and the seam issue 17's security events hang on):
- * `commitChange` reads the current record, checks `If-Match` against it, computes the new record,
- * writes it with ONE store call (so a refused or failed change writes nothing), and records one
- * change event (admin/audit.ts) with the record before and after, as the admin API shows it.
+ * `commitChange` reads the current record, checks `If-Match` against it, computes the new record
+ * and its change event (admin/audit.ts: the record before and after, as the admin API shows it),
+ * signs the security event SETs the change is (signals/transmitter.ts), and then writes the record,
+ * the change event and the SETs in ONE store transaction (`Store.atomically`): a refused or failed
+ * change writes none of them, a committed one all. The operator's log and the in-process feed
+ * hear of the change after the commit.
  *
  * Every store write notifies the other instances (PostgreSQL NOTIFY, the SQLite change poller) and
  * this one, so their directory caches drop the tenant: a change is in force everywhere as soon as
@@ -16,13 +19,17 @@
 import { adminLogOf, type AdminChangeEvent, type AdminEntity } from './audit.ts';
 import { checkIfMatch, etagOf, sameRecord, type AdminRequest } from './http.ts';
 import { problems } from './problem.ts';
+import type { AtomicWrite } from '../store/types.ts';
+import { transmitterOf } from '../signals/transmitter.ts';
 
 export interface ChangeSpec<R> {
   /** `<entity>.<verb>`, e.g. `user.disable`. */
   action: string;
   entity: AdminEntity;
-  /** The record's id in the admin API (for the log and the 404 message). */
+  /** The record's id in the admin API as the request named it (for the 404 message; the log's unless `targetOf`). */
   target: string;
+  /** The record's one id for the change log, when the request may name it several ways (a user: her `oid`). */
+  targetOf?(record: R): string;
   /** What the 404 says when the record does not exist (`User 'alice@…'`). */
   describe: string;
   /**
@@ -35,8 +42,8 @@ export interface ChangeSpec<R> {
   load(): Promise<R | undefined>;
   /** The new record (undefined: delete it). May throw a problem (bad reference…): nothing is written. */
   next(current: R | undefined): R | undefined | Promise<R | undefined>;
-  /** One store call. */
-  write(next: R | undefined, current: R | undefined): Promise<void>;
+  /** The one store write, as data (`{ op: 'putUser', args: [next] }`): `commitChange` runs it in the change's transaction. */
+  write(next: R | undefined, current: R | undefined): AtomicWrite | Promise<AtomicWrite>;
   /** The record as the admin API shows it: never a secret, a hash or a seed. */
   present(record: R): unknown;
   /** The credential this change sets or removes (recorded in the change event; see `AdminChangeEvent.credential`). */
@@ -84,19 +91,30 @@ export function commitChange<R>(req: AdminRequest, spec: ChangeSpec<R>): Promise
     if (next !== undefined && current !== undefined && sameRecord(next, current)) {
       return { record: current, etag: etagOf(current), event: undefined };
     }
-    await spec.write(next, current);
-    const event = adminLogOf(req.ctx).record({
+    const write = await spec.write(next, current);
+    const log = adminLogOf(req.ctx);
+    const event = log.draft({
       tenant: req.tenantId,
       actor: req.actor,
       action: spec.action,
       entity: spec.entity,
-      target: spec.target,
+      target: spec.targetOf?.((next ?? current)!) ?? spec.target,
       ...(current !== undefined ? { before: spec.present(current) } : {}),
       ...(next !== undefined ? { after: spec.present(next) } : {}),
       ...(spec.credential !== undefined ? { credential: spec.credential } : {}),
       requestId: req.requestId,
       ip: req.ip,
     });
+    const transmitter = transmitterOf(req.ctx);
+    const sets = await transmitter.setsOfChange(event);
+    const writes: AtomicWrite[] = [
+      write,
+      { op: 'appendAdminEvent', args: [{ tenantId: event.tenant, id: event.id, at: Date.parse(event.time), entity: event.entity, target: event.target, event }] },
+    ];
+    if (sets.length > 0) writes.push({ op: 'queueSets', args: [sets] });
+    await req.ctx.store.atomically(writes);
+    log.told(event);
+    transmitter.queued(sets);
     return { record: next, etag: next === undefined ? undefined : etagOf(next), event };
   });
 }

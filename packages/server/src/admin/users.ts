@@ -74,12 +74,13 @@ function userAction(
       action: `user.${verb}`,
       entity: 'user',
       target: ref,
+      targetOf: (user) => user.oid,
       describe: `User '${ref.slice(0, 256)}'`,
       kind: 'update',
       ifMatch: 'optional',
       load: () => findUser(req, ref),
       next: (current) => change(current!, input, req),
-      write: (next) => req.ctx.store.putUser(next!),
+      write: (next) => ({ op: 'putUser', args: [next!] }),
       present: presentUser,
       ...(credential !== undefined ? { credential: credential(input) } : {}),
     });
@@ -105,6 +106,7 @@ export function userRoutes(app: FastifyInstance): void {
       action: 'user.create',
       entity: 'user',
       target: username,
+      targetOf: (user) => user.oid,
       describe: `User '${username}'`,
       kind: 'create',
       load: async () => (await req.ctx.store.getUserByName(req.tenantId, username)) ?? (await req.ctx.store.getUserById(req.tenantId, oid)),
@@ -119,7 +121,7 @@ export function userRoutes(app: FastifyInstance): void {
         email: input.email,
         directoryRoles: input.roles,
       }),
-      write: (next) => req.ctx.store.putUser(next!),
+      write: (next) => ({ op: 'putUser', args: [next!] }),
       present: presentUser,
     });
     reply.header('location', `/${req.tenantId}/admin/v1/users/${oid}`);
@@ -143,6 +145,7 @@ export function userRoutes(app: FastifyInstance): void {
       action: 'user.update',
       entity: 'user',
       target: ref,
+      targetOf: (user) => user.oid,
       describe: `User '${ref.slice(0, 256)}'`,
       kind: 'update',
       ifMatch: 'required',
@@ -155,7 +158,7 @@ export function userRoutes(app: FastifyInstance): void {
         ...(input.enabled !== undefined ? { enabled: input.enabled } : {}),
         ...(passwordHash !== undefined ? { passwordHash } : {}),
       }),
-      write: (next) => req.ctx.store.putUser(next!),
+      write: (next) => ({ op: 'putUser', args: [next!] }),
       present: presentUser,
       ...(passwordHash !== undefined ? { credential: 'password' as const } : {}),
     });

@@ -6,12 +6,13 @@
  * RFC 8936) or the push worker delivers it (push.ts, RFC 8935). The store is shared by every
  * instance: a SET queued by one is polled from, or pushed by, any.
  *
- * The change is committed before its event is queued (the admin change log is told after the
- * write): an instance that dies between the two loses that event. `close()` waits for the events
- * under way.
+ * An admin change's SETs are signed before the change is written and queued in the change's own
+ * transaction (admin/changes.ts `commitChange`, `Store.atomically`): the change, its change event
+ * and its SETs are stored together or not at all. A sign-out's event is queued after the session
+ * ends (`emit`); `close()` waits for the events under way.
  */
 import type { ServerContext } from '../context.ts';
-import { adminLogOf, type AdminChangeEvent } from '../admin/audit.ts';
+import type { AdminChangeEvent } from '../admin/audit.ts';
 import type { QueuedSet, SignalStream } from '../store/types.ts';
 import { EVENT_TYPES, securityEventsOf, type SecurityEvent } from './events.ts';
 import { setFor, signSet } from './sets.ts';
@@ -31,16 +32,17 @@ export class Transmitter {
   readonly #closing = new AbortController();
   /** Long polls being answered: `close()` waits for them, so the server's close finds their connections idle. */
   readonly #longPolls = new Set<Promise<unknown>>();
-  #unsubscribe: (() => void) | undefined;
+  /** Between `start` and `close`: admin changes become SETs. */
+  #transmitting = false;
 
   constructor(ctx: ServerContext) {
     this.#ctx = ctx;
     this.#push = new PushDelivery(ctx);
   }
 
-  /** Listens to the admin change log; with `push`, also runs the push worker. */
+  /** From now on admin changes carry their SETs; with `push`, also runs the push worker. */
   start(options: { push: boolean }): void {
-    this.#unsubscribe ??= adminLogOf(this.#ctx).subscribe((change) => this.#onAdminChange(change));
+    this.#transmitting = true;
     if (options.push) this.#push.start();
   }
 
@@ -52,8 +54,7 @@ export class Transmitter {
   /** Stops listening and pushing, ends long polls; waits for the events already under way to be queued. */
   async close(): Promise<void> {
     this.#closing.abort();
-    this.#unsubscribe?.();
-    this.#unsubscribe = undefined;
+    this.#transmitting = false;
     await this.settled();
     await this.#push.stop();
     await Promise.allSettled([...this.#longPolls]);
@@ -72,9 +73,26 @@ export class Transmitter {
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
   }
 
-  #onAdminChange(change: AdminChangeEvent): void {
+  /**
+   * The SETs an admin change is (events.ts), signed for every stream that carries them, for
+   * `commitChange` to queue in the change's own transaction; then `queued(sets)`. None when this
+   * transmitter is not running.
+   */
+  async setsOfChange(change: AdminChangeEvent): Promise<QueuedSet[]> {
+    if (!this.#transmitting) return [];
     const events = securityEventsOf(change, this.#ctx.now());
-    if (events.length > 0) this.emit(change.tenant, events, change.id);
+    return events.length === 0 ? [] : this.#signed(change.tenant, events, change.id);
+  }
+
+  /** After SETs were stored (by `commitChange`): the push worker and the long polls waiting for them hear of it. */
+  queued(sets: readonly QueuedSet[]): void {
+    if (sets.length === 0) return;
+    if (sets.some((s) => s.nextAttemptAt !== undefined)) this.#push.wake();
+    for (const set of sets) {
+      const waiting = this.#waiting.get(`${set.tenantId}|${set.streamId}`);
+      if (waiting !== undefined) for (const wake of waiting) wake();
+    }
+    this.#ctx.log.info({ tenant: sets[0]!.tenantId, sets: sets.length }, 'security events queued');
   }
 
   /**
@@ -99,10 +117,17 @@ export class Transmitter {
   }
 
   async #emit(tenantId: string, events: readonly SecurityEvent[], txn: string | undefined): Promise<void> {
+    const sets = await this.#signed(tenantId, events, txn);
+    await this.#queue(sets);
+    if (sets.length > 0) this.#ctx.log.info({ tenant: tenantId, txn, events: events.map((e) => e.type), sets: sets.length }, 'security events queued');
+  }
+
+  /** One signed SET per (interested stream, event). */
+  async #signed(tenantId: string, events: readonly SecurityEvent[], txn: string | undefined): Promise<QueuedSet[]> {
     const streams = (await this.#ctx.store.listStreams(tenantId)).filter((s) => s.status !== 'disabled');
-    if (streams.length === 0) return;
+    if (streams.length === 0) return [];
     const directory = await this.#ctx.directories.get(tenantId);
-    if (directory === undefined) return;
+    if (directory === undefined) return [];
     const sets: QueuedSet[] = [];
     for (const stream of streams) {
       for (const event of events) {
@@ -110,8 +135,7 @@ export class Transmitter {
         if (signed !== undefined) sets.push(this.#queued(stream, signed.jti, signed.set));
       }
     }
-    await this.#queue(sets);
-    this.#ctx.log.info({ tenant: tenantId, txn, events: events.map((e) => e.type), sets: sets.length }, 'security events queued');
+    return sets;
   }
 
   /** The SSF verification event (`state` echoed), queued like any other. */
@@ -145,11 +169,7 @@ export class Transmitter {
   async #queue(sets: QueuedSet[]): Promise<void> {
     if (sets.length === 0) return;
     await this.#ctx.store.queueSets(sets);
-    if (sets.some((s) => s.nextAttemptAt !== undefined)) this.#push.wake();
-    for (const set of sets) {
-      const waiting = this.#waiting.get(`${set.tenantId}|${set.streamId}`);
-      if (waiting !== undefined) for (const wake of waiting) wake();
-    }
+    this.queued(sets);
   }
 
   /**

@@ -274,6 +274,36 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX ssf_sets_expires ON ssf_sets (expires_at);
     `,
   },
+  {
+    version: 3,
+    name: 'admin change log',
+    // One row per change made through the admin API (admin/audit.ts), written in the change's own
+    // transaction with the SETs it causes. Read in seq order (the admin API's events cursor).
+    sqlite: `
+      CREATE TABLE admin_events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant_id TEXT NOT NULL,
+        id TEXT NOT NULL UNIQUE,
+        at REAL NOT NULL,
+        entity TEXT NOT NULL,
+        target TEXT NOT NULL,
+        data TEXT NOT NULL
+      );
+      CREATE INDEX admin_events_by_tenant ON admin_events (tenant_id, seq);
+    `,
+    postgres: `
+      CREATE TABLE admin_events (
+        seq BIGSERIAL PRIMARY KEY,
+        tenant_id TEXT COLLATE "C" NOT NULL,
+        id TEXT COLLATE "C" NOT NULL UNIQUE,
+        at DOUBLE PRECISION NOT NULL,
+        entity TEXT COLLATE "C" NOT NULL,
+        target TEXT COLLATE "C" NOT NULL,
+        data JSON NOT NULL
+      );
+      CREATE INDEX admin_events_by_tenant ON admin_events (tenant_id, seq);
+    `,
+  },
 ];
 
 interface AppliedMigration {

@@ -9,7 +9,19 @@
  * parts are first built, reaches the caller as a rejection, as the interface promises.
  */
 import type { Application, AppRoleAssignment, ConsentGrant, Policy, SigningKeyRecord, Tenant, User } from '@baton/core';
-import type { ConsentQuery, ConsumeResult, EphemeralKind, EphemeralRecord, Invalidation, QueuedSet, SignalStream, Store } from './types.ts';
+import type {
+  AdminEventQuery,
+  AdminEventRecord,
+  AtomicWrite,
+  ConsentQuery,
+  ConsumeResult,
+  EphemeralKind,
+  EphemeralRecord,
+  Invalidation,
+  QueuedSet,
+  SignalStream,
+  Store,
+} from './types.ts';
 
 /** Registrations: tenants, users, applications. */
 export type DirectoryPart = Pick<
@@ -39,8 +51,11 @@ export type OneTimePart = Pick<
  */
 export type ProofReplayPart = Pick<Store, 'useProofOnce'>;
 
-/** Security event streams (SSF) and the SETs queued in them. */
-export type SignalsPart = Pick<Store, 'putStream' | 'getStream' | 'listStreams' | 'deleteStream' | 'queueSets' | 'pollSets' | 'claimPushSets' | 'settlePushSet'> & {
+/** Security event streams (SSF), the SETs queued in them, and the admin change log they come from. */
+export type SignalsPart = Pick<
+  Store,
+  'putStream' | 'getStream' | 'listStreams' | 'deleteStream' | 'queueSets' | 'pollSets' | 'claimPushSets' | 'settlePushSet' | 'appendAdminEvent' | 'listAdminEvents'
+> & {
   /** Removes expired queued SETs (part of `Store.sweep`). */
   sweepSets(now: number): Promise<number>;
 };
@@ -54,11 +69,39 @@ export interface StoreParts {
   signals: SignalsPart;
 }
 
+/**
+ * Hands one write of `Store.atomically` to the part that owns it. An engine calls it with parts
+ * bound to its transaction.
+ */
+export function applyWrite(parts: StoreParts, write: AtomicWrite): Promise<unknown> {
+  switch (write.op) {
+    case 'putUser':
+      return parts.directory.putUser(...write.args);
+    case 'putApplication':
+      return parts.directory.putApplication(...write.args);
+    case 'putConsent':
+      return parts.access.putConsent(...write.args);
+    case 'deleteConsent':
+      return parts.access.deleteConsent(...write.args);
+    case 'putRoleAssignment':
+      return parts.access.putRoleAssignment(...write.args);
+    case 'deleteRoleAssignment':
+      return parts.access.deleteRoleAssignment(...write.args);
+    case 'replacePolicies':
+      return parts.access.replacePolicies(...write.args);
+    case 'queueSets':
+      return parts.signals.queueSets(...write.args);
+    case 'appendAdminEvent':
+      return parts.signals.appendAdminEvent(...write.args);
+  }
+}
+
 export abstract class PartitionedStore implements Store {
   abstract readonly engine: Store['engine'];
   abstract migrate(): Promise<void>;
   abstract close(): Promise<void>;
   abstract onInvalidate(listener: (change: Invalidation) => void): () => void;
+  abstract atomically(writes: readonly AtomicWrite[]): Promise<void>;
   /** The engine's resource modules; may be built on first use (after migrations). */
   protected abstract get parts(): StoreParts;
 
@@ -222,5 +265,15 @@ export abstract class PartitionedStore implements Store {
 
   async settlePushSet(tenantId: string, streamId: string, jti: string, retryAt: number | undefined, attempts: number): Promise<void> {
     return this.parts.signals.settlePushSet(tenantId, streamId, jti, retryAt, attempts);
+  }
+
+  // — the admin change log —
+
+  async appendAdminEvent(record: AdminEventRecord): Promise<void> {
+    return this.parts.signals.appendAdminEvent(record);
+  }
+
+  async listAdminEvents(query: AdminEventQuery): Promise<{ seq: number; record: AdminEventRecord }[]> {
+    return this.parts.signals.listAdminEvents(query);
   }
 }

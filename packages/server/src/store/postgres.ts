@@ -16,16 +16,16 @@
 import { randomUUID } from 'node:crypto';
 import { InvalidationListeners } from './listeners.ts';
 import { migratePostgres, SCHEMA_NAME } from './migrations.ts';
-import { PartitionedStore, type StoreParts } from './parts.ts';
+import { applyWrite, PartitionedStore, type StoreParts } from './parts.ts';
 import { PostgresAccess } from './postgres/access.ts';
-import { PostgresConnection } from './postgres/connection.ts';
+import { PostgresConnection, type PgQueries } from './postgres/connection.ts';
 import { PostgresDirectory } from './postgres/directory.ts';
 import { InvalidationListener } from './postgres/notifications.ts';
 import { PostgresOneTime } from './postgres/one-time.ts';
 import { PostgresProofReplay } from './postgres/proof-replay.ts';
 import { PostgresSigningKeys } from './postgres/signing-keys.ts';
 import { PostgresSignals } from './postgres/signals.ts';
-import type { Invalidation } from './types.ts';
+import type { AtomicWrite, Invalidation } from './types.ts';
 
 export { consentListSql } from './postgres/access.ts';
 export { INVALIDATION_CHANNEL } from './postgres/notifications.ts';
@@ -88,14 +88,26 @@ export class PostgresStore extends PartitionedStore {
       from,
       this.#listeners,
     );
-    this.#parts = {
-      directory: new PostgresDirectory(this.#db),
-      access: new PostgresAccess(this.#db),
-      signingKeys: new PostgresSigningKeys(this.#db, schema),
-      oneTime: new PostgresOneTime(this.#db),
+    this.#parts = this.#partsOn(this.#db);
+  }
+
+  #partsOn(db: PgQueries): StoreParts {
+    return {
+      directory: new PostgresDirectory(db),
+      access: new PostgresAccess(db),
+      signingKeys: new PostgresSigningKeys(db, this.#schema),
+      oneTime: new PostgresOneTime(db),
       proofReplay: new PostgresProofReplay(this.#replayDb),
-      signals: new PostgresSignals(this.#db),
+      signals: new PostgresSignals(db),
     };
+  }
+
+  /** The writes, in order, on one connection in one transaction (the parts built on it). */
+  async atomically(writes: readonly AtomicWrite[]): Promise<void> {
+    await this.#db.atomically(async (tx) => {
+      const parts = this.#partsOn(tx);
+      for (const write of writes) await applyWrite(parts, write);
+    });
   }
 
   protected override get parts(): StoreParts {

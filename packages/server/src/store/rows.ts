@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { AppRoleAssignment, ConsentGrant, SigningKeyRecord } from '@baton/core';
-import type { ConsentQuery, ConsumeResult, EphemeralKind, EphemeralRecord, QueuedSet, SignalStream } from './types.ts';
+import type { AdminEventRecord, ConsentQuery, ConsumeResult, EphemeralKind, EphemeralRecord, QueuedSet, SignalStream } from './types.ts';
 
 /** Turns a JSON column, as the engine returns it, into its value. */
 export type DecodeJson<J> = (stored: J) => unknown;
@@ -237,5 +237,22 @@ export function setFromRow(row: SetRow): QueuedSet {
     expiresAt: Number(row.expires_at),
     ...(row.next_attempt_at !== null ? { nextAttemptAt: Number(row.next_attempt_at) } : {}),
     attempts: Number(row.attempts),
+  };
+}
+
+export interface AdminEventRow<D> {
+  seq: number | string;
+  tenant_id: string;
+  id: string;
+  at: number;
+  entity: string;
+  target: string;
+  data: D;
+}
+
+export function adminEventFromRow<D>(row: AdminEventRow<D>, parse: (data: D) => unknown): { seq: number; record: AdminEventRecord } {
+  return {
+    seq: Number(row.seq),
+    record: { tenantId: row.tenant_id, id: row.id, at: Number(row.at), entity: row.entity, target: row.target, event: parse(row.data) },
   };
 }

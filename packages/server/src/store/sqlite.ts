@@ -13,7 +13,7 @@
 import type { DatabaseSync } from 'node:sqlite';
 import { InvalidationListeners } from './listeners.ts';
 import { migrateSqlite } from './migrations.ts';
-import { PartitionedStore, type StoreParts } from './parts.ts';
+import { applyWrite, PartitionedStore, type StoreParts } from './parts.ts';
 import { SqliteAccess } from './sqlite/access.ts';
 import { ChangePoller } from './sqlite/change-poller.ts';
 import { isMemory, openDatabase, SqliteConnection } from './sqlite/connection.ts';
@@ -22,7 +22,7 @@ import { SqliteOneTime } from './sqlite/one-time.ts';
 import { SqliteProofReplay } from './sqlite/proof-replay.ts';
 import { SqliteSigningKeys } from './sqlite/signing-keys.ts';
 import { SqliteSignals } from './sqlite/signals.ts';
-import type { Invalidation } from './types.ts';
+import type { AtomicWrite, Invalidation } from './types.ts';
 
 export { consentListSql } from './sqlite/access.ts';
 
@@ -35,6 +35,7 @@ export interface SqliteStoreOptions {
 
 /** Everything whose statements need the migrated schema. */
 interface Prepared {
+  connection: SqliteConnection;
   parts: StoreParts;
   poller: ChangePoller;
   /** The proof replay records' own connection (`synchronous=NORMAL`); the store's own in memory. */
@@ -85,6 +86,19 @@ export class SqliteStore extends PartitionedStore {
     this.#db.close();
   }
 
+  /**
+   * One `BEGIN IMMEDIATE` transaction that each write joins. The writes run, and throw,
+   * synchronously (`sqlite/connection.ts` `DONE`): nothing else can run a statement in between.
+   */
+  async atomically(writes: readonly AtomicWrite[]): Promise<void> {
+    const { connection, parts } = this.#ready;
+    const settled: Promise<unknown>[] = [];
+    connection.transaction(() => {
+      for (const write of writes) settled.push(applyWrite(parts, write));
+    });
+    await Promise.all(settled);
+  }
+
   onInvalidate(listener: (change: Invalidation) => void): () => void {
     const unsubscribe = this.#listeners.add(listener, () => {
       if (this.#listeners.size === 0) this.#prepared?.poller.stop();
@@ -105,6 +119,7 @@ export class SqliteStore extends PartitionedStore {
     // A private in-memory database cannot be opened twice; it has no disk to wait for anyway.
     const replayDb = this.#memory ? this.#db : openDatabase(this.#path, this.#busyTimeoutMs, 'normal');
     return {
+      connection,
       parts: {
         directory: new SqliteDirectory(connection),
         access: new SqliteAccess(connection),

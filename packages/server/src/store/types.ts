@@ -111,6 +111,47 @@ export interface QueuedSet {
   attempts: number;
 }
 
+/**
+ * One change made through the admin API, as the admin change log (admin/audit.ts) keeps it: `event`
+ * is the whole change event (who, what, the record before and after as the admin API shows it:
+ * never a secret). `at` is its instant in epoch milliseconds.
+ */
+export interface AdminEventRecord {
+  tenantId: string;
+  id: string;
+  at: number;
+  entity: string;
+  target: string;
+  event: unknown;
+}
+
+export interface AdminEventQuery {
+  tenantId: string;
+  entity?: string | undefined;
+  target?: string | undefined;
+  /** Only events at or after this instant (epoch milliseconds). */
+  since?: number | undefined;
+  /** Only events after this `seq` (the cursor). */
+  after?: number | undefined;
+  /** At most this many, in `seq` order. */
+  limit: number;
+}
+
+/** The store writes `atomically` can combine. */
+export type AtomicWriteOp =
+  | 'putUser'
+  | 'putApplication'
+  | 'putConsent'
+  | 'deleteConsent'
+  | 'putRoleAssignment'
+  | 'deleteRoleAssignment'
+  | 'replacePolicies'
+  | 'queueSets'
+  | 'appendAdminEvent';
+
+/** One store write, as data: `{ op: 'putUser', args: [user] }`. */
+export type AtomicWrite = { [K in AtomicWriteOp]: { op: K; args: Parameters<Store[K]> } }[AtomicWriteOp];
+
 /** What changed, for in-memory caches (the directory) to drop their copy. */
 export interface Invalidation {
   tenantId: string;
@@ -240,6 +281,18 @@ export interface Store {
   claimPushSets(now: number, leaseUntil: number, limit: number): Promise<QueuedSet[]>;
   /** After an attempt: `retryAt` undefined removes the SET (delivered, or refused for good); else it is due again then. */
   settlePushSet(tenantId: string, streamId: string, jti: string, retryAt: number | undefined, attempts: number): Promise<void>;
+
+  // — the admin change log —
+  /** Appends one admin change event (its `id` is unique). */
+  appendAdminEvent(record: AdminEventRecord): Promise<void>;
+  /** A tenant's admin change events, oldest first, with their `seq` (a cursor for `after`). */
+  listAdminEvents(query: AdminEventQuery): Promise<{ seq: number; record: AdminEventRecord }[]>;
+
+  /**
+   * Runs the writes in ONE transaction, in order: all of them or none (an admin change, its change
+   * event and the SETs it causes, admin/changes.ts). Cache notifications are sent iff it commits.
+   */
+  atomically(writes: readonly AtomicWrite[]): Promise<void>;
 
   /** Removes expired ephemeral and one-time values. Returns rows removed. */
   sweep(now: number): Promise<number>;

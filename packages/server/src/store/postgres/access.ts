@@ -4,7 +4,7 @@ import { checkPolicies } from '../checks.ts';
 import type { AccessPart } from '../parts.ts';
 import { asParsed, consentConditions, consentFilter, consentFromRow, type ConsentRow, type DataRow, json, roleFromRow, type RoleRow } from '../rows.ts';
 import type { ConsentQuery } from '../types.ts';
-import type { PostgresConnection } from './connection.ts';
+import type { PgQueries } from './connection.ts';
 
 /**
  * The listConsents query for a combination of filters (bit 1 clientId, 2 resource, 4 principal).
@@ -17,9 +17,9 @@ export function consentListSql(mask: number): string {
 }
 
 export class PostgresAccess implements AccessPart {
-  readonly #db: PostgresConnection;
+  readonly #db: PgQueries;
 
-  constructor(db: PostgresConnection) {
+  constructor(db: PgQueries) {
     this.#db = db;
   }
 

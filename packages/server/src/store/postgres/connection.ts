@@ -46,6 +46,48 @@ function withSessionSettings(connectionString: string, schema: string, asynchron
   return { connectionString: url.toString(), options: `${existing} ${ours}` };
 }
 
+/** What the resource modules query through: the pool, or one transaction (`PostgresConnection.atomically`). */
+export type PgQueries = Pick<PostgresConnection, 'query' | 'notifyingQuery' | 'notifyingTransaction'>;
+
+/**
+ * The statements of one open transaction on `client`: the same SQL as on the pool, notifications
+ * sent by PostgreSQL at the commit, and local listeners told after it (`emitted`).
+ */
+class TransactionQueries implements PgQueries {
+  readonly #client: PoolClient;
+  readonly #from: NotifySource;
+  readonly changes: Invalidation[] = [];
+
+  constructor(client: PoolClient, from: NotifySource) {
+    this.#client = client;
+    this.#from = from;
+  }
+
+  query<R extends QueryResultRow = QueryResultRow>(name: string, text: string, values: unknown[]) {
+    return this.#client.query<R>({ name, text, values });
+  }
+
+  async notifyingQuery(name: string, write: string, values: unknown[], change: Invalidation): Promise<{ rowCount: number }> {
+    const n = values.length + 1;
+    const { rows } = await this.query<{ n: number }>(
+      name,
+      `WITH w AS (${write} RETURNING 1), c AS (SELECT count(*)::int AS n FROM w)
+       SELECT n, CASE WHEN n > 0 THEN pg_notify('${INVALIDATION_CHANNEL}', $${n}) END AS notified FROM c`,
+      [...values, notifyPayload(this.#from, change)],
+    );
+    const rowCount = rows[0]?.n ?? 0;
+    if (rowCount > 0) this.changes.push(change);
+    return { rowCount };
+  }
+
+  async notifyingTransaction(change: Invalidation, fn: (client: PoolClient) => Promise<boolean>): Promise<boolean> {
+    if (!(await fn(this.#client))) return false;
+    await this.#client.query({ name: 'baton_notify', text: `SELECT pg_notify('${INVALIDATION_CHANNEL}', $1)`, values: [notifyPayload(this.#from, change)] });
+    this.changes.push(change);
+    return true;
+  }
+}
+
 export class PostgresConnection {
   readonly pool: Pool;
   readonly #from: NotifySource;
@@ -100,6 +142,19 @@ export class PostgresConnection {
     });
     if (changed) this.#listeners.emit(change);
     return changed;
+  }
+
+  /**
+   * Runs `fn` with statements of ONE transaction: everything it writes commits together or not at
+   * all (`Store.atomically`). Local listeners hear its changes after the commit.
+   */
+  async atomically(fn: (tx: PgQueries) => Promise<void>): Promise<void> {
+    const changes = await this.#transaction(async (client) => {
+      const tx = new TransactionQueries(client, this.#from);
+      await fn(tx);
+      return tx.changes;
+    });
+    for (const change of changes) this.#listeners.emit(change);
   }
 
   async #transaction<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {

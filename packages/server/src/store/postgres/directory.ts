@@ -3,12 +3,12 @@ import type { Application, Tenant, User } from '@baton/core';
 import { checkPaging } from '../checks.ts';
 import type { DirectoryPart } from '../parts.ts';
 import { type DataRow, json } from '../rows.ts';
-import type { PostgresConnection } from './connection.ts';
+import type { PgQueries } from './connection.ts';
 
 export class PostgresDirectory implements DirectoryPart {
-  readonly #db: PostgresConnection;
+  readonly #db: PgQueries;
 
-  constructor(db: PostgresConnection) {
+  constructor(db: PgQueries) {
     this.#db = db;
   }
 

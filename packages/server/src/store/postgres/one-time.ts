@@ -6,7 +6,7 @@
 import type { OneTimePart } from '../parts.ts';
 import { asParsed, EPHEMERAL_UPSERT, ephemeralFromRow, ephemeralParams, type EphemeralRow, unclaimedResult, useOnceKey } from '../rows.ts';
 import type { ConsumeResult, EphemeralKind, EphemeralRecord } from '../types.ts';
-import type { PostgresConnection } from './connection.ts';
+import type { PgQueries } from './connection.ts';
 
 /**
  * The claim of a `used_once` row through `db` (the store's pool, or the proof replay one). One
@@ -14,7 +14,7 @@ import type { PostgresConnection } from './connection.ts';
  * nothing. A concurrent insert of the same key waits for the first to commit and then re-checks
  * the WHERE against it, so exactly one caller across instances sees a row.
  */
-export async function claimOnce(db: PostgresConnection, namespace: string, id: string, expiresAt: number, now: number): Promise<boolean> {
+export async function claimOnce(db: PgQueries, namespace: string, id: string, expiresAt: number, now: number): Promise<boolean> {
   const { rowCount } = await db.query(
     'baton_use_once',
     `INSERT INTO used_once (namespace, id, expires_at) VALUES ($1, $2, $3)
@@ -26,9 +26,9 @@ export async function claimOnce(db: PostgresConnection, namespace: string, id: s
 }
 
 export class PostgresOneTime implements OneTimePart {
-  readonly #db: PostgresConnection;
+  readonly #db: PgQueries;
 
-  constructor(db: PostgresConnection) {
+  constructor(db: PgQueries) {
     this.#db = db;
   }
 

@@ -4,14 +4,14 @@
  * a poll acknowledges and reads in one statement. Streams are not cached: no notification.
  */
 import type { SignalsPart } from '../parts.ts';
-import { asParsed, setFromRow, setParams, streamFromRow, streamParams, type SetRow, type StreamRow } from '../rows.ts';
-import type { QueuedSet, SignalStream } from '../types.ts';
-import type { PostgresConnection } from './connection.ts';
+import { adminEventFromRow, type AdminEventRow, asParsed, json, setFromRow, setParams, streamFromRow, streamParams, type SetRow, type StreamRow } from '../rows.ts';
+import type { AdminEventQuery, AdminEventRecord, QueuedSet, SignalStream } from '../types.ts';
+import type { PgQueries } from './connection.ts';
 
 export class PostgresSignals implements SignalsPart {
-  readonly #db: PostgresConnection;
+  readonly #db: PgQueries;
 
-  constructor(db: PostgresConnection) {
+  constructor(db: PgQueries) {
     this.#db = db;
   }
 
@@ -96,6 +96,26 @@ export class PostgresSignals implements SignalsPart {
         attempts,
       ]);
     }
+  }
+
+  async appendAdminEvent(record: AdminEventRecord): Promise<void> {
+    await this.#db.query(
+      'baton_append_admin_event',
+      'INSERT INTO admin_events (tenant_id, id, at, entity, target, data) VALUES ($1, $2, $3, $4, $5, $6)',
+      [record.tenantId, record.id, record.at, record.entity, record.target, json(record.event)],
+    );
+  }
+
+  async listAdminEvents(query: AdminEventQuery): Promise<{ seq: number; record: AdminEventRecord }[]> {
+    // Walks the tenant's log in seq order from the cursor; the filters are checked on the way.
+    const { rows } = await this.#db.query<AdminEventRow<unknown>>(
+      'baton_list_admin_events',
+      `SELECT seq, tenant_id, id, at, entity, target, data FROM admin_events
+       WHERE tenant_id = $1 AND seq > $2 AND at >= $3 AND ($4::text IS NULL OR entity = $4) AND ($5::text IS NULL OR target = $5)
+       ORDER BY seq LIMIT $6`,
+      [query.tenantId, query.after ?? 0, query.since ?? 0, query.entity ?? null, query.target ?? null, query.limit],
+    );
+    return rows.map((row) => adminEventFromRow(row, asParsed));
   }
 
   async sweepSets(now: number): Promise<number> {

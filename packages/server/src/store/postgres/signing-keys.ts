@@ -8,7 +8,7 @@ import { checkPromote, checkRotation, retiredKey, type RotateArgs } from '../che
 import { advisoryLockKey } from '../migrations.ts';
 import type { SigningKeyPart } from '../parts.ts';
 import { type DataRow, signingKeyParams } from '../rows.ts';
-import type { PostgresConnection } from './connection.ts';
+import type { PgQueries } from './connection.ts';
 
 const PUT_SIGNING_KEY = `
   INSERT INTO signing_keys (tenant_id, kid, alg, status, created_at, remove_after, data) VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -16,10 +16,10 @@ const PUT_SIGNING_KEY = `
     created_at = EXCLUDED.created_at, remove_after = EXCLUDED.remove_after, data = EXCLUDED.data`;
 
 export class PostgresSigningKeys implements SigningKeyPart {
-  readonly #db: PostgresConnection;
+  readonly #db: PgQueries;
   readonly #schema: string;
 
-  constructor(db: PostgresConnection, schema: string) {
+  constructor(db: PgQueries, schema: string) {
     this.#db = db;
     this.#schema = schema;
   }

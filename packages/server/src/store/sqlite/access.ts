@@ -5,7 +5,7 @@ import { checkPolicies } from '../checks.ts';
 import type { AccessPart } from '../parts.ts';
 import { consentConditions, consentFilter, consentFromRow, type ConsentRow, json, parseJson, roleFromRow, type RoleRow } from '../rows.ts';
 import type { ConsentQuery } from '../types.ts';
-import { allRows, parseData, type SqliteConnection } from './connection.ts';
+import { allRows, parseData, type SqliteConnection, DONE } from './connection.ts';
 
 /** By filter mask: 2 resource, 6 resource+principal, 4 principal, 5 principal+client. */
 const CONSENT_INDEX_BY_MASK: readonly string[] = ['', '', 'consents_by_resource', '', 'consents_by_principal', 'consents_by_principal', 'consents_by_resource', ''];
@@ -58,11 +58,12 @@ export class SqliteAccess implements AccessPart {
     this.#listPolicies = db.db.prepare('SELECT data FROM policies WHERE tenant_id = ? ORDER BY position');
   }
 
-  async putConsent(grant: ConsentGrant): Promise<void> {
+  putConsent(grant: ConsentGrant): Promise<void> {
     this.#db.write((changed) => {
       this.#putConsent.run(grant.tenantId, grant.clientId, grant.resource, grant.principal, json(grant.scopes), grant.createdAt);
       changed(grant.tenantId, 'consent');
     });
+    return DONE;
   }
 
   async listConsents(query: ConsentQuery): Promise<ConsentGrant[]> {
@@ -71,20 +72,21 @@ export class SqliteAccess implements AccessPart {
     return allRows(statement, ...params).map((row) => consentFromRow(row as ConsentRow<string>, parseJson));
   }
 
-  async deleteConsent(tenantId: string, clientId: string, resource: string, principal: string): Promise<boolean> {
-    return this.#db.write((changed) => {
+  deleteConsent(tenantId: string, clientId: string, resource: string, principal: string): Promise<boolean> {
+    return Promise.resolve(this.#db.write((changed) => {
       const { changes } = this.#deleteConsent.run(tenantId, clientId, resource, principal);
       if (Number(changes) === 0) return false;
       changed(tenantId, 'consent');
       return true;
-    });
+    }));
   }
 
-  async putRoleAssignment(assignment: AppRoleAssignment): Promise<void> {
+  putRoleAssignment(assignment: AppRoleAssignment): Promise<void> {
     this.#db.write((changed) => {
       this.#putRoleAssignment.run(assignment.tenantId, assignment.principalType, assignment.principalId, assignment.resource, json(assignment.roles));
       changed(assignment.tenantId, 'roleAssignment');
     });
+    return DONE;
   }
 
   async listRoleAssignments(
@@ -95,22 +97,23 @@ export class SqliteAccess implements AccessPart {
     return allRows(this.#listRoleAssignments, tenantId, principalType, principalId).map((row) => roleFromRow(row as RoleRow<string>, parseJson));
   }
 
-  async deleteRoleAssignment(tenantId: string, principalType: AppRoleAssignment['principalType'], principalId: string, resource: string): Promise<boolean> {
-    return this.#db.write((changed) => {
+  deleteRoleAssignment(tenantId: string, principalType: AppRoleAssignment['principalType'], principalId: string, resource: string): Promise<boolean> {
+    return Promise.resolve(this.#db.write((changed) => {
       const { changes } = this.#deleteRoleAssignment.run(tenantId, principalType, principalId, resource);
       if (Number(changes) === 0) return false;
       changed(tenantId, 'roleAssignment');
       return true;
-    });
+    }));
   }
 
-  async replacePolicies(tenantId: string, policies: Policy[]): Promise<void> {
+  replacePolicies(tenantId: string, policies: Policy[]): Promise<void> {
     checkPolicies(tenantId, policies);
     this.#db.write((changed) => {
       this.#deletePolicies.run(tenantId);
       policies.forEach((policy, position) => this.#insertPolicy.run(tenantId, position, policy.name, json(policy)));
       changed(tenantId, 'policy');
     });
+    return DONE;
   }
 
   async listPolicies(tenantId: string): Promise<Policy[]> {

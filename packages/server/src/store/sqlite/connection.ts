@@ -14,6 +14,12 @@ export const CHANGE_LOG_KEEP = 1000;
 /** Records that a registration write changed `entity` of `tenantId`. */
 export type Changed = (tenantId: string, entity: Invalidation['entity']) => void;
 
+/**
+ * What the writes `Store.atomically` combines return: they run, and throw, synchronously (inside
+ * its transaction); the store's own methods are `async`, so a caller still gets a rejection.
+ */
+export const DONE: Promise<void> = Promise.resolve();
+
 /** A row's JSON `data` column, decoded. */
 export function parseData<T>(row: unknown): T {
   return parseJson((row as DataRow<string>).data) as T;
@@ -69,31 +75,55 @@ export class SqliteConnection {
     this.#pruneChanges = db.prepare('DELETE FROM baton_changes WHERE seq <= ?');
   }
 
+  /** Nesting depth of `transaction`: an inner one joins the outer (all or nothing together). */
+  #depth = 0;
+  /** Changes written in the open transaction, told to local listeners once it commits. */
+  #pending: Invalidation[] = [];
+
+  /**
+   * Runs `fn` in a `BEGIN IMMEDIATE` transaction; called inside another, it joins it (so
+   * `Store.atomically` can run several writes, each a transaction of its own, as one).
+   */
   transaction<T>(fn: () => T): T {
+    if (this.#depth > 0) {
+      this.#depth += 1;
+      try {
+        return fn();
+      } finally {
+        this.#depth -= 1;
+      }
+    }
     this.#begin.run();
+    this.#depth = 1;
+    let result: T;
     try {
-      const result = fn();
+      result = fn();
       this.#commit.run();
-      return result;
     } catch (error) {
+      this.#pending = [];
       if (this.db.isTransaction) this.#rollback.run();
       throw error;
+    } finally {
+      this.#depth = 0;
     }
-  }
-
-  /** A registration write: its changes go to the change log in the same transaction, then to local listeners. */
-  write<T>(fn: (changed: Changed) => T): T {
-    const changes: Invalidation[] = [];
-    const result = this.transaction(() => {
-      const value = fn((tenantId, entity) => changes.push({ tenantId, entity }));
-      let seq = 0;
-      for (const change of changes) seq = Number((this.#logChange.get(change.tenantId, change.entity) as { seq: number }).seq);
-      if (seq > CHANGE_LOG_KEEP) this.#pruneChanges.run(seq - CHANGE_LOG_KEEP);
-      return value;
-    });
+    const changes = this.#pending;
+    this.#pending = [];
     // Synchronously, before the caller's await resumes: a cache is dropped before anyone can
     // read the value this write replaced.
     for (const change of changes) this.#listeners.emit(change);
     return result;
+  }
+
+  /** A registration write: its changes go to the change log in the same transaction, then (after the commit) to local listeners. */
+  write<T>(fn: (changed: Changed) => T): T {
+    return this.transaction(() => {
+      const changes: Invalidation[] = [];
+      const value = fn((tenantId, entity) => changes.push({ tenantId, entity }));
+      let seq = 0;
+      for (const change of changes) seq = Number((this.#logChange.get(change.tenantId, change.entity) as { seq: number }).seq);
+      if (seq > CHANGE_LOG_KEEP) this.#pruneChanges.run(seq - CHANGE_LOG_KEEP);
+      this.#pending.push(...changes);
+      return value;
+    });
   }
 }

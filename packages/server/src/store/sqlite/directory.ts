@@ -4,7 +4,7 @@ import type { Application, Tenant, User } from '@baton/core';
 import { checkPaging } from '../checks.ts';
 import type { DirectoryPart } from '../parts.ts';
 import { json } from '../rows.ts';
-import { allRows, parseData, type SqliteConnection } from './connection.ts';
+import { allRows, parseData, type SqliteConnection, DONE } from './connection.ts';
 
 export class SqliteDirectory implements DirectoryPart {
   readonly #db: SqliteConnection;
@@ -56,11 +56,12 @@ export class SqliteDirectory implements DirectoryPart {
     return allRows(this.#listTenants).map((row) => parseData<Tenant>(row));
   }
 
-  async putUser(user: User): Promise<void> {
+  putUser(user: User): Promise<void> {
     this.#db.write((changed) => {
       this.#putUser.run(user.tenantId, user.oid, user.username, json(user));
       changed(user.tenantId, 'user');
     });
+    return DONE;
   }
 
   async getUserByName(tenantId: string, username: string): Promise<User | undefined> {
@@ -79,11 +80,12 @@ export class SqliteDirectory implements DirectoryPart {
     return allRows(this.#listUsers, tenantId, limit ?? -1, offset).map((row) => parseData<User>(row));
   }
 
-  async putApplication(app: Application): Promise<void> {
+  putApplication(app: Application): Promise<void> {
     this.#db.write((changed) => {
       this.#putApplication.run(app.tenantId, app.clientId, json(app));
       changed(app.tenantId, 'application');
     });
+    return DONE;
   }
 
   async getApplication(tenantId: string, clientId: string): Promise<Application | undefined> {

@@ -5,9 +5,9 @@
  */
 import type { StatementSync } from 'node:sqlite';
 import type { SignalsPart } from '../parts.ts';
-import { parseJson, setFromRow, setParams, streamFromRow, streamParams, type SetRow, type StreamRow } from '../rows.ts';
-import type { QueuedSet, SignalStream } from '../types.ts';
-import type { SqliteConnection } from './connection.ts';
+import { adminEventFromRow, type AdminEventRow, json, parseJson, setFromRow, setParams, streamFromRow, streamParams, type SetRow, type StreamRow } from '../rows.ts';
+import type { AdminEventQuery, AdminEventRecord, QueuedSet, SignalStream } from '../types.ts';
+import { DONE, type SqliteConnection } from './connection.ts';
 
 export class SqliteSignals implements SignalsPart {
   readonly #db: SqliteConnection;
@@ -22,6 +22,8 @@ export class SqliteSignals implements SignalsPart {
   readonly #delete: StatementSync;
   readonly #retry: StatementSync;
   readonly #sweep: StatementSync;
+  readonly #appendAdminEvent: StatementSync;
+  readonly #listAdminEvents: StatementSync;
 
   constructor(db: SqliteConnection) {
     this.#db = db;
@@ -48,6 +50,13 @@ export class SqliteSignals implements SignalsPart {
     this.#delete = this.#ack;
     this.#retry = db.db.prepare('UPDATE ssf_sets SET next_attempt_at = ?, attempts = ? WHERE tenant_id = ? AND stream_id = ? AND jti = ?');
     this.#sweep = db.db.prepare('DELETE FROM ssf_sets WHERE expires_at <= ?');
+    this.#appendAdminEvent = db.db.prepare('INSERT INTO admin_events (tenant_id, id, at, entity, target, data) VALUES (?, ?, ?, ?, ?, ?)');
+    // Walks the tenant's log in seq order from the cursor; the filters are checked on the way.
+    this.#listAdminEvents = db.db.prepare(
+      `SELECT seq, tenant_id, id, at, entity, target, data FROM admin_events
+       WHERE tenant_id = ?1 AND seq > ?2 AND at >= ?3 AND (?4 IS NULL OR entity = ?4) AND (?5 IS NULL OR target = ?5)
+       ORDER BY seq LIMIT ?6`,
+    );
   }
 
   async putStream(stream: SignalStream): Promise<void> {
@@ -67,11 +76,12 @@ export class SqliteSignals implements SignalsPart {
     return Number(this.#deleteStream.run(tenantId, streamId).changes) > 0;
   }
 
-  async queueSets(sets: readonly QueuedSet[]): Promise<void> {
-    if (sets.length === 0) return;
+  queueSets(sets: readonly QueuedSet[]): Promise<void> {
+    if (sets.length === 0) return DONE;
     this.#db.transaction(() => {
       for (const set of sets) this.#queue.run(...setParams(set));
     });
+    return DONE;
   }
 
   async pollSets(tenantId: string, streamId: string, ack: readonly string[], max: number, now: number): Promise<{ sets: QueuedSet[]; more: boolean }> {
@@ -89,6 +99,16 @@ export class SqliteSignals implements SignalsPart {
   async settlePushSet(tenantId: string, streamId: string, jti: string, retryAt: number | undefined, attempts: number): Promise<void> {
     if (retryAt === undefined) this.#delete.run(tenantId, streamId, jti);
     else this.#retry.run(retryAt, attempts, tenantId, streamId, jti);
+  }
+
+  appendAdminEvent(record: AdminEventRecord): Promise<void> {
+    this.#db.transaction(() => this.#appendAdminEvent.run(record.tenantId, record.id, record.at, record.entity, record.target, json(record.event)));
+    return DONE;
+  }
+
+  async listAdminEvents(query: AdminEventQuery): Promise<{ seq: number; record: AdminEventRecord }[]> {
+    const rows = this.#listAdminEvents.all(query.tenantId, query.after ?? 0, query.since ?? 0, query.entity ?? null, query.target ?? null, query.limit);
+    return (rows as unknown as AdminEventRow<string>[]).map((row) => adminEventFromRow(row, parseJson));
   }
 
   async sweepSets(now: number): Promise<number> {
