@@ -123,6 +123,8 @@ export const oboSection: Section = {
       if (ctx.profile === 'always' || (ctx.profile === 'auto' && missed)) {
         ctx.log('obo: profiling');
         section.profiles.push({ title: 'Baton On-Behalf-Of under load', ...(await profiledWindow(ctx, server, spec, 'baton-obo')) });
+        // The DPoP-bound exchange too (fresh proofs): where its extra time per request goes.
+        if (dpopResult !== undefined) section.profiles.push({ title: 'Baton On-Behalf-Of under load, DPoP-bound', ...(await profiledWindow(ctx, server, dpopSpec, 'baton-obo-dpop')) });
       }
       return section;
     } finally {

@@ -173,6 +173,17 @@ export function checkDpopProof(proof: string, request: DpopRequest, options: Dpo
   return { jkt: key.jkt, jti, iat, nonce, alg: alg as DpopAlg };
 }
 
+/**
+ * Imported proof keys by their RFC 7638 members: a client proves with the same key request after
+ * request, and importing it (`createPublicKey`) and reading its type and size cost more than the
+ * signature check itself (about 90 µs of every DPoP request at the token endpoint, profiled under
+ * load: docs/performance.md). The members are the whole public key, so the same members are the
+ * same key. Bounded: when full, every entry is dropped at once (a flood of fresh keys costs what it
+ * did without the cache).
+ */
+const proofKeys = new Map<string, { object: KeyObject; jkt: string }>();
+const PROOF_KEYS_MAX = 1024;
+
 /** The proof's `jwk`: a public EC, RSA or OKP key, imported, with its thumbprint. */
 function proofKey(jwk: unknown): { object: KeyObject; jkt: string } {
   if (jwk === null || typeof jwk !== 'object' || Array.isArray(jwk)) throw new DpopProofError('jwk', 'The DPoP proof has no jwk header holding its public key.');
@@ -181,13 +192,27 @@ function proofKey(jwk: unknown): { object: KeyObject; jkt: string } {
   if (members.kty !== 'EC' && members.kty !== 'RSA' && members.kty !== 'OKP') throw new DpopProofError('jwk', "The DPoP proof's jwk must be an EC, RSA or OKP public key.");
   const required = members.kty === 'EC' ? ['crv', 'x', 'y'] : members.kty === 'RSA' ? ['n', 'e'] : ['crv', 'x'];
   if (required.some((name) => typeof members[name] !== 'string')) throw new DpopProofError('jwk', "The DPoP proof's jwk is incomplete.");
+  // RFC 7638 §3.2: the required members in lexicographic order — the thumbprint's input, the key
+  // imported, and the cache's key all at once.
+  const key: JsonWebKey =
+    members.kty === 'EC'
+      ? { crv: members.crv as string, kty: 'EC', x: members.x as string, y: members.y as string }
+      : members.kty === 'RSA'
+        ? { e: members.e as string, kty: 'RSA', n: members.n as string }
+        : { crv: members.crv as string, kty: 'OKP', x: members.x as string };
+  const canonical = JSON.stringify(key);
+  const known = proofKeys.get(canonical);
+  if (known !== undefined) return known;
   let object: KeyObject;
   try {
-    object = createPublicKey({ key: members as JsonWebKey, format: 'jwk' });
+    object = createPublicKey({ key, format: 'jwk' });
   } catch {
     throw new DpopProofError('jwk', "The DPoP proof's jwk is not a valid public key.");
   }
-  return { object, jkt: jwkThumbprint(members as JsonWebKey) };
+  const imported = { object, jkt: sha256b64u(canonical) };
+  if (proofKeys.size >= PROOF_KEYS_MAX) proofKeys.clear();
+  proofKeys.set(canonical, imported);
+  return imported;
 }
 
 const UNRESERVED = /[A-Za-z0-9\-._~]/;

@@ -52,6 +52,25 @@ describe('checkDpopProof', () => {
     assert.throws(() => createDpopProver(small.privateKey, 'RS256'), TypeError);
   });
 
+  it('a key seen before is the same key only with the same members: an altered one is checked afresh', async () => {
+    const pair = ec();
+    const jwk = await exportJWK(pair.publicKey);
+    const sign = (header: Record<string, unknown>, key = pair.privateKey) =>
+      new SignJWT({ htm: 'POST', htu: URL_, jti: randomUUID() }).setProtectedHeader({ typ: 'dpop+jwt', alg: 'ES256', ...header }).setIssuedAt(NOW).sign(key);
+    const jkt = await calculateJwkThumbprint(jwk);
+    // Twice (the second from the cache), and with members outside RFC 7638's: the same key.
+    assert.equal(checkDpopProof(await sign({ jwk }), { method: 'POST', url: URL_ }, { now: NOW }).jkt, jkt);
+    assert.equal(checkDpopProof(await sign({ jwk: { ...jwk, kid: 'k1', use: 'sig' } }), { method: 'POST', url: URL_ }, { now: NOW }).jkt, jkt);
+    // y changed (off the curve): not the cached key, and not a key at all.
+    const y = Buffer.from(jwk.y as string, 'base64url');
+    y[0] = (y[0] as number) ^ 1;
+    const offCurve = await sign({ jwk: { ...jwk, y: y.toString('base64url') } });
+    fails(() => checkDpopProof(offCurve, { method: 'POST', url: URL_ }, { now: NOW }), 'jwk');
+    // Another key's signature under the cached key's jwk does not verify.
+    const forged = await sign({ jwk }, ec().privateKey);
+    fails(() => checkDpopProof(forged, { method: 'POST', url: URL_ }, { now: NOW }), 'signature');
+  });
+
   it('exactly one DPoP header', () => {
     assert.equal(singleDpopHeader(undefined), undefined);
     assert.equal(singleDpopHeader(['a.b.c']), 'a.b.c');
