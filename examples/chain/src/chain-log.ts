@@ -34,9 +34,11 @@ export interface TokenView {
   exp?: unknown;
   /** RFC 9449: `{ jkt }`, the thumbprint of the key the token is bound to (DPoP), absent for a bearer token. */
   cnf?: unknown;
+  /** RFC 8693 §4.4: the middle tiers the token's API (`delegation.mayAct`) allows to exchange it. */
+  may_act?: unknown;
 }
 
-const SHOWN: ReadonlyArray<keyof TokenView> = ['aud', 'sub', 'oid', 'tid', 'azp', 'scp', 'roles', 'act', 'amr', 'acr', 'idtyp', 'preferred_username', 'jti', 'iat', 'exp', 'cnf'];
+const SHOWN: ReadonlyArray<keyof TokenView> = ['aud', 'sub', 'oid', 'tid', 'azp', 'scp', 'roles', 'act', 'amr', 'acr', 'idtyp', 'preferred_username', 'jti', 'iat', 'exp', 'cnf', 'may_act'];
 
 export interface DecisionView {
   /** Who decided: the token service (an exchange, a sign-in, client credentials), the SDK, or the API. */

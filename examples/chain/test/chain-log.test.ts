@@ -22,7 +22,7 @@ test('three hops of one trace, each with its decision; act nests; nothing but cl
   log.exchange(event(1, { api: 'docs-api', issuedTokenId: 'j2', subjectTokenId: 'j1', scopesGranted: ['Docs.Write'] }));
   log.exchange(event(2, { caller: 'docs-api', api: 'audit-api', issuedTokenId: 'j3', subjectTokenId: 'j2', scopesGranted: ['Audit.Write'] }));
   const claims1 = { aud: 'tasks-api', azp: 'tasks-web', scp: 'Tasks.ReadWrite', amr: ['pwd', 'mfa'], jti: 'j1', oid: 'u', extra: 'not shown' };
-  const claims2 = { aud: 'docs-api', azp: 'tasks-api', scp: 'Docs.Write', jti: 'j2', act: { sub: 'tasks-api' } };
+  const claims2 = { aud: 'docs-api', azp: 'tasks-api', scp: 'Docs.Write', jti: 'j2', act: { sub: 'tasks-api' }, may_act: { sub: 'docs-api', client_id: 'docs-api' }, cnf: { jkt: 'k2' } };
   const claims3 = { aud: 'audit-api', azp: 'docs-api', scp: 'Audit.Write', jti: 'j3', act: { sub: 'docs-api', act: { sub: 'tasks-api' } } };
   // Reports arrive innermost first (each hop reports when its response is finished).
   log.hop({ traceId: 'trace1', api: 'audit-api', method: 'POST', path: '/entries', status: 201, startedAt: t0 + 20, finishedAt: t0 + 21, claims: claims3, refusals: [] });
@@ -35,6 +35,10 @@ test('three hops of one trace, each with its decision; act nests; nothing but cl
   assert.deepEqual(r.hops.map((h) => `${h.from}→${h.to}`), ['tasks-web→tasks-api', 'tasks-api→docs-api', 'docs-api→audit-api']);
   assert.deepEqual(r.hops.map((h) => h.decision?.rule), ['authorization_code', 'on_behalf_of · issue', 'on_behalf_of · issue']);
   assert.deepEqual(r.hops[2]?.token?.act, { sub: 'docs-api', act: { sub: 'tasks-api' } });
+  // may_act (RFC 8693 §4.4) is shown next to cnf: who the token's API lets exchange it.
+  assert.deepEqual(r.hops[1]?.token?.may_act, { sub: 'docs-api', client_id: 'docs-api' });
+  assert.deepEqual(r.hops[1]?.token?.cnf, { jkt: 'k2' });
+  assert.equal(r.hops[2]?.token?.may_act, undefined);
   assert.equal((r.hops[0]?.token as Record<string, unknown>).extra, undefined);
   assert.ok(seen.length >= 4);
 });

@@ -218,6 +218,12 @@ test('alice signs in, creates a task, attaches a document after a step-up to MFA
   assert.match((await hops.nth(0).locator('table.claims').textContent()) ?? '', /mfa/);
   // DPoP: each hop's cnf.jkt is shown (checked against the data below).
   const hopKeyShown = /cnf\.jkt([A-Za-z0-9_-]{10})…/.exec((await hops.nth(1).locator('table.claims').textContent()) ?? '')?.[1];
+  // may_act (RFC 8693 §4.4: who the token's API lets exchange it, its delegation.mayAct) next to it.
+  // The demo's APIs register none, so every hop says so.
+  const mayActShown = await hops.evaluateAll((nodes: Array<{ querySelectorAll(s: string): ArrayLike<{ textContent: string | null }> }>) =>
+    nodes.map((n) => Array.from(n.querySelectorAll('table.claims tr')).map((r) => r.textContent ?? '').find((t) => t.startsWith('may_act')) ?? ''),
+  );
+  assert.deepEqual(mayActShown, Array(3).fill('may_act— (its API names no middle tier)'));
   const firstAttempt = page.locator('article.request', { hasText: 'Attach document “Q3 figures” to a task' }).filter({ hasNotText: 'retried' });
   const refusedExchange = firstAttempt.locator('section.hop.exchange.refused');
   await refusedExchange.waitFor();

@@ -74,6 +74,9 @@
     // DPoP (RFC 9449): the key this hop's token is bound to; each hop's holder proves its own.
     const jkt = token.cnf && typeof token.cnf.jkt === 'string' ? token.cnf.jkt : undefined;
     rows.push(claimRow('cnf.jkt', jkt === undefined ? el('span', { class: 'muted', text: '— (bearer token: not sender-constrained)' }) : text(jkt, true)));
+    // RFC 8693 may_act: who the token's API lets exchange it (its delegation.mayAct), next to the key.
+    const mayAct = (Array.isArray(token.may_act) ? token.may_act : token.may_act ? [token.may_act] : []).map((p) => (p && (p.client_id || p.sub)) || String(p));
+    rows.push(claimRow('may_act', mayAct.length === 0 ? el('span', { class: 'muted', text: '— (its API names no middle tier)' }) : el('div', { class: 'claim-list' }, mayAct.map((who) => el('span', { text: who })))));
     return el('table', { class: 'claims' }, el('tbody', null, rows));
   }
 
