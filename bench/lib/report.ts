@@ -71,11 +71,11 @@ export function evaluateTargets(shared: Shared, ctx: Pick<BenchContext, 'service
   targets.push(
     ratioTarget(
       'observe-cost',
-      `client_credentials with observability on (${shared.observeOnName ?? 'metrics'}) / off`,
+      `client_credentials with observability on (${shared.observeOnName ?? 'metrics'}) / off, as 1 / (1 + CPU per request cost via app.inject)`,
       1 - OBSERVE_MAX_COST,
-      shared.observeRatio ?? shared.observeOn,
-      shared.observeRatio === undefined ? shared.observeOff : 1,
-      `median of per-round paired ratios; medians ${fmtNumber(shared.observeOn)} / ${fmtNumber(shared.observeOff)} req/s (rounds interleaved)`,
+      shared.observeInjectCost === undefined ? undefined : 1 / (1 + shared.observeInjectCost),
+      1,
+      `CPU per request ${shared.observeInjectCost === undefined ? '—' : `${shared.observeInjectCost >= 0 ? '+' : ''}${(shared.observeInjectCost * 100).toFixed(1)} %`} vs off (median of paired app.inject batches; the same for another off process: ${shared.observeInjectNoise === undefined ? '—' : `${shared.observeInjectNoise >= 0 ? '+' : ''}${(shared.observeInjectNoise * 100).toFixed(1)} %`}); HTTPS req/s ratio ${shared.observeRatio === undefined ? '—' : `${(shared.observeRatio * 100).toFixed(1)} %`} (median of per-round paired ratios, ${fmtNumber(shared.observeOn)} / ${fmtNumber(shared.observeOff)} req/s)`,
       why('observe', NO_FIGURE),
     ),
   );

@@ -113,12 +113,12 @@ export async function profiledWindow(
 /**
  * `count` requests through the Baton server's `app.inject`, one at a time, measured inside the
  * server process: the rate and the server's CPU time per request (all its threads: the signatures
- * on libuv's pool included).
+ * on libuv's pool and the garbage collector's helpers included), and its main thread's alone.
  */
-export async function injectCost(handle: ServerHandle<unknown>, path: string, headers: Record<string, string>, bodies: string[], run: { count: number }): Promise<{ rate: number; cpuMicros: number }> {
+export async function injectCost(handle: ServerHandle<unknown>, path: string, headers: Record<string, string>, bodies: string[], run: { count: number }): Promise<{ rate: number; cpuMicros: number; mainCpuMicros: number }> {
   const argument = JSON.stringify({ url: path, headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, bodies, ms: 0, count: run.count });
   const answer = await handle.command(`inject ${argument}`, 'inject', 300_000);
-  return { rate: answer.inject as number, cpuMicros: answer.cpuMicros as number };
+  return { rate: answer.inject as number, cpuMicros: answer.cpuMicros as number, mainCpuMicros: answer.mainCpuMicros as number };
 }
 
 export async function injectRate(handle: ServerHandle<unknown>, path: string, headers: Record<string, string>, bodies: string[], ms: number): Promise<number> {

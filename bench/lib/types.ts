@@ -53,6 +53,10 @@ export interface Shared {
   observeOnName?: string;
   /** The judged variant's median paired per-round ratio to off (sections/observe.ts). */
   observeRatio?: number;
+  /** The judged variant's CPU per request through app.inject against off's, minus 1 (median of paired batches): what the target judges. */
+  observeInjectCost?: number;
+  /** The same for `off-again` (the baseline's configuration in another process): the method's noise. */
+  observeInjectNoise?: number;
   /** p50 OBO latency by engine and grant count. */
   state?: Record<string, { small?: number; large?: number; smallN?: number; largeN?: number }>;
 }

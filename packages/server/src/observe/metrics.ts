@@ -12,9 +12,10 @@
  * (seconds), `_total` for counters. The list and its PromQL live in docs/operations.md (Metrics).
  *
  * Hot-path cost: the per-request counters and histograms are observe/series.ts's label-bound
- * series, cached by their label values (one string key, no label object per request), so a token
- * request costs one Map lookup per metric and a few additions; the in-flight gauge is read at scrape
- * time from two numbers.
+ * series, found by their label values (one Map level per label, no key or label object made per
+ * call), so a token request costs a few Map lookups per metric and a few additions; the in-flight
+ * gauge is read at scrape time from two numbers. An answered token request keeps no state for the
+ * metrics: the endpoint counts it as it answers (only a refusal hands its labels to a hook).
  */
 import { performance } from 'node:perf_hooks';
 import { createServer, type Server } from 'node:http';
