@@ -3,7 +3,7 @@
  * crypto bound, in one run (issue 7). Prints a table of absolute numbers and a table of the
  * targets as ratios (PASS/MISS), writes bench/results/latest.json.
  *
- * Sections, in order: crypto, token, observe, obo, guard, chain, state, instances. A section whose
+ * Sections, in order: crypto, token, observe, obo, guard, chain, state, instances, cae. A section whose
  * prerequisite is missing says "skipped: <why>" and the run goes on.
  *
  * Options:
@@ -36,8 +36,9 @@ import { guardSection } from './sections/guard.ts';
 import { chainSection } from './sections/chain.ts';
 import { stateSection } from './sections/state.ts';
 import { instancesSection } from './sections/instances.ts';
+import { caeSection } from './sections/cae.ts';
 
-const SECTIONS: Section[] = [cryptoSection, tokenSection, observeSection, oboSection, guardSection, chainSection, stateSection, instancesSection];
+const SECTIONS: Section[] = [cryptoSection, tokenSection, observeSection, oboSection, guardSection, chainSection, stateSection, instancesSection, caeSection];
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 
 function usage(message: string): never {

@@ -3,6 +3,7 @@
  * terminal output pastes into docs/performance.md as is).
  */
 import { OBSERVE_MAX_COST } from '../sections/observe.ts';
+import { CAE_TARGET_MS } from '../sections/cae.ts';
 import { fmtMs, fmtNumber, fmtRatio } from './stats.ts';
 import type { BenchContext, Row, SectionResult, Shared } from './types.ts';
 
@@ -104,6 +105,21 @@ export function evaluateTargets(shared: Shared, ctx: Pick<BenchContext, 'service
       basis: `${fmtMs(s.large)} / ${fmtMs(s.small)} at 1 connection`,
     });
   }
+  const cae = shared.cae;
+  const caeWorst = cae?.push === undefined || cae.poll === undefined ? undefined : Math.max(cae.push, cae.poll);
+  targets.push(
+    caeWorst === undefined
+      ? { id: 'cae', description: 'CAE: revocation reaches every hop ≤ 2 s p99', required: '≤ 2 s', measured: '—', value: undefined, status: 'n/a', basis: why('cae', NO_FIGURE) }
+      : {
+          id: 'cae',
+          description: 'CAE: revocation reaches every hop ≤ 2 s p99',
+          required: '≤ 2 s',
+          measured: fmtMs(caeWorst),
+          value: caeWorst,
+          status: caeWorst <= CAE_TARGET_MS ? 'PASS' : 'MISS',
+          basis: `p99 push ${fmtMs(cae?.push)}, poll ${fmtMs(cae?.poll)}: disable → every hop refuses and both OBO caches dropped`,
+        },
+  );
   return targets;
 }
 

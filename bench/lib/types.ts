@@ -59,6 +59,8 @@ export interface Shared {
   observeInjectNoise?: number;
   /** p50 OBO latency by engine and grant count. */
   state?: Record<string, { small?: number; large?: number; smallN?: number; largeN?: number }>;
+  /** CAE: p99 ms from a user's disabling until every hop refuses and the OBO caches dropped, per delivery. */
+  cae?: { push?: number | undefined; poll?: number | undefined };
 }
 
 export interface BenchContext {

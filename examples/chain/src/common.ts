@@ -3,6 +3,7 @@
  * environment (authority, client secret, the next API's URL) are plain options here.
  */
 import type { ResourceMetrics, TokenCacheStore } from '@baton/resource';
+import type { KeyObject } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import type { HopObserver } from './observe.ts';
@@ -35,6 +36,8 @@ export interface ApiOptions {
   signals?: ApiSignalsOptions | undefined;
   /** The OBO client's token cache (default: in memory, `MemoryTokenCacheStore`); an API without OBO ignores it. */
   oboCache?: TokenCacheStore | undefined;
+  /** This API's DPoP private key for its OBO tokens and downstream calls (default: a new P-256 key per start). */
+  dpopKey?: KeyObject | undefined;
 }
 
 export interface RunningApi {

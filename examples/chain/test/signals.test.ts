@@ -25,7 +25,11 @@ before(async () => {
   baton = await startLiveBaton({
     configure(raw) {
       adminConfigure(raw);
-      for (const client of ['tasks-api', 'docs-api', 'audit-api']) raw.tenants[0].appRoleAssignments.push({ client, resource: 'api://baton-admin', roles: ['Baton.Signals'] });
+      // The APIs are receivers: Baton.Signals on the built-in API (unless the demo's configuration has it already).
+      const assignments: Array<{ client: string; resource: string; roles: string[] }> = raw.tenants[0].appRoleAssignments;
+      for (const client of ['tasks-api', 'docs-api', 'audit-api']) {
+        if (!assignments.some((a) => a.client === client && a.resource === 'api://baton-admin' && a.roles.includes('Baton.Signals'))) assignments.push({ client, resource: 'api://baton-admin', roles: ['Baton.Signals'] });
+      }
     },
   });
   adminTok = await adminToken(baton.server);

@@ -157,7 +157,7 @@ export async function startDocsApi(options: DocsApiOptions): Promise<RunningApi 
   // The On-Behalf-Of client for the third hop, and the one downstream API it calls.
   // This API's own DPoP key (RFC 9449): the tokens it gets On-Behalf-Of are bound to it, and its
   // downstream calls prove it — a hop token copied from here is worthless elsewhere.
-  const obo = createOboClient({ authority: options.authority, clientId: DOCS_API, credential: { clientSecret: options.clientSecret }, ...tls, logger: log, metrics: options.metrics, dpop: { key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey }, ...signals, ...(options.oboCache === undefined ? {} : { cache: options.oboCache }) });
+  const obo = createOboClient({ authority: options.authority, clientId: DOCS_API, credential: { clientSecret: options.clientSecret }, ...tls, logger: log, metrics: options.metrics, dpop: { key: options.dpopKey ?? generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey }, ...signals, ...(options.oboCache === undefined ? {} : { cache: options.oboCache }) });
   const auditApi = createDownstream({ obo, scopes: ['api://audit/Audit.Write'], baseUrl: options.auditUrl, metrics: options.metrics });
 
   /** Records a change at the Audit API, in the user's name (OBO). Throws if it cannot be recorded. */

@@ -142,7 +142,7 @@ export async function startTasksApi(options: TasksApiOptions): Promise<RunningAp
   const guard = createGuard({ authority: options.authority, audience: [TASKS_API, 'api://tasks'], ...tls, onError: (e) => log.warn('token issuer unreachable', { cause: e.message }), metrics: options.metrics, ...signals });
   // This API's own DPoP key (RFC 9449): the tokens it gets On-Behalf-Of are bound to it, and its
   // downstream calls prove it — a hop token copied from here is worthless elsewhere.
-  const obo = createOboClient({ authority: options.authority, clientId: TASKS_API, credential: { clientSecret: options.clientSecret }, ...tls, logger: log, metrics: options.metrics, dpop: { key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey }, ...signals, ...(options.oboCache === undefined ? {} : { cache: options.oboCache }) });
+  const obo = createOboClient({ authority: options.authority, clientId: TASKS_API, credential: { clientSecret: options.clientSecret }, ...tls, logger: log, metrics: options.metrics, dpop: { key: options.dpopKey ?? generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey }, ...signals, ...(options.oboCache === undefined ? {} : { cache: options.oboCache }) });
   // One downstream per need: reading asks only for Docs.Read, changing only for Docs.Write.
   const docsRead = createDownstream({ obo, scopes: ['api://docs/Docs.Read'], baseUrl: options.docsUrl, metrics: options.metrics });
   const docsWrite = createDownstream({ obo, scopes: ['api://docs/Docs.Write'], baseUrl: options.docsUrl, metrics: options.metrics });
