@@ -17,7 +17,7 @@
  * keys; test/dpop.test.ts checks it against jose's `calculateJwkThumbprint`).
  */
 import { createHmac, createPrivateKey, createPublicKey, randomUUID, sign as cryptoSign, constants, timingSafeEqual, type JsonWebKey, type KeyObject } from 'node:crypto';
-import { decodeJws, derToP1363, jwkThumbprint, keyFitsAlg, sha256b64u, verifyJwsSignature, JwsFormatError, type DecodedJws, type JwsAlg } from './jws.ts';
+import { decodeJws, derToP1363, jwkThumbprint, keyFitsAlg, sha256b64u, verifyJwsSignature, verifyJwsSignatureAsync, JwsFormatError, type DecodedJws, type JwsAlg } from './jws.ts';
 import { normaliseTyp } from './jws-header.ts';
 
 /**
@@ -127,6 +127,37 @@ export function singleDpopHeader(value: string | readonly string[] | undefined):
  * if (!(await store.useProofOnce(`dpop:${tenant}`, `${proof.jkt}:${proof.jti}`, proof.iat + 300, now))) throw replayed;
  */
 export function checkDpopProof(proof: string, request: DpopRequest, options: DpopCheckOptions): DpopProof {
+  const inspected = inspectDpopProof(proof, options);
+  if (!verifyJwsSignature(inspected.signed, inspected.key.object, inspected.jwsAlg)) throw badSignature();
+  return finishDpopProof(inspected, request, options);
+}
+
+/**
+ * {@link checkDpopProof} with the signature verified on libuv's thread pool
+ * (`verifyJwsSignatureAsync`): the same checks in the same order, the event loop free meanwhile.
+ * For a server checking a proof per request (the token endpoint), as it verifies and signs tokens.
+ * Rejects with {@link DpopProofError}.
+ */
+export async function checkDpopProofAsync(proof: string, request: DpopRequest, options: DpopCheckOptions): Promise<DpopProof> {
+  const inspected = inspectDpopProof(proof, options);
+  if (!(await verifyJwsSignatureAsync(inspected.signed, inspected.key.object, inspected.jwsAlg))) throw badSignature();
+  return finishDpopProof(inspected, request, options);
+}
+
+/** What a proof is before its signature is verified: decoded, its header and key judged. */
+interface InspectedProof {
+  signed: DecodedJws;
+  key: { object: KeyObject; jkt: string };
+  jwsAlg: JwsAlg;
+  alg: DpopAlg;
+}
+
+function badSignature(): DpopProofError {
+  return new DpopProofError('signature', "The DPoP proof's signature does not verify with the key in its header.");
+}
+
+/** §4.3 steps 1–6: one JWS, `typ`, no `crit`, `alg` accepted, a public `jwk` that fits it. */
+function inspectDpopProof(proof: string, options: DpopCheckOptions): InspectedProof {
   let decoded: DecodedJws;
   try {
     decoded = decodeJws(proof, MAX_DPOP_PROOF_CHARS);
@@ -134,7 +165,7 @@ export function checkDpopProof(proof: string, request: DpopRequest, options: Dpo
     if (error instanceof JwsFormatError) throw new DpopProofError('malformed', `The DPoP proof is not a signed JWT (${error.message}).`);
     throw error;
   }
-  const { header, payload } = decoded;
+  const { header } = decoded;
   if (typeof header.typ !== 'string' || normaliseTyp(header.typ) !== 'dpop+jwt') throw new DpopProofError('typ', "The DPoP proof's typ header must be 'dpop+jwt'.");
   if (header.crit !== undefined) throw new DpopProofError('malformed', 'The DPoP proof names critical header extensions (crit), and none is supported.');
   const algorithms = options.algorithms ?? DPOP_ALGS;
@@ -147,7 +178,13 @@ export function checkDpopProof(proof: string, request: DpopRequest, options: Dpo
     throw new DpopProofError('jwk', `The DPoP proof's jwk does not fit its algorithm ${alg} (RSA keys must be at least 2048 bits).`);
   }
   const signed = alg === 'Ed25519' ? { ...decoded, header: { ...header, alg: 'EdDSA' } } : decoded;
-  if (!verifyJwsSignature(signed, key.object, jwsAlg)) throw new DpopProofError('signature', "The DPoP proof's signature does not verify with the key in its header.");
+  return { signed, key, jwsAlg, alg: alg as DpopAlg };
+}
+
+/** §4.3 steps 7–11, after the signature: `jti`, `htm`, `htu`, `iat`, `ath`, the nonce's form. */
+function finishDpopProof(inspected: InspectedProof, request: DpopRequest, options: DpopCheckOptions): DpopProof {
+  const { payload } = inspected.signed;
+  const { key, alg } = inspected;
   const { jti, htm, htu, iat } = payload;
   if (typeof jti !== 'string' || jti === '' || jti.length > 256) throw new DpopProofError('claims', 'The DPoP proof needs a jti (a unique string of at most 256 characters).');
   if (typeof htm !== 'string' || typeof htu !== 'string' || typeof iat !== 'number' || !Number.isFinite(iat)) {
@@ -170,7 +207,7 @@ export function checkDpopProof(proof: string, request: DpopRequest, options: Dpo
   }
   const nonce = payload.nonce;
   if (nonce !== undefined && (typeof nonce !== 'string' || nonce.length > 256)) throw new DpopProofError('claims', "The DPoP proof's nonce is malformed.");
-  return { jkt: key.jkt, jti, iat, nonce, alg: alg as DpopAlg };
+  return { jkt: key.jkt, jti, iat, nonce, alg };
 }
 
 /**

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createHash, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { SignJWT, calculateJwkThumbprint, exportJWK } from 'jose';
-import { DpopNonces, DpopProofError, checkDpopProof, createDpopProver, normaliseHtu, singleDpopHeader, type DpopFailure } from '../src/index.ts';
+import { DpopNonces, DpopProofError, checkDpopProof, checkDpopProofAsync, createDpopProver, normaliseHtu, singleDpopHeader, type DpopFailure } from '../src/index.ts';
 
 const NOW = 1_800_000_000;
 const URL_ = 'https://login.example/contoso/oauth2/v2.0/token';
@@ -69,6 +69,24 @@ describe('checkDpopProof', () => {
     // Another key's signature under the cached key's jwk does not verify.
     const forged = await sign({ jwk }, ec().privateKey);
     fails(() => checkDpopProof(forged, { method: 'POST', url: URL_ }, { now: NOW }), 'signature');
+  });
+
+  it('checkDpopProofAsync (signature on the thread pool) answers as checkDpopProof does, refusals included', async () => {
+    const prover = createDpopProver(ec().privateKey);
+    const good = prover.prove('POST', URL_, { now: NOW });
+    const [, payload] = good.split('.');
+    const otherSignature = (createDpopProver(ec().privateKey).prove('POST', URL_, { now: NOW }).split('.')[2]) as string;
+    const forged = `${good.split('.')[0]}.${payload}.${otherSignature}`;
+    assert.deepEqual(await checkDpopProofAsync(good, { method: 'POST', url: URL_ }, { now: NOW }), checkDpopProof(good, { method: 'POST', url: URL_ }, { now: NOW }));
+    for (const [proof, request, now, failure] of [
+      [forged, { method: 'POST', url: URL_ }, NOW, 'signature'],
+      [good, { method: 'GET', url: URL_ }, NOW, 'htm'],
+      [good, { method: 'POST', url: URL_ }, NOW + 301, 'iat'],
+      ['not-a-jws', { method: 'POST', url: URL_ }, NOW, 'malformed'],
+    ] as const) {
+      fails(() => checkDpopProof(proof, request, { now }), failure);
+      await assert.rejects(checkDpopProofAsync(proof, request, { now }), (e: unknown) => e instanceof DpopProofError && e.failure === failure);
+    }
   });
 
   it('exactly one DPoP header', () => {

@@ -3,7 +3,7 @@
  * before the grant runs, and the grant binds what it issues to the proof's key (`cnf.jkt`,
  * `token_type: DPoP`). Every grant sees the same `TokenRequest.dpop`.
  *
- * The checks are core's `checkDpopProof` (one JWS, `typ`, `alg` allow-list, a public `jwk`, the
+ * The checks are core's `checkDpopProofAsync` (one JWS, `typ`, `alg` allow-list, a public `jwk`, the
  * signature, `htm`, `htu`, the `iat` window); here, what needs state: the tenant's nonce policy
  * (stateless HMAC nonces every instance accepts: core's `DpopNonces` keyed from the KEK), and the
  * `jti` replay check in the store's one-time values, atomic across instances on SQLite and
@@ -17,7 +17,7 @@ import {
   DpopProofError,
   Entra,
   OAuthError,
-  checkDpopProof,
+  checkDpopProofAsync,
   singleDpopHeader,
   type DpopConfirmation,
   type TenantDirectory,
@@ -45,7 +45,8 @@ export async function readTokenRequestProof(ctx: ServerContext, directory: Tenan
   try {
     const header = singleDpopHeader(request.raw.headersDistinct?.dpop ?? request.headers.dpop);
     if (header === undefined) return undefined;
-    const proof = checkDpopProof(header, { method: 'POST', url: tokenEndpointOf(ctx, request.params.tenant) }, { now });
+    // The signature on libuv's pool, as the grants verify and sign: the event loop goes on meanwhile.
+    const proof = await checkDpopProofAsync(header, { method: 'POST', url: tokenEndpointOf(ctx, request.params.tenant) }, { now });
     if (nonceRequired && !ctx.dpopNonces.accepts(tenantId, proof.nonce, now)) {
       throw new DpopProofError('nonce', `Tenant '${tenantId}' requires a server nonce in each DPoP proof: repeat the request with a proof whose nonce is the DPoP-Nonce header of this response.`);
     }
