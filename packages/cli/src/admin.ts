@@ -42,6 +42,7 @@ const appLine = (a: any) => `${a.clientId}  ${a.name}${a.public ? '  public' : '
 const secretLine = (s: any) => `${s.id}  ${s.hint}  created ${s.createdAt}${s.expiresAt ? `  expires ${s.expiresAt}` : ''}`;
 const consentLine = (c: any) => `${c.id}  ${c.client} → ${c.resource}  for ${c.principal}  ${c.scopes.join(' ')}`;
 const roleLine = (r: any) => `${r.id}  ${r.principalType} ${r.principal} → ${r.resource}  ${r.roles.join(' ')}`;
+const eventLine = (e: any) => `${e.time}  ${e.action}  ${e.target}  by ${e.actor.clientId}${e.credential ? `  (${e.credential})` : ''}`;
 const policyLine = (p: any) => `${p.name}  on ${p.resources.join(', ')}${p.scopes ? ` (${p.scopes.join(' ')})` : ''}  requires ${JSON.stringify(p.require)}`;
 
 interface AdminCommandSpec {
@@ -348,6 +349,30 @@ export const adminCommands: Command[] = [
       const current = await client.call('GET', `/policies/${seg(name!)}`);
       await client.call('DELETE', `/policies/${seg(name!)}`, { ifMatch: current.etag! });
       return show(values, { deleted: name }, () => [`deleted policy ${name}`]);
+    },
+  }),
+
+  adminCommand({
+    name: 'events',
+    summary: 'The admin change log, oldest first: who changed what, before and after (filter by --type, --id, --since).',
+    options: {
+      type: { type: 'string', valueName: 'TYPE', description: 'user, application, consent, roleAssignment or policy' },
+      id: { type: 'string', valueName: 'ID', description: "the record's id (a user: username or oid); needs --type" },
+      since: { type: 'string', valueName: 'INSTANT', description: 'only changes at or after, e.g. 2026-12-05T10:00:00Z' },
+      limit: { type: 'string', valueName: 'N', description: 'only the first N (1-200); default every change' },
+    },
+    async run(client, values) {
+      const query = new URLSearchParams();
+      for (const name of ['type', 'id', 'since']) if (str(values[name])) query.set(name, str(values[name])!);
+      const limit = str(values.limit);
+      let events: unknown[];
+      if (limit !== undefined) {
+        query.set('limit', limit);
+        events = (await client.call('GET', `/events?${query}`)).body.items;
+      } else {
+        events = await client.all(`/events${query.size > 0 ? `?${query}` : ''}`);
+      }
+      return show(values, events, () => events.map(eventLine));
     },
   }),
 ];

@@ -172,3 +172,21 @@ test('baton config plan shows the admin changes; config apply --prune brings the
   // The running service follows the store: olivia is enabled again.
   assert.match((await baton(['users', 'show', 'olivia@contoso.test'])).stdout, / enabled/);
 });
+
+test('events: the change log, filtered, human and --json; a bad filter exits 1 with the problem', async () => {
+  const bob = await baton(['events', '--type', 'user', '--id', 'bob@contoso.test']);
+  assert.equal(bob.code, 0, bob.stderr);
+  const lines = bob.stdout.trim().split('\n');
+  assert.match(lines[0]!, /^\d{4}-\d{2}-\d{2}T\S+Z {2}user\.disable {2}[0-9a-f-]{36} {2}by ops$/);
+  assert.match(lines[1]!, /^\S+ {2}user\.enable {2}[0-9a-f-]{36} {2}by ops$/);
+  const json = await baton(['events', '--json']);
+  assert.equal(json.code, 0, json.stderr);
+  const all = JSON.parse(json.stdout);
+  assert.ok(all.length >= 3 && all.every((e: any) => e.tenant === 'contoso' && e.actor.clientId === 'ops'));
+  assert.ok(!json.stdout.includes('scrypt$'), 'never a hash');
+  const one = await baton(['events', '--limit', '1', '--json']);
+  assert.deepEqual(JSON.parse(one.stdout), all.slice(0, 1));
+  const bad = await baton(['events', '--since', 'yesterday']);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /^baton: 400 A query parameter is invalid: since: /);
+});

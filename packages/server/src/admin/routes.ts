@@ -8,6 +8,7 @@ import { registerAdminScope } from './http.ts';
 import { userRoutes } from './users.ts';
 import { applicationRoutes } from './applications.ts';
 import { accessRoutes } from './access.ts';
+import { eventRoutes } from './events.ts';
 
 export const adminRoutes: RoutePlugin = (app, ctx) => {
   const guards = new AdminGuards(app, ctx);
@@ -15,5 +16,6 @@ export const adminRoutes: RoutePlugin = (app, ctx) => {
     userRoutes(scope);
     applicationRoutes(scope);
     accessRoutes(scope);
+    eventRoutes(scope);
   });
 };
