@@ -743,6 +743,34 @@ export function storeContract(name: string, open: () => Promise<Store>, openSeco
       assert.deepEqual(await store.consumeEphemeral('interaction', record.id, 1500), { status: 'missing' });
     });
 
+    it('sweep removes dynamic registrations deleted or expired unused, with their consents; their tenant hears it', async () => {
+      // Below the other sweep test's clock (9e9), above every other test's.
+      const t0 = 8_000_000_000;
+      const tenantId = await newTenant();
+      const dynamic = (clientId: string, registration: Record<string, unknown>): Application => ({
+        ...minimalApp(tenantId, clientId),
+        registration: { kind: 'dynamic', registeredAt: t0 - 100, accessTokenHash: 'h', ...registration },
+      });
+      const deleted = dynamic(`del-${uid()}`, { deletedAt: t0 });
+      const unused = dynamic(`unused-${uid()}`, { expiresAt: t0 + 10 });
+      const used = dynamic(`used-${uid()}`, {});
+      const document = { ...minimalApp(tenantId, `https://agent.example/${uid()}.json`), registration: { kind: 'metadata-document' as const, registeredAt: t0 - 100, expiresAt: t0 - 50 } };
+      const configured = fullApp(tenantId);
+      for (const app of [deleted, unused, used, document, configured]) await store.putApplication(app);
+      const consent = (clientId: string): ConsentGrant => ({ tenantId, clientId, resource: configured.clientId, scopes: ['x'], principal: 'all', createdAt: 1 });
+      for (const app of [deleted, used]) await store.putConsent(consent(app.clientId));
+      const heard = nextChange(pair[1], (c) => c.tenantId === tenantId && c.entity === 'application');
+      assert.ok((await store.sweep(t0 + 5)) >= 2);
+      await heard;
+      assert.equal(await pair[1].getApplication(tenantId, deleted.clientId), undefined, 'deleted: swept');
+      assert.deepEqual(await store.listConsents({ tenantId, clientId: deleted.clientId }), [], 'with its consents');
+      assert.deepEqual(await store.getApplication(tenantId, unused.clientId), unused, 'not expired yet: kept');
+      await store.sweep(t0 + 10);
+      const left = (await pair[1].listApplications(tenantId)).map((a) => a.clientId).sort();
+      assert.deepEqual(left, [used.clientId, document.clientId, configured.clientId].sort(), 'used, metadata-document and configured applications stay');
+      assert.equal((await store.listConsents({ tenantId, clientId: used.clientId })).length, 1);
+    });
+
     it('sweep removes expired ephemeral, one-time and proof replay values and counts them', async () => {
       // Far beyond every other test's clock, so the count is exactly this test's rows.
       const base = 9_000_000_000;

@@ -48,3 +48,6 @@ export function checkPromote(promote: SigningKeyRecord | undefined, args: Rotate
 export function retiredKey(current: SigningKeyRecord, args: RotateArgs): SigningKeyRecord {
   return { ...current, status: 'retired', retiredAt: args.now, removeAfter: args.now + args.retireGraceSeconds };
 }
+
+/** At most this many registrations are removed by one sweep (the next sweep takes the rest). */
+export const SWEEP_BATCH = 500;

@@ -27,7 +27,13 @@ import type {
 export type DirectoryPart = Pick<
   Store,
   'putTenant' | 'getTenant' | 'listTenants' | 'putUser' | 'getUserByName' | 'getUserById' | 'listUsers' | 'putApplication' | 'getApplication' | 'listApplications'
->;
+> & {
+  /**
+   * Removes dynamic client registrations (RFC 7591) deleted (RFC 7592) or expired unused by `now`,
+   * with the consents given to them (part of `Store.sweep`); their tenants' caches hear it.
+   */
+  sweepRegistrations(now: number): Promise<number>;
+};
 
 /** Who may do what: consents, app role assignments, conditional-access policies. */
 export type AccessPart = Pick<
@@ -230,7 +236,7 @@ export abstract class PartitionedStore implements Store {
   }
 
   async sweep(now: number): Promise<number> {
-    return (await this.parts.oneTime.sweep(now)) + (await this.parts.signals.sweepSets(now));
+    return (await this.parts.oneTime.sweep(now)) + (await this.parts.signals.sweepSets(now)) + (await this.parts.directory.sweepRegistrations(now));
   }
 
   // — security event streams —

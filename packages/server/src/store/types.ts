@@ -294,6 +294,9 @@ export interface Store {
    */
   atomically(writes: readonly AtomicWrite[]): Promise<void>;
 
-  /** Removes expired ephemeral and one-time values. Returns rows removed. */
+  /**
+   * Removes expired ephemeral and one-time values, expired queued SETs, and dynamic client
+   * registrations deleted or expired unused (with their consents). Returns rows removed.
+   */
   sweep(now: number): Promise<number>;
 }

@@ -1,6 +1,6 @@
 /** Tenants, users and applications on PostgreSQL. Every write notifies other instances. */
 import type { Application, Tenant, User } from '@baton/core';
-import { checkPaging } from '../checks.ts';
+import { checkPaging, SWEEP_BATCH } from '../checks.ts';
 import type { DirectoryPart } from '../parts.ts';
 import { type DataRow, json } from '../rows.ts';
 import type { PgQueries } from './connection.ts';
@@ -95,5 +95,31 @@ export class PostgresDirectory implements DirectoryPart {
       [tenantId],
     );
     return rows.map((row) => row.data as Application);
+  }
+
+  async sweepRegistrations(now: number): Promise<number> {
+    const { rows } = await this.#db.query<{ tenant_id: string; client_id: string }>(
+      'baton_gone_registrations',
+      `SELECT tenant_id, client_id FROM applications
+       WHERE data->'registration'->>'kind' = 'dynamic'
+         AND ((data->'registration'->>'deletedAt')::float8 <= $1 OR (data->'registration'->>'expiresAt')::float8 <= $1)
+       LIMIT $2`,
+      [now, SWEEP_BATCH],
+    );
+    let removed = 0;
+    for (const row of rows) {
+      // Re-checked in the delete: a registration used (or replaced) since the read stays.
+      const { rowCount } = await this.#db.notifyingQuery(
+        'baton_sweep_registration',
+        `DELETE FROM applications WHERE tenant_id = $1 AND client_id = $2 AND data->'registration'->>'kind' = 'dynamic'
+           AND ((data->'registration'->>'deletedAt')::float8 <= $3 OR (data->'registration'->>'expiresAt')::float8 <= $3)`,
+        [row.tenant_id, row.client_id, now],
+        { tenantId: row.tenant_id, entity: 'application' },
+      );
+      if (rowCount === 0) continue;
+      const consents = await this.#db.query('baton_sweep_registration_consents', 'DELETE FROM consents WHERE tenant_id = $1 AND client_id = $2', [row.tenant_id, row.client_id]);
+      removed += rowCount + (consents.rowCount ?? 0);
+    }
+    return removed;
   }
 }

@@ -1,7 +1,7 @@
 /** Tenants, users and applications on SQLite. Every write goes to the change log. */
 import type { StatementSync } from 'node:sqlite';
 import type { Application, Tenant, User } from '@baton/core';
-import { checkPaging } from '../checks.ts';
+import { checkPaging, SWEEP_BATCH } from '../checks.ts';
 import type { DirectoryPart } from '../parts.ts';
 import { json } from '../rows.ts';
 import { allRows, parseData, type SqliteConnection, DONE } from './connection.ts';
@@ -18,6 +18,9 @@ export class SqliteDirectory implements DirectoryPart {
   readonly #putApplication: StatementSync;
   readonly #getApplication: StatementSync;
   readonly #listApplications: StatementSync;
+  readonly #goneRegistrations: StatementSync;
+  readonly #deleteApplication: StatementSync;
+  readonly #deleteConsentsOf: StatementSync;
 
   constructor(db: SqliteConnection) {
     this.#db = db;
@@ -38,6 +41,14 @@ export class SqliteDirectory implements DirectoryPart {
     );
     this.#getApplication = db.db.prepare('SELECT data FROM applications WHERE tenant_id = ? AND client_id = ?');
     this.#listApplications = db.db.prepare('SELECT data FROM applications WHERE tenant_id = ? ORDER BY client_id');
+    this.#goneRegistrations = db.db.prepare(
+      `SELECT tenant_id, client_id FROM applications
+       WHERE json_extract(data, '$.registration.kind') = 'dynamic'
+         AND (json_extract(data, '$.registration.deletedAt') <= ?1 OR json_extract(data, '$.registration.expiresAt') <= ?1)
+       LIMIT ?2`,
+    );
+    this.#deleteApplication = db.db.prepare('DELETE FROM applications WHERE tenant_id = ? AND client_id = ?');
+    this.#deleteConsentsOf = db.db.prepare('DELETE FROM consents WHERE tenant_id = ? AND client_id = ?');
   }
 
   async putTenant(tenant: Tenant): Promise<void> {
@@ -95,5 +106,18 @@ export class SqliteDirectory implements DirectoryPart {
 
   async listApplications(tenantId: string): Promise<Application[]> {
     return allRows(this.#listApplications, tenantId).map((row) => parseData<Application>(row));
+  }
+
+  async sweepRegistrations(now: number): Promise<number> {
+    return this.#db.write((changed) => {
+      const gone = this.#goneRegistrations.all(now, SWEEP_BATCH) as unknown as { tenant_id: string; client_id: string }[];
+      let removed = 0;
+      for (const row of gone) {
+        removed += Number(this.#deleteApplication.run(row.tenant_id, row.client_id).changes);
+        removed += Number(this.#deleteConsentsOf.run(row.tenant_id, row.client_id).changes);
+        changed(row.tenant_id, 'application');
+      }
+      return removed;
+    });
   }
 }
