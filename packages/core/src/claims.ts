@@ -60,6 +60,8 @@ export type DelegatedAccessClaims = AccessTokenClaims & {
   may_act?: MayActClaim | MayActClaim[];
   preferred_username?: string;
   name?: string;
+  /** The client capabilities the token's client declared (`cp1`: it handles CAE claims challenges). */
+  xms_cc?: string[];
 };
 
 /**
@@ -94,12 +96,13 @@ export function utiFromJti(jti: string): string {
 }
 
 /**
- * `iat`/`nbf`/`exp` for a token issued `now` for `api`: the API's access token lifetime, and never
- * past `notAfter` (the end of the sign-in session behind a delegated token).
+ * `iat`/`nbf`/`exp` for a token issued `now` for `api`: the API's access token lifetime (or
+ * `lifetimeSeconds`, a CAE-capable client's), and never past `notAfter` (the end of the sign-in
+ * session behind a delegated token).
  * Throws `TypeError` if `notAfter` is not after `now`: the caller must refuse before building.
  */
-export function tokenTimes(api: Application, now: number, notAfter?: number): { iat: number; nbf: number; exp: number } {
-  const lifetime = api.accessTokenLifetimeSeconds;
+export function tokenTimes(api: Application, now: number, notAfter?: number, lifetimeSeconds?: number): { iat: number; nbf: number; exp: number } {
+  const lifetime = lifetimeSeconds ?? api.accessTokenLifetimeSeconds;
   if (!Number.isSafeInteger(lifetime) || lifetime <= 0) throw new TypeError(`API ${api.clientId} has an invalid accessTokenLifetimeSeconds`);
   if (!Number.isSafeInteger(now)) throw new TypeError('now must be integer epoch seconds');
   if (notAfter !== undefined && !(notAfter > now)) throw new TypeError('the session ends before the token would start; refuse the request instead');
@@ -164,6 +167,7 @@ function commonClaims(
   input: { issuer: string; tenant: Tenant; api: Application; now: number; newId?: IdGenerator | undefined },
   clientId: string,
   notAfter?: number,
+  lifetimeSeconds?: number,
 ): { iss: string; aud: string; tid: string; azp: string; client_id: string; iat: number; nbf: number; exp: number; jti: string; uti: string; ver: '2.0' } {
   const jti = (input.newId ?? randomUUID)();
   return {
@@ -172,7 +176,7 @@ function commonClaims(
     tid: input.tenant.tid,
     azp: clientId,
     client_id: clientId,
-    ...tokenTimes(input.api, input.now, notAfter),
+    ...tokenTimes(input.api, input.now, notAfter, lifetimeSeconds),
     jti,
     uti: utiFromJti(jti),
     ver: '2.0',
@@ -210,6 +214,22 @@ export interface DelegatedClaimsInput {
   newId?: IdGenerator | undefined;
   /** The DPoP key the token is bound to (`cnf.jkt`), when the request carried a proof. */
   jkt?: string | undefined;
+  /** Client capabilities the request declared ({@link clientCapabilities}); `cp1` is carried as `xms_cc`. */
+  clientCapabilities?: readonly string[] | undefined;
+}
+
+/** The client capability of a client that handles CAE claims challenges (Entra's `cp1`). */
+export const CAE_CAPABILITY = 'cp1';
+
+/**
+ * The lifetime of a token for a client that declared `cp1`: the tenant's
+ * `caeAccessTokenLifetimeSeconds` when it is set and longer than the API's (such a client answers a
+ * revocation's claims challenge, so its token may live longer), else the API's.
+ */
+export function caeLifetime(tenant: Tenant, api: Application, capabilities: readonly string[] | undefined): number | undefined {
+  if (capabilities === undefined || !capabilities.includes(CAE_CAPABILITY)) return undefined;
+  const longer = tenant.caeAccessTokenLifetimeSeconds;
+  return longer !== undefined && longer > api.accessTokenLifetimeSeconds ? longer : undefined;
 }
 
 /**
@@ -223,7 +243,7 @@ export function buildDelegatedClaims(input: DelegatedClaimsInput): DelegatedAcce
   const { api, auth } = input;
   if (input.scopes.length === 0) throw new TypeError('a delegated token needs at least one scope; refuse the request instead');
   const claims: DelegatedAccessClaims = {
-    ...commonClaims(input, input.clientId, input.sessionExpiresAt),
+    ...commonClaims(input, input.clientId, input.sessionExpiresAt, caeLifetime(input.tenant, api, input.clientCapabilities)),
     sub: pairwiseSubject(input.pairwiseSecret, input.tenant.tid, input.user.oid, api.clientId),
     oid: input.user.oid,
     scp: input.scopes.join(' '),
@@ -239,6 +259,7 @@ export function buildDelegatedClaims(input: DelegatedClaimsInput): DelegatedAcce
   if (input.profile?.preferred_username !== undefined) claims.preferred_username = input.profile.preferred_username;
   if (input.profile?.name !== undefined) claims.name = input.profile.name;
   if (input.jkt !== undefined) claims.cnf = { jkt: input.jkt };
+  if (input.clientCapabilities?.includes(CAE_CAPABILITY)) claims.xms_cc = [CAE_CAPABILITY];
   return claims;
 }
 

@@ -327,3 +327,17 @@ function isObject(value: unknown): value is Record<string, unknown> {
 function claimsError(problem: string): OAuthError {
   return errors.invalidRequest(`The claims parameter ${problem} (OpenID Connect Core §5.5).`);
 }
+
+/**
+ * The client capabilities a `claims` request declares: `access_token.xms_cc.values` (MSAL's
+ * `clientCapabilities`, e.g. `{"access_token":{"xms_cc":{"values":["cp1"]}}}`), the string values
+ * only, at most 16.
+ *
+ * @example
+ * clientCapabilitiesOf(parseClaimsRequest('{"access_token":{"xms_cc":{"values":["cp1"]}}}')); // ['cp1']
+ */
+export function clientCapabilitiesOf(demands: ClaimsDemands | undefined): string[] {
+  const entry = demands?.request.access_token?.xms_cc;
+  if (entry === undefined || entry === null || !Array.isArray(entry.values)) return [];
+  return [...new Set(entry.values.filter((v): v is string => typeof v === 'string' && v.length <= 64))].slice(0, 16);
+}

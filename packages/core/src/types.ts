@@ -21,6 +21,12 @@ export interface Tenant {
    * (RFC 9449 §8; `use_dpop_nonce` with the `DPoP-Nonce` header otherwise). Absent: not required.
    */
   dpopNonceRequired?: boolean | undefined;
+  /**
+   * `tokens.caeAccessTokenLifetimeSeconds`: delegated access tokens for a client that declared the
+   * `cp1` capability (it handles CAE claims challenges) live this long instead of the API's lifetime
+   * when that is shorter. Absent: the same lifetime for every client.
+   */
+  caeAccessTokenLifetimeSeconds?: number | undefined;
 }
 
 /** An API's DPoP policy (RFC 9449), `applications[].dpop` in the configuration. */

@@ -276,6 +276,7 @@ export async function compileConfig(config: BatonConfig, deps: CompileDeps): Pro
       name: t.name,
       maxDelegationDepth: t.delegation.maxDepth,
       ...(t.dpop?.nonce === 'required' ? { dpopNonceRequired: true } : {}),
+      ...(t.tokens?.caeAccessTokenLifetimeSeconds !== undefined ? { caeAccessTokenLifetimeSeconds: t.tokens.caeAccessTokenLifetimeSeconds } : {}),
     };
 
     const users: User[] = [];

@@ -186,6 +186,12 @@ export const TenantConfig = z.strictObject({
   delegation: z.strictObject({ maxDepth: z.number().int().min(1).max(16).default(4) }).default({ maxDepth: 4 }),
   /** DPoP at the token endpoint (RFC 9449 §8): `nonce: 'required'` makes every proof carry a server nonce. */
   dpop: z.strictObject({ nonce: z.enum(['required', 'none']).default('none') }).optional(),
+  /**
+   * `caeAccessTokenLifetimeSeconds`: delegated access tokens for a client that declares the `cp1`
+   * capability (MSAL's `clientCapabilities: ['cp1']`: it answers CAE claims challenges) live this
+   * long (5 minutes to 24 hours) when the API's own lifetime is shorter. Absent: one lifetime for all.
+   */
+  tokens: z.strictObject({ caeAccessTokenLifetimeSeconds: z.number().int().min(300).max(86_400).optional() }).optional(),
   users: z.array(UserConfig).default([]),
   applications: z.array(ApplicationConfig).default([]),
   consents: z.array(ConsentConfig).default([]),

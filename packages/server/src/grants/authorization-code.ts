@@ -12,7 +12,7 @@
  * (RFC 6749 §4.1.2: "SHOULD revoke … all tokens previously issued based on that authorization
  * code"). Entra answers these refusals with the same `invalid_grant` codes used here.
  */
-import { apiName, Entra, dpopRequiredBy, errors, predatesRevocation, resolveResourceIndicator, truncate, verifyPkce, type Application, type DpopConfirmation, type TenantDirectory, type User } from '@baton/core';
+import { apiName, clientCapabilitiesOf, Entra, dpopRequiredBy, parseClaimsRequest, errors, predatesRevocation, resolveResourceIndicator, truncate, verifyPkce, type Application, type DpopConfirmation, type TenantDirectory, type User } from '@baton/core';
 import type { ServerContext } from '../context.ts';
 import type { Grant, TokenRequest } from './registry.ts';
 import { codeId, type CodePayload } from '../tokens/code.ts';
@@ -175,6 +175,7 @@ async function handler({ ctx, directory, client, params, dpop }: TokenRequest) {
     // RFC 9449 §5: a public client's refresh token is bound to its DPoP key.
     refreshJkt: client.app.public ? dpop?.jkt : undefined,
     redeem: () => consumeOnce(ctx, record),
+    clientCapabilities: clientCapabilitiesOf(params.claims === undefined || params.claims === '' ? undefined : parseClaimsRequest(params.claims)),
   });
   ctx.log.info({ client_id: client.app.clientId, family: record.familyId, sid: payload.auth.sid }, 'authorization code redeemed');
   return response;
@@ -182,7 +183,8 @@ async function handler({ ctx, directory, client, params, dpop }: TokenRequest) {
 
 export const authorizationCodeGrant: Grant = {
   grantType: 'authorization_code',
-  // `scope` (MSAL sends it) and `claims` are accepted and ignored: the code decides what is granted.
+  // `scope` (MSAL sends it) is accepted and ignored: the code decides what is granted. `claims` is
+  // read for the client capabilities it declares (MSAL's `clientCapabilities`: `cp1`), nothing more.
   parameters: new Set(['code', 'redirect_uri', 'code_verifier', 'scope', 'client_info', 'claims', 'resource']),
   confidentialOnly: false,
   handler,

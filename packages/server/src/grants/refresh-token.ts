@@ -22,6 +22,7 @@ import {
   evaluatePolicies,
   isOidcScope,
   parseClaimsRequest,
+  clientCapabilitiesOf,
   policyError,
   predatesRevocation,
   qualifiedScope,
@@ -234,6 +235,7 @@ async function handler({ ctx, directory, client, params, ip, dpop }: TokenReques
     // Rotation keeps the original grant: a later refresh without `scope` renews it, not this one.
     refreshGrant: { resource: record.payload.resource, scopes: record.payload.scopes, oidcScopes: record.payload.oidcScopes },
     redeem: () => rotate(ctx, record),
+    clientCapabilities: clientCapabilitiesOf(demands),
   });
   return response;
 }

@@ -40,6 +40,8 @@ export interface DelegatedTokenRequest {
   profile?: boolean | undefined;
   /** The DPoP key the token is bound to (`cnf.jkt`). */
   jkt?: string | undefined;
+  /** Client capabilities the request declared (`cp1`: `xms_cc`, the tenant's CAE lifetime). */
+  clientCapabilities?: readonly string[] | undefined;
 }
 
 export interface IssuedToken {
@@ -67,6 +69,7 @@ export async function issueDelegatedToken(ctx: ServerContext, request: Delegated
     pairwiseSecret: ctx.pairwiseKey,
     now,
     jkt: request.jkt,
+    clientCapabilities: request.clientCapabilities,
   });
   return { token: await signAccessToken(ctx, directory.tenant.id, api, claims), claims, expiresIn: claims.exp - now };
 }

@@ -48,6 +48,8 @@ export interface SignInGrant {
    * no client holds, in a family the replay revokes.
    */
   redeem: () => Promise<void>;
+  /** The client capabilities the request's `claims` declared (`cp1`: `xms_cc` and the tenant's CAE lifetime). */
+  clientCapabilities?: readonly string[] | undefined;
 }
 
 export async function signInTokenResponse(ctx: ServerContext, grant: SignInGrant): Promise<TokenResponse> {
@@ -66,6 +68,7 @@ export async function signInTokenResponse(ctx: ServerContext, grant: SignInGrant
     profile: oidcScopes.includes('profile'),
     act: grant.act,
     jkt: grant.dpop?.jkt,
+    clientCapabilities: grant.clientCapabilities,
   });
   const granted: string[] = grant.resource === undefined ? [] : grant.resource.scopes.map((value) => qualifiedScope(grant.resource!.api, value));
   const response: TokenResponse = {
