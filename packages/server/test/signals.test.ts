@@ -240,6 +240,38 @@ describe('events by poll (RFC 8936), read by an independent jose receiver', () =
     ]);
   });
 
+  test('a policy that asks more of sessions: assurance-level-change about the users it names, or about the tenant; loosening it is no event', async () => {
+    const stream = await newStream({ subject_format: 'opaque', events_requested: [`${CAEP}assurance-level-change`] });
+    const receiver = new JoseReceiver(server, 'receiver');
+    const oid = await aliceOid();
+    const put = (name: string, body: unknown, etag?: string) =>
+      admin(server, 'PUT', `/policies/${encodeURIComponent(name)}`, { token: adminTok, body, ...(etag ? { headers: { 'if-match': etag } } : {}) });
+    const mfa = await put('Audit needs MFA', { resources: ['api://audit'], users: ['alice@contoso.test'], require: { mfa: true } });
+    assert.equal(mfa.status, 201, JSON.stringify(mfa.body));
+    let sets = await drain(stream, receiver);
+    assert.deepEqual(
+      sets.map((s) => [s.type, s.payload.sub_id.user, s.event.namespace, s.event.previous_level, s.event.current_level, s.event.change_direction, s.event.initiating_entity]),
+      [[`${CAEP}assurance-level-change`, { format: 'opaque', id: oid }, 'RFC8176', 'pwd', 'mfa', 'increase', 'admin']],
+    );
+    const fresh = await put('Audit needs a fresh sign-in', { resources: ['api://audit'], require: { maxAuthAgeSeconds: 3600 } });
+    assert.equal(fresh.status, 201, JSON.stringify(fresh.body));
+    sets = await drain(stream, receiver);
+    assert.equal(sets.length, 1);
+    const tenantOnly = await server.ctx.directories.get('contoso');
+    assert.deepEqual(sets[0]!.payload.sub_id, { format: 'complex', tenant: { format: 'opaque', id: tenantOnly!.tenant.tid } }, 'no user named: the tenant');
+    assert.deepEqual([sets[0]!.event.namespace, sets[0]!.event.current_level], ['urn:baton:conditional-access', 'freshness']);
+    // Shorter: more sessions fall short, an event; longer, or the policy deleted: none.
+    const shorter = await put('Audit needs a fresh sign-in', { resources: ['api://audit'], require: { maxAuthAgeSeconds: 600 } }, fresh.headers.get('etag')!);
+    assert.equal(shorter.status, 200, JSON.stringify(shorter.body));
+    assert.equal((await drain(stream, receiver)).length, 1);
+    const longer = await put('Audit needs a fresh sign-in', { resources: ['api://audit'], require: { maxAuthAgeSeconds: 7200 } }, shorter.headers.get('etag')!);
+    assert.equal(longer.status, 200, JSON.stringify(longer.body));
+    assert.deepEqual(await drain(stream, receiver), [], 'a looser policy is no event');
+    assert.equal((await admin(server, 'DELETE', `/policies/${encodeURIComponent('Audit needs a fresh sign-in')}`, { token: adminTok, headers: { 'if-match': longer.headers.get('etag')! } })).status, 204);
+    assert.equal((await admin(server, 'DELETE', `/policies/${encodeURIComponent('Audit needs MFA')}`, { token: adminTok, headers: { 'if-match': mfa.headers.get('etag')! } })).status, 204);
+    assert.deepEqual(await drain(stream, receiver), [], 'a deleted policy is no event');
+  });
+
   test('nothing lost across a receiver restart: unacknowledged SETs come again; acknowledged ones never; maxEvents pages', async () => {
     const stream = await newStream();
     for (const user of ['alice', 'bob', 'carol']) await revokeSessions(user);

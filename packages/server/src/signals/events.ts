@@ -14,6 +14,7 @@
  * | a user's consent revoked, wholly or one scope | CAEP `token-claims-change` (`scp` now granted to that client on that API) |
  * | a user's app role assignment removed, wholly or one role | CAEP `token-claims-change` (`roles` now held on that API) |
  * | an application's secret revoked or rotated without grace, a client key removed | CAEP `credential-change` about the application (`password`: its shared secret; `x509`: a public key) |
+ * | a conditional-access policy created or changed (not only loosened) through the admin API | CAEP `assurance-level-change` about the users it names (`users`), or about the tenant when it names none |
  *
  * A session revocation's time is the revocation edge the token service itself enforces: every token
  * issued (`iat`) before `event_timestamp` is void (core `predatesRevocation`).
@@ -30,6 +31,7 @@ export const EVENT_TYPES = {
   tokenClaimsChange: `${CAEP}token-claims-change`,
   accountDisabled: `${RISC}account-disabled`,
   accountEnabled: `${RISC}account-enabled`,
+  assuranceLevelChange: `${CAEP}assurance-level-change`,
   verification: `${SSF}verification`,
   streamUpdated: `${SSF}stream-updated`,
 } as const;
@@ -41,12 +43,15 @@ export const SUPPORTED_EVENTS: readonly string[] = [
   EVENT_TYPES.tokenClaimsChange,
   EVENT_TYPES.accountDisabled,
   EVENT_TYPES.accountEnabled,
+  EVENT_TYPES.assuranceLevelChange,
 ];
 
 /** Who an event is about, before it is written in a stream's subject format. */
 export type EventSubject =
   | { kind: 'user'; oid: string; email?: string | undefined; sid?: string | undefined }
-  | { kind: 'application'; clientId: string };
+  | { kind: 'application'; clientId: string }
+  /** The whole tenant (`sub_id` with the `tenant` member alone): every user's sessions. */
+  | { kind: 'tenant' };
 
 export interface SecurityEvent {
   type: string;
@@ -167,6 +172,62 @@ function applicationEvents(change: AdminChangeEvent, at: number): SecurityEvent[
   return events;
 }
 
+interface ShownPolicy {
+  name: string;
+  resources: string[];
+  scopes?: string[];
+  clients?: string[];
+  users?: string[];
+  require: { mfa?: boolean; maxAuthAgeSeconds?: number; block?: boolean; ipRanges?: string[] };
+}
+
+const sameList = (a: readonly string[] | undefined, b: readonly string[] | undefined) => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+
+/**
+ * Whether `after` can refuse no session that `before` let through: the same resources, scopes,
+ * clients and users, and requirements only dropped or relaxed (mfa, block or ipRanges removed, a
+ * longer or no maxAuthAgeSeconds). Anything else may leave existing sessions short.
+ */
+function onlyLoosens(before: ShownPolicy, after: ShownPolicy): boolean {
+  if (!sameList(before.resources, after.resources) || !sameList(before.scopes, after.scopes) || !sameList(before.clients, after.clients) || !sameList(before.users, after.users)) return false;
+  const b = before.require;
+  const a = after.require;
+  if (a.mfa && !b.mfa) return false;
+  if (a.block && !b.block) return false;
+  if (a.ipRanges !== undefined && !sameList(a.ipRanges, b.ipRanges)) return false;
+  if (a.maxAuthAgeSeconds !== undefined && (b.maxAuthAgeSeconds === undefined || a.maxAuthAgeSeconds < b.maxAuthAgeSeconds)) return false;
+  return true;
+}
+
+/**
+ * A policy created or changed so that sessions which met the tenant's policies may no longer:
+ * `assurance-level-change` (CAEP) about each user the policy names, or about the tenant when it
+ * names none (sessions are not indexed by user, so "whose sessions fall short" is not cheap to
+ * know: the receiver re-evaluates them all). MFA newly required is said in RFC 8176 terms (`pwd` →
+ * `mfa`); other requirements as the policy kind now required (`block`, `freshness`, `ip`) in
+ * Baton's namespace.
+ */
+function policyEvents(change: AdminChangeEvent, at: number): SecurityEvent[] {
+  const after = change.after as ShownPolicy | undefined;
+  if (after === undefined) return [];
+  const before = change.before as ShownPolicy | undefined;
+  if (before !== undefined && onlyLoosens(before, after)) return [];
+  const r = after.require;
+  const mfa = r.mfa === true && !before?.require.mfa;
+  const level = r.block ? 'block' : r.mfa ? 'mfa' : r.maxAuthAgeSeconds !== undefined ? 'freshness' : 'ip';
+  const payload = {
+    event_timestamp: at,
+    initiating_entity: 'admin',
+    namespace: mfa ? 'RFC8176' : 'urn:baton:conditional-access',
+    current_level: level,
+    ...(mfa ? { previous_level: 'pwd' } : {}),
+    change_direction: 'increase',
+    reason_admin: { en: `Conditional-access policy '${after.name.slice(0, 128)}' now requires more of a session.` },
+  };
+  const subjects: EventSubject[] = after.users !== undefined && after.users.length > 0 ? after.users.map((oid) => ({ kind: 'user' as const, oid })) : [{ kind: 'tenant' }];
+  return subjects.map((subject) => ({ type: EVENT_TYPES.assuranceLevelChange, subject, payload }));
+}
+
 /**
  * The security events an admin change is; none for most (a new user, a changed display name).
  * `at` is the change's instant in the token service's clock (epoch seconds).
@@ -181,6 +242,8 @@ export function securityEventsOf(change: AdminChangeEvent, at: number): Security
       return assignmentEvents(change, at);
     case 'application':
       return applicationEvents(change, at);
+    case 'policy':
+      return policyEvents(change, at);
     default:
       return [];
   }

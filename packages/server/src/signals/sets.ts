@@ -33,6 +33,7 @@ function userIdentifier(ctx: ServerContext, directory: TenantDirectory, stream: 
 export function subjectIn(ctx: ServerContext, directory: TenantDirectory, stream: SignalStream, subject: EventSubject): SubjectIdentifier {
   const tenant = { format: 'opaque', id: directory.tenant.tid };
   if (subject.kind === 'application') return { format: 'complex', application: { format: 'opaque', id: subject.clientId }, tenant };
+  if (subject.kind === 'tenant') return { format: 'complex', tenant };
   return {
     format: 'complex',
     user: userIdentifier(ctx, directory, stream, subject.oid, subject.email),
