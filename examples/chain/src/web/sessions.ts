@@ -34,6 +34,8 @@ export interface Session {
   signedIn: SignedIn | undefined;
   /** Epoch ms of the last completed sign-in. */
   signedInAt?: number | undefined;
+  /** The claims that sign-in was asked to satisfy (a step-up's or a CAE challenge's), if any. */
+  signedInClaims?: string | undefined;
   pending: PendingSignIn[];
   action: PendingAction | undefined;
   flash: Flash | undefined;

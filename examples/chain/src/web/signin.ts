@@ -57,9 +57,13 @@ export class SignInFlow {
     return this.start(c, session, returnTo);
   }
 
-  /** A claims challenge on a page: sign in with the claims (once: right after a sign-in it would loop). */
+  /**
+   * A claims challenge on a page: sign in with the claims — once: right after a sign-in asked for
+   * these same claims it would loop. Other claims (a revocation's `nbf` after an MFA step-up) are a
+   * new demand.
+   */
   async stepUp(c: Ctx, session: Session, returnTo: string, claims: string, traceId: string): Promise<Response> {
-    if (this.#justSignedIn(session)) {
+    if (this.#justSignedIn(session) && session.signedInClaims === claims) {
       return c.html(errorPage({ viewer: viewerOf(session), title: 'A stronger sign-in did not help', message: 'The Tasks API still asks for more than this sign-in proved.', traceId }), 502);
     }
     return this.start(c, session, returnTo, claims);
@@ -99,7 +103,7 @@ export class SignInFlow {
       return c.html(errorPage({ title: 'Sign-in failed', message: `The sign-in response could not be used: ${(error as Error).message}` }), 400);
     }
     const previousUser = session.signedIn?.user.oid;
-    this.#establish(c, session, signedIn);
+    this.#establish(c, session, signedIn, pending.claims);
     return this.#resume(c, session, pending, previousUser);
   }
 
@@ -126,9 +130,10 @@ export class SignInFlow {
   }
 
   /** The new sign-in, under a new session id (session fixation). */
-  #establish(c: Ctx, session: Session, signedIn: SignedIn): void {
+  #establish(c: Ctx, session: Session, signedIn: SignedIn, claims: string | undefined): void {
     session.signedIn = signedIn;
     session.signedInAt = Date.now();
+    session.signedInClaims = claims;
     this.#o.sessions.rotate(session);
     this.#o.cookies.set(c, session);
   }
