@@ -79,6 +79,8 @@ before(async () => {
     metricsPort: 0,
     indexerIntervalMs: 0,
     indexerFirstRunMs: -1,
+    // No security event streams: their app-only tokens would add to the client-credentials count below.
+    securityEvents: false,
     log: () => {},
   });
   const target = (url: string) => new URL(url).host;

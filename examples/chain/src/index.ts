@@ -17,22 +17,26 @@
 import { join } from 'node:path';
 import { ChainLog, type ExchangeFeed } from './chain-log.ts';
 import { readDemoConfig, totpNow, DEFAULT_CONFIG, type DemoConfig } from './demo-config.ts';
-import { startAuditApi } from './audit/api.ts';
-import { startDocsApi } from './docs/api.ts';
+import { AUDIT_API, startAuditApi } from './audit/api.ts';
+import { DOCS_API, startDocsApi } from './docs/api.ts';
 import { startDocsMcp } from './mcp/server.ts';
 import { DOCS_MCP_APP } from './mcp/registration.ts';
-import { startTasksApi, type Switch } from './tasks/api.ts';
+import { startTasksApi, TASKS_API, type Switch } from './tasks/api.ts';
 import { startIndexer, type Indexer } from './indexer/job.ts';
 import { startTasksWeb, TASKS_WEB } from './web/app.ts';
 import { stderrWriter, type LineWriter } from './log.ts';
 import { serveApiMetrics } from './metrics.ts';
+import { createDemoAdmin } from './demo-admin.ts';
+import { SignalLog } from './signal-log.ts';
+import type { ApiSignalsOptions } from './signals.ts';
 
 export { ChainLog, type RequestView, type HopView, type TokenView, type DecisionView } from './chain-log.ts';
 export { readDemoConfig, totpNow, DEFAULT_CONFIG, type DemoConfig } from './demo-config.ts';
 export { effectiveAccess, explain } from './docs/permissions.ts';
 export { banner, type BannerInput } from './banner.ts';
 export { startTracing, type Tracing, type TracingOptions } from './otel.ts';
-export { withDemoAdmin, DEMO_ADMIN } from './demo-admin.ts';
+export { withDemoAdmin, createDemoAdmin, DEMO_ADMIN, DemoAdminError, type DemoAdmin } from './demo-admin.ts';
+export { SignalLog, type SignalView, type RevokeView } from './signal-log.ts';
 export { startDocsMcp, DOCS_MCP, TOOL_SCOPES, type DocsMcpOptions, type RunningDocsMcp } from './mcp/server.ts';
 export { withDocsMcp, docsMcpUri, DOCS_AGENT, DOCS_MCP_APP } from './mcp/registration.ts';
 /** baton dev starts the Docs MCP on the port after the three APIs. */
@@ -79,6 +83,13 @@ export interface ChainOptions {
    * for Jaeger): the chain view links each hop to its trace there. Absent: the hop shows the trace id.
    */
   traceUrl?: string | undefined;
+  /**
+   * Continuous access evaluation (docs/cae.md; default on): each API creates its own security event
+   * stream at the token service (its application needs `Baton.Signals`, as in baton.json) and polls
+   * it; the chain view gets "Revoke Alice's sessions" (the demo admin: the token service needs
+   * `withDemoAdmin`) and the events each API received. Off: none of it.
+   */
+  securityEvents?: boolean | undefined;
 }
 
 export interface RunningChain {
@@ -90,6 +101,8 @@ export interface RunningChain {
   antiPattern: Switch;
   indexer: Indexer;
   demo: DemoConfig;
+  /** The security events each API received (absent with `securityEvents: false`). */
+  signals?: SignalLog | undefined;
   close(): Promise<void>;
 }
 
@@ -131,6 +144,13 @@ function secretOf(demo: DemoConfig, clientId: string): string {
   return secret;
 }
 
+/** Whose sessions the chain view's button revokes: the demo's user with a second factor (alice), else its first. */
+function revokeTarget(demo: DemoConfig): { username: string; displayName: string } {
+  const user = demo.users.find((u) => u.mfa && u.enabled) ?? demo.users[0];
+  if (user === undefined) throw new Error('the demo configuration has no user');
+  return { username: user.username, displayName: user.displayName };
+}
+
 export async function startChain(options: ChainOptions): Promise<RunningChain> {
   const demo = options.demo ?? readDemoConfig(DEFAULT_CONFIG);
   const log = options.log ?? stderrWriter;
@@ -157,15 +177,19 @@ export async function startChain(options: ChainOptions): Promise<RunningChain> {
       return served;
     };
     const [tasksMetrics, docsMetrics, auditMetrics] = [await apiMetrics(1), await apiMetrics(2), await apiMetrics(3)];
-    const audit = await startAuditApi({ ...common, clientSecret: secretOf(demo, 'audit-api'), port: port(2), dataFile: file('audit'), metrics: auditMetrics?.metrics });
+    // Each API receives the token service's security events on a stream of its own (polled); the
+    // events name the user by her oid (`opaque`), so the chain view shows each user hers.
+    const signalLog = options.securityEvents === false ? undefined : new SignalLog();
+    const signalsFor = (api: string): ApiSignalsOptions | undefined => (signalLog === undefined ? undefined : { delivery: 'poll', subjectFormat: 'opaque', onEvent: signalLog.receiverFor(api) });
+    const audit = await startAuditApi({ ...common, clientSecret: secretOf(demo, 'audit-api'), port: port(2), dataFile: file('audit'), metrics: auditMetrics?.metrics, signals: signalsFor(AUDIT_API) });
     closers.push(audit.close);
-    const docs = await startDocsApi({ ...common, clientSecret: secretOf(demo, 'docs-api'), port: port(1), dataFile: file('docs'), auditUrl: audit.url, metrics: docsMetrics?.metrics });
+    const docs = await startDocsApi({ ...common, clientSecret: secretOf(demo, 'docs-api'), port: port(1), dataFile: file('docs'), auditUrl: audit.url, metrics: docsMetrics?.metrics, signals: signalsFor(DOCS_API) });
     closers.push(docs.close);
     // Docs MCP only on a port given: its canonical URI, registered at the token service (withDocsMcp), names it.
     const mcpPort = options.ports?.mcp;
     const docsMcp = mcpPort === undefined ? undefined : await startDocsMcp({ ...common, clientSecret: DOCS_MCP_APP.secret, port: mcpPort, docsUrl: docs.url, metrics: docsMetrics?.metrics });
     if (docsMcp !== undefined) closers.push(docsMcp.close);
-    const tasks = await startTasksApi({ ...common, clientSecret: secretOf(demo, 'tasks-api'), port: port(0), dataFile: file('tasks'), docsUrl: docs.url, antiPattern, metrics: tasksMetrics?.metrics });
+    const tasks = await startTasksApi({ ...common, clientSecret: secretOf(demo, 'tasks-api'), port: port(0), dataFile: file('tasks'), docsUrl: docs.url, antiPattern, metrics: tasksMetrics?.metrics, signals: signalsFor(TASKS_API) });
     closers.push(tasks.close);
     const indexer = startIndexer({
       authority: options.authority,
@@ -184,7 +208,12 @@ export async function startChain(options: ChainOptions): Promise<RunningChain> {
       port: options.ports?.web ?? WEB_PORT,
       tasksApiUrl: tasks.url,
       chain,
-      controls: { antiPattern, indexer, auditEntries: () => audit.entries(200) },
+      controls: {
+        antiPattern,
+        indexer,
+        auditEntries: () => audit.entries(200),
+        revoke: signalLog === undefined ? undefined : { admin: createDemoAdmin({ authority: options.authority, ca: options.ca }), target: revokeTarget(demo), signals: signalLog, receivers: [TASKS_API, DOCS_API, AUDIT_API] },
+      },
       chainAdmins: demo.users.filter((u) => u.admin).map((u) => u.username),
       demo: {
         users: demo.users,
@@ -203,6 +232,7 @@ export async function startChain(options: ChainOptions): Promise<RunningChain> {
       antiPattern,
       indexer,
       demo,
+      signals: signalLog,
       close: closeAll,
     };
   } catch (error) {

@@ -37,6 +37,11 @@ export interface ApiSignalsOptions {
   delivery?: 'poll' | 'push' | undefined;
   /** Told about each event the API accepted (a live view, a bench). */
   onEvent?: ((event: ReceivedEvent) => void) | undefined;
+  /**
+   * How the SETs name the user (SSF `subject_format`): `iss_sub` (the default: the pairwise `sub`
+   * this API's tokens carry), `opaque` (her `oid`, which the chain view matches to its viewer) or `email`.
+   */
+  subjectFormat?: 'iss_sub' | 'opaque' | 'email' | undefined;
 }
 
 /** A signals receiver bound to one API. */
@@ -116,7 +121,7 @@ export async function apiSignals(
     await json(fetchFn, 'deleting a stream', `${streams}?stream_id=${encodeURIComponent(id)}`, { method: 'DELETE', headers: await authorized() }, 204);
   }
   async function create(deliveryMember: Record<string, unknown>): Promise<{ stream_id: string; delivery: { endpoint_url: string } }> {
-    return json(fetchFn, 'creating the stream', streams, { method: 'POST', headers: await authorized({ 'content-type': 'application/json' }), body: JSON.stringify({ events_requested: EVENTS, delivery: deliveryMember, description }) }, 201);
+    return json(fetchFn, 'creating the stream', streams, { method: 'POST', headers: await authorized({ 'content-type': 'application/json' }), body: JSON.stringify({ events_requested: EVENTS, delivery: deliveryMember, description, subject_format: options.subjectFormat ?? 'iss_sub' }) }, 201);
   }
 
   const common = { issuer: metadata.issuer, jwksUri: metadata.jwks_uri, audience: api.clientId, ...(api.ca === undefined ? {} : { ca: api.ca }), logger: api.log, ...(options.onEvent ? { onEvent: options.onEvent } : {}) };

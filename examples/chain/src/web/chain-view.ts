@@ -1,6 +1,7 @@
 /**
  * The chain view (a local development tool): its page, its live feed (Server-Sent Events) and the
- * two developer controls (the anti-pattern switch, the indexer's "Run now").
+ * developer controls (the anti-pattern switch, the indexer's "Run now", "Revoke alice's sessions"
+ * with the security events each API received).
  *
  * A trace is its user's: each signed-in user sees the requests made in their name (and the app-only
  * ones); an administrator may ask for every user's (`?view=all`). Who is looking is judged again at
@@ -10,6 +11,8 @@ import { randomBytes } from 'node:crypto';
 import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
 import { canSee, type ChainLog, type ChainViewer, type RequestView } from '../chain-log.ts';
 import type { AuditEntry } from '../audit/api.ts';
+import type { DemoAdmin } from '../demo-admin.ts';
+import type { SignalLog } from '../signal-log.ts';
 import type { IndexStatus } from '../indexer/job.ts';
 import type { ExampleLogger } from '../log.ts';
 import type { Switch } from '../tasks/api.ts';
@@ -23,6 +26,11 @@ export interface ChainControls {
   antiPattern?: Switch | undefined;
   indexer?: { runNow(): Promise<IndexStatus>; status(): IndexStatus } | undefined;
   auditEntries?: (() => AuditEntry[]) | undefined;
+  /**
+   * Continuous access evaluation: the demo admin revokes `target`'s sessions at the token service
+   * (admin API), and `signals` holds the security events each API received.
+   */
+  revoke?: { admin: DemoAdmin; target: { username: string; displayName: string }; signals: SignalLog; receivers: readonly string[] } | undefined;
 }
 
 export interface ChainViewOptions {
@@ -58,6 +66,7 @@ export class ChainView {
     app.get('/chain/events', (c) => this.events(c));
     app.post('/chain/anti-pattern', (c) => this.setAntiPattern(c));
     app.post('/chain/indexer', (c) => this.runIndexer(c));
+    app.post('/chain/revoke-sessions', (c) => this.revokeSessions(c));
   }
 
   page(c: Ctx): Response {
@@ -76,6 +85,7 @@ export class ChainView {
         view: allUsers ? 'all' : 'mine',
         admin,
         traceUrl: this.#o.traceUrl,
+        revokeTarget: this.#o.controls?.revoke?.target,
       }),
     );
   }
@@ -110,6 +120,24 @@ export class ChainView {
     return c.redirect('/chain', 303);
   }
 
+  /** The demo admin revokes the target user's sessions (admin API); the APIs hear it as a security event. */
+  async revokeSessions(c: Ctx): Promise<Response> {
+    const form = await this.#o.forms.read(c, this.#csrf);
+    if (form === undefined) return this.#o.forms.forbidden(c);
+    const revoke = this.#o.controls?.revoke;
+    if (revoke === undefined) return c.redirect('/chain', 303);
+    const { username } = revoke.target;
+    try {
+      const edge = await revoke.admin.revokeSessions(username);
+      this.#o.log.info('sessions revoked by the demo admin', { user: username, revokedBefore: edge });
+      revoke.signals.revoked({ username, at: Date.now(), outcome: 'ok', text: `Sessions of ${revoke.target.displayName} revoked: tokens issued before ${edge} are void.` });
+    } catch (error) {
+      this.#o.log.warn('revoking sessions failed', { user: username, cause: (error as Error).message });
+      revoke.signals.revoked({ username, at: Date.now(), outcome: 'failed', text: (error as Error).message });
+    }
+    return c.redirect('/chain#security-events', 303);
+  }
+
   /** Ends every open stream (the server is closing). */
   close(): void {
     for (const end of [...this.#closers]) end();
@@ -134,7 +162,17 @@ export class ChainView {
       antiPattern: controls?.antiPattern?.enabled ?? false,
       indexer: controls?.indexer?.status(),
       audit: viewer === undefined ? [] : (controls?.auditEntries?.() ?? []).filter((e) => viewer.allUsers || e.oid === viewer.oid).slice(0, 12),
+      ...(controls?.revoke === undefined
+        ? {}
+        : { signals: { receivers: controls.revoke.receivers, events: this.#namedSignals(controls.revoke.signals, viewer), revoke: controls.revoke.signals.lastRevoke() } }),
     };
+  }
+
+  /** The events the viewer may see, with the user's name when a request of hers told it (the SET names her by `oid` only). */
+  #namedSignals(signals: SignalLog, viewer: ChainViewer | undefined) {
+    const names = new Map<string, string>();
+    for (const r of this.#o.chain?.snapshot() ?? []) if (r.owner !== undefined && !names.has(r.owner)) names.set(r.owner, r.actor);
+    return signals.visibleTo(viewer).slice(0, 30).map((e) => ({ ...e, user: e.oid === undefined ? undefined : names.get(e.oid) }));
   }
 
   #notifyState(): void {
@@ -164,6 +202,7 @@ export class ChainView {
     });
     const onState = () => push('state', this.#state(viewer()));
     this.#stateListeners.add(onState);
+    const unsubscribeSignals = this.#o.controls?.revoke?.signals.subscribe(onState);
     this.#closers.add(end);
     stream.onAbort(end);
     const keepAlive = setInterval(() => push('ping', {}), 15_000);
@@ -176,6 +215,7 @@ export class ChainView {
     } finally {
       clearInterval(keepAlive);
       unsubscribe();
+      unsubscribeSignals?.();
       this.#stateListeners.delete(onState);
       this.#closers.delete(end);
     }

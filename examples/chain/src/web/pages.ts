@@ -284,6 +284,27 @@ export interface ChainPageInput {
   admin: boolean;
   /** A trace UI's URL with `{traceId}` (BATON_TRACE_URL): each hop links to its trace there. */
   traceUrl?: string | undefined;
+  /** Continuous access evaluation: whose sessions the "Revoke" button revokes (absent: no button). */
+  revokeTarget?: { username: string; displayName: string } | undefined;
+}
+
+/** The "Revoke sessions" control (the demo admin calls the token service's admin API). */
+function revokeControl(input: ChainPageInput): SafeHtml {
+  const target = input.revokeTarget;
+  if (target === undefined) return html``;
+  const first = target.displayName.split(' ')[0] ?? target.displayName;
+  return html`<div class="card control" id="revoke-card">
+<div><h2>Continuous access evaluation</h2>
+<p class="muted">The demo admin revokes ${target.displayName}’s sessions at the token service (admin API, as <code>baton admin users revoke-sessions ${target.username}</code> does). Each API hears it as a security event (OpenID SSF, CAEP <code>session-revoked</code>) and refuses the tokens issued before it with a claims challenge.</p>
+<p class="small" id="revoke-status">—</p></div>
+<form method="post" action="/chain/revoke-sessions" class="row"><input type="hidden" name="csrf" value="${input.csrf}"><button type="submit" id="revoke-sessions" class="danger">Revoke ${first}’s sessions</button></form>
+</div>`;
+}
+
+/** The security events each API received (filled in live by chain.js). */
+function signalsPanel(input: ChainPageInput): SafeHtml {
+  if (input.revokeTarget === undefined) return html``;
+  return html`<section class="card signals-panel" id="security-events"><h2>Security events received by each API</h2><p class="muted small">What each API's receiver accepted from the token service (Security Event Tokens, polled from its own stream): event type, subject, time received.</p><div id="signal-events"><p class="muted">—</p></div></section>`;
 }
 
 /** Whose requests the chain view lists, and the switch between the two views for an administrator. */
@@ -325,12 +346,14 @@ export function chainPage(input: ChainPageInput): string {
 <p class="small" id="indexer-status">—</p></div>
 <form method="post" action="/chain/indexer" class="row"><input type="hidden" name="csrf" value="${input.csrf}"><button type="submit" id="run-indexer">Run now</button></form>
 </div>
+${revokeControl(input)}
 </section>
 <div class="legend"><span class="pill ok">allowed</span><span class="pill bad">refused</span><span class="muted small">Hop = one HTTP call, shown with the token that crossed it. <code>act</code> nests one level per API that exchanged the token.</span>
 <label class="small filter"><input type="checkbox" id="show-single"> Show single-hop requests</label></div>
 ${chainScope(input)}
 <div id="requests" class="requests" aria-live="polite" data-view="${input.view}" data-signed-in="${input.viewer ? 'true' : 'false'}" data-trace-url="${input.traceUrl ?? ''}"><p class="muted empty-note">${input.viewer ? 'No requests yet. Add a task, then attach a document to it.' : 'Sign in to see the requests made in your name.'}</p></div>
 <section class="card audit-panel"><h2>Audit API — latest entries</h2><p class="muted small">What the Audit API recorded, and on whose behalf (read from its store for this developer view).</p><div id="audit-entries"><p class="muted">—</p></div></section>
+${signalsPanel(input)}
 ${demoUsersBox(input.users, input.totpSecret)}`,
   });
 }

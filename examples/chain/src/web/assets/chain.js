@@ -211,6 +211,7 @@
         ? `Last run ${new Date(s.lastRunAt).toLocaleTimeString([], { hour12: false })}: ${s.lastError ? `failed — ${s.lastError}` : `${s.documents} document${s.documents === 1 ? '' : 's'}, ${s.words} words indexed`} (${s.runs} run${s.runs === 1 ? '' : 's'}).`
         : 'Not run yet.';
     }
+    if (state.signals) renderSignals(state.signals);
     const audit = document.getElementById('audit-entries');
     if (audit && Array.isArray(state.audit)) {
       if (state.audit.length === 0) {
@@ -240,6 +241,53 @@
         );
       }
     }
+  }
+
+  // Continuous access evaluation: the last revocation pressed, and the security events per API.
+  function renderSignals(signals) {
+    const status = document.getElementById('revoke-status');
+    if (status && signals.revoke) {
+      status.textContent = `${time(signals.revoke.at)}: ${signals.revoke.text}`;
+      status.className = `small ${signals.revoke.outcome === 'ok' ? 'ok-text' : 'bad-text'}`;
+    }
+    const box = document.getElementById('signal-events');
+    if (!box) return;
+    const events = Array.isArray(signals.events) ? signals.events : [];
+    const subject = (e) => (e.subject ? `${e.user ? `${e.user} — ` : ''}${e.subject.kind} ${short(e.subject.value)}` : '—');
+    box.replaceChildren(
+      el(
+        'div',
+        { class: 'signal-apis' },
+        (signals.receivers || []).map((api) => {
+          const mine = events.filter((e) => e.api === api);
+          return el(
+            'div',
+            { class: 'signal-api', 'data-api': api },
+            el('h3', { text: name(api) }),
+            mine.length === 0
+              ? el('p', { class: 'muted small', text: signedIn ? 'No event received yet.' : 'Sign in to see the events about you.' })
+              : el(
+                  'table',
+                  { class: 'audit' },
+                  el('thead', null, el('tr', null, ['Event', 'Subject', 'Received'].map((h) => el('th', { text: h })))),
+                  el(
+                    'tbody',
+                    null,
+                    mine.map((e) =>
+                      el(
+                        'tr',
+                        { class: 'signal', 'data-type': e.type, title: e.typeUri },
+                        el('td', null, el('code', { text: e.type })),
+                        el('td', { text: subject(e) }),
+                        el('td', { text: `${time(e.receivedAt)} (${e.via})` }),
+                      ),
+                    ),
+                  ),
+                ),
+          );
+        }),
+      ),
+    );
   }
 
   function connect() {
