@@ -14,7 +14,7 @@ import type { Application } from './types.ts';
 import { isS256Challenge } from './pkce.ts';
 import { matchRedirectUri, MAX_REDIRECT_URI_LENGTH } from './redirect-uri.ts';
 import { parseClaimsRequest, type ClaimsDemands } from './policy.ts';
-import { apiName, resolveScopeParameter, resolveTarget, type OidcScope } from './scopes.ts';
+import { apiName, qualifiedScope, resolveScopeParameter, resolveTarget, type OidcScope } from './scopes.ts';
 
 export type Prompt = 'login' | 'consent' | 'select_account' | 'none';
 export type ResponseMode = 'query' | 'form_post';
@@ -163,6 +163,16 @@ export function parseAuthorizeRequest(directory: TenantDirectory, given: Readonl
     const resolved = scope.resource;
     if (resolved === undefined && !scope.oidc.includes('openid')) {
       throw errors.invalidScope("The scope parameter names neither 'openid' nor an API scope: ask for 'openid' (sign-in, ID token) and/or the scopes of one API (e.g. 'api://tasks/Tasks.ReadWrite').");
+    }
+
+    // RFC 7591 §2: a client that registered itself with a `scope` asks only for those API scopes
+    // (bare, as an MCP client with `resource` names them, or qualified with the API).
+    const registered = client.registration?.scope?.split(' ').filter((v) => v !== '');
+    if (registered !== undefined && resolved !== undefined) {
+      const unregistered = resolved.scopes.filter((v) => !registered.includes(v) && !registered.includes(qualifiedScope(resolved.api, v)));
+      if (unregistered.length > 0) {
+        throw errors.invalidScope(`'${truncate(client.clientId, 128)}' registered the scope '${truncate(registered.join(' '), 200)}' and may not ask for ${unregistered.map((v) => `'${truncate(v, 80)}'`).join(', ')} (RFC 7591 §2): register again, or update the registration (RFC 7592), with the scopes it needs.`);
+      }
     }
 
     // PKCE (RFC 7636; RFC 9700 §2.1.1): S256 only; required for public clients.

@@ -18,7 +18,7 @@ let server: TestServer;
 
 function configure(raw: any): void {
   raw.registration = { dynamic: { enabled: true, perIpPerHour: PER_IP, unusedTtlSeconds: 3600, allowedScopes: ['Wiki.Read', 'offline_access'] } };
-  raw.tenants[0].applications.push({ name: 'Wiki MCP', clientId: MCP.clientId, secrets: [MCP.secret], identifierUri: MCP.uri, tokenAudience: 'identifierUri', scopes: [{ value: 'Wiki.Read', description: 'Read the wiki' }] });
+  raw.tenants[0].applications.push({ name: 'Wiki MCP', clientId: MCP.clientId, secrets: [MCP.secret], identifierUri: MCP.uri, tokenAudience: 'identifierUri', scopes: [{ value: 'Wiki.Read', description: 'Read the wiki' }, { value: 'Wiki.Write', description: 'Edit the wiki' }] });
 }
 let registerUrl: string;
 
@@ -124,6 +124,29 @@ test('policy: redirect URIs, auth method, grant types, scopes, bad JSON', async 
   }
   const form = await fetch(registerUrl, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'redirect_uris=x' });
   assert.equal(form.status, 400);
+});
+
+test('a registered client asks only for the scopes it registered; one that named none gets the policy\'s', async () => {
+  const askFor = async (clientId: string, scope: string) => {
+    const hop = await new Browser().get(authorizeUrl(server, { ...authorizeParams(clientId, pkce().challenge), scope }));
+    // A redirect to the client carries the error; Baton's own sign-in page is not a redirect to it.
+    if (hop.status !== 302 || hop.location!.startsWith(server.url)) return undefined;
+    return new URL(hop.location!).searchParams;
+  };
+  const named = await register(agent({ scope: 'Wiki.Read' }));
+  assert.equal(named.status, 201, JSON.stringify(named.body));
+  const widened = await askFor(named.body.client_id, 'Wiki.Read Wiki.Write');
+  assert.equal(widened?.get('error'), 'invalid_scope');
+  assert.match(widened?.get('error_description') ?? '', /registered the scope 'Wiki\.Read' and may not ask for 'Wiki\.Write'/);
+  // Qualified with the API, the same scope is the same scope.
+  assert.equal(await askFor(named.body.client_id, `${MCP.uri}/Wiki.Read`), undefined, 'the sign-in page, not a redirect');
+
+  // No scope in the metadata, under a policy: the registration is held to the policy (no way around allowedScopes).
+  const unnamed = await register(agent({ scope: undefined }));
+  assert.equal(unnamed.status, 201, JSON.stringify(unnamed.body));
+  assert.equal(unnamed.body.scope, 'Wiki.Read offline_access');
+  assert.equal((await askFor(unnamed.body.client_id, 'Wiki.Write'))?.get('error'), 'invalid_scope');
+  assert.equal(await askFor(unnamed.body.client_id, 'Wiki.Read'), undefined);
 });
 
 test('a registration never used expires; one used does not', async () => {

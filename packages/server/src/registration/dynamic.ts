@@ -148,7 +148,9 @@ function readMetadata(body: unknown, options: DynamicRegistrationOptions, direct
   return {
     redirectUris: uris as string[],
     name,
-    scope: typeof scope === 'string' ? scope : undefined,
+    // No scope asked for under a scope policy: the registration gets the policy's scopes (RFC 7591 §3.2.1
+    // lets the server replace values), so the authorization endpoint holds it to them.
+    scope: typeof scope === 'string' ? scope : options.allowedScopes?.join(' '),
     logoUri: httpsUrl(m.logo_uri, 'logo_uri'),
     clientUri: httpsUrl(m.client_uri, 'client_uri'),
     grantTypes: grantTypes as string[],
