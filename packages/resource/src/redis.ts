@@ -54,6 +54,22 @@ export interface RedisTokenCacheOptions {
 
 const VERSION = 'v1';
 
+/** Resolves true once `redis` is ready, false after `timeoutMs`. */
+function whenReady(redis: Redis, timeoutMs: number): Promise<boolean> {
+  if (redis.status === 'ready') return Promise.resolve(true);
+  return new Promise<boolean>((resolve) => {
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    const timer = setTimeout(() => {
+      redis.off('ready', onReady);
+      resolve(false);
+    }, timeoutMs);
+    redis.once('ready', onReady);
+  });
+}
+
 export class RedisTokenCacheStore implements TokenCacheStore {
   readonly #redis: Redis;
   readonly #owned: boolean;
@@ -92,18 +108,7 @@ export class RedisTokenCacheStore implements TokenCacheStore {
 
   /** Resolves when Redis is ready (true) or after `timeoutMs` (false). */
   async ready(timeoutMs = 2000): Promise<boolean> {
-    if (this.connected) return true;
-    return new Promise<boolean>((resolve) => {
-      const onReady = () => {
-        clearTimeout(timer);
-        resolve(true);
-      };
-      const timer = setTimeout(() => {
-        this.#redis.off('ready', onReady);
-        resolve(false);
-      }, timeoutMs);
-      this.#redis.once('ready', onReady);
-    });
+    return whenReady(this.#redis, timeoutMs);
   }
 
   async get(key: string): Promise<CachedToken | undefined> {
@@ -246,18 +251,7 @@ export class RedisDpopReplayCache implements DpopReplayCache {
 
   /** Resolves when Redis is ready (true) or after `timeoutMs` (false). */
   async ready(timeoutMs = 2000): Promise<boolean> {
-    if (this.#redis.status === 'ready') return true;
-    return new Promise<boolean>((resolve) => {
-      const onReady = () => {
-        clearTimeout(timer);
-        resolve(true);
-      };
-      const timer = setTimeout(() => {
-        this.#redis.off('ready', onReady);
-        resolve(false);
-      }, timeoutMs);
-      this.#redis.once('ready', onReady);
-    });
+    return whenReady(this.#redis, timeoutMs);
   }
 
   async useOnce(key: string, ttlMs: number): Promise<boolean> {
