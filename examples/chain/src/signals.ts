@@ -12,12 +12,11 @@
  * - push (RFC 8935): the receiver exists first (the API mounts `PUSH_PATH` on its own server);
  *   `start` creates the stream with the API's listening URL and a random push authorization.
  *
- * The stream lives as long as the API: `close` deletes it, and `start` first deletes the streams a
- * previous run of the same API left behind (same description), so restarts do not pile up against
- * the per-receiver stream limit.
+ * The stream is found or created with the SDK's `ensureSignalStream` (same description and delivery:
+ * a restart finds the stream a previous run left instead of adding one), and `close` deletes it.
  */
 import { randomBytes } from 'node:crypto';
-import { createOboClient, createSignals, fetchWithCa, type FetchLike, type ReceivedEvent, type Signals } from '@baton/resource';
+import { createOboClient, createSignals, ensureSignalStream, fetchWithCa, ssfConfigurationUrl, type FetchLike, type ReceivedEvent, type Signals, type SignalStream } from '@baton/resource';
 import type { ExampleLogger } from './log.ts';
 
 /** Where a pushing API receives its SETs. */
@@ -26,8 +25,6 @@ export const PUSH_PATH = '/security-events';
 const CAEP = 'https://schemas.openid.net/secevent/caep/event-type/';
 const RISC = 'https://schemas.openid.net/secevent/risc/event-type/';
 const EVENTS = [`${CAEP}session-revoked`, `${CAEP}credential-change`, `${CAEP}token-claims-change`, `${RISC}account-disabled`];
-const POLL = 'urn:ietf:rfc:8936';
-const PUSH = 'urn:ietf:rfc:8935';
 /** The scope of the app-only token for the SSF endpoints (the built-in admin API). */
 export const SIGNALS_SCOPE = 'api://baton-admin/.default';
 
@@ -66,26 +63,14 @@ export class SignalsSetupError extends Error {
   }
 }
 
-interface Metadata {
-  issuer: string;
-  jwks_uri: string;
-  configuration_endpoint: string;
-}
-
-async function json(fetchFn: FetchLike, what: string, url: string, init: RequestInit, expected: number): Promise<any> {
-  const response = await fetchFn(url, init);
-  const text = await response.text();
-  if (response.status !== expected) {
-    let detail = '';
-    try {
-      const body = JSON.parse(text) as { title?: unknown; detail?: unknown };
-      detail = typeof body.detail === 'string' ? body.detail : typeof body.title === 'string' ? body.title : '';
-    } catch {
-      // not JSON
-    }
-    throw new SignalsSetupError(what, response.status, detail);
+/** The transmitter metadata (SSF 1.0 §7.2) members this file uses. */
+async function metadataOf(fetchFn: FetchLike, issuer: string): Promise<{ jwks_uri: string; configuration_endpoint: string }> {
+  const response = await fetchFn(ssfConfigurationUrl(issuer), { headers: { accept: 'application/json' } });
+  if (response.status !== 200) {
+    await response.body?.cancel();
+    throw new SignalsSetupError('the transmitter configuration', response.status, '');
   }
-  return text === '' ? undefined : JSON.parse(text);
+  return (await response.json()) as { jwks_uri: string; configuration_endpoint: string };
 }
 
 /**
@@ -103,62 +88,51 @@ export async function apiSignals(
   // DPoP), cached and renewed before it expires.
   const tokens = createOboClient({ authority: api.authority, clientId: api.clientId, credential: { clientSecret: api.clientSecret }, ...(api.ca === undefined ? {} : { ca: api.ca }), logger: api.log });
   const appToken = async () => (await tokens.appToken([SIGNALS_SCOPE])).accessToken;
-  const authorityUrl = api.authority.replace(/\/+$/, '');
-  const metadata = (await json(fetchFn, 'the transmitter configuration', `${authorityUrl}/.well-known/ssf-configuration`, { headers: { accept: 'application/json' } }, 200)) as Metadata;
-  const streams = metadata.configuration_endpoint;
   const description = `${api.clientId} (Baton demo, ${delivery})`;
-  const authorized = async (extra: Record<string, string> = {}) => ({ authorization: `Bearer ${await appToken()}`, accept: 'application/json', ...extra });
-
-  /** Deletes this API's streams a previous run left (same description). */
-  async function dropStale(): Promise<void> {
-    const held = (await json(fetchFn, 'listing the streams', streams, { headers: await authorized() }, 200)) as unknown;
-    const list = Array.isArray(held) ? held : held === undefined ? [] : [held];
-    for (const stream of list as Array<{ stream_id: string; description?: string }>) {
-      if (stream.description === description) await remove(stream.stream_id);
-    }
-  }
-  async function remove(id: string): Promise<void> {
-    await json(fetchFn, 'deleting a stream', `${streams}?stream_id=${encodeURIComponent(id)}`, { method: 'DELETE', headers: await authorized() }, 204);
-  }
-  async function create(deliveryMember: Record<string, unknown>): Promise<{ stream_id: string; delivery: { endpoint_url: string } }> {
-    return json(fetchFn, 'creating the stream', streams, { method: 'POST', headers: await authorized({ 'content-type': 'application/json' }), body: JSON.stringify({ events_requested: EVENTS, delivery: deliveryMember, description, subject_format: options.subjectFormat ?? 'iss_sub' }) }, 201);
+  const issuer = api.authority.replace(/\/+$/, '');
+  // SSF stream management (the SDK's ensureSignalStream): this API's stream, found or created.
+  const ensure = (method: { method: 'poll' } | { method: 'push'; endpointUrl: string; authorization: string }) =>
+    ensureSignalStream({ issuer, accessToken: appToken, description, events: EVENTS, subjectFormat: options.subjectFormat ?? 'iss_sub', delivery: method, fetch: fetchFn });
+  async function remove(id: string, endpoint: string): Promise<void> {
+    const response = await fetchFn(`${endpoint}?stream_id=${encodeURIComponent(id)}`, { method: 'DELETE', headers: { authorization: `Bearer ${await appToken()}` } });
+    await response.body?.cancel();
+    if (response.status !== 204) throw new SignalsSetupError('deleting the stream', response.status, '');
   }
 
-  const common = { issuer: metadata.issuer, jwksUri: metadata.jwks_uri, audience: api.clientId, ...(api.ca === undefined ? {} : { ca: api.ca }), logger: api.log, ...(options.onEvent ? { onEvent: options.onEvent } : {}) };
-  let streamId: string | undefined;
+  let stream: SignalStream | undefined;
   let signals: Signals;
   let pushAuthorization: string | undefined;
+  const common = (found: { issuer: string; jwksUri: string }) => ({ issuer: found.issuer, jwksUri: found.jwksUri, audience: api.clientId, ...(api.ca === undefined ? {} : { ca: api.ca }), logger: api.log, ...(options.onEvent ? { onEvent: options.onEvent } : {}) });
   if (delivery === 'poll') {
-    await dropStale();
-    const stream = await create({ method: POLL });
-    streamId = stream.stream_id;
-    signals = createSignals({ ...common, poll: { endpoint: stream.delivery.endpoint_url, accessToken: appToken } });
+    stream = await ensure({ method: 'poll' });
+    signals = createSignals({ ...common(stream), poll: { endpoint: stream.pollEndpoint!, accessToken: appToken } });
   } else {
     pushAuthorization = `Bearer ${randomBytes(24).toString('base64url')}`;
-    signals = createSignals({ ...common, pushAuthorization });
+    // The issuer's keys are known before the stream exists (its metadata names them).
+    signals = createSignals({ ...common({ issuer, jwksUri: (await metadataOf(fetchFn, issuer)).jwks_uri }), pushAuthorization });
   }
+  /** The stream management endpoint, from the transmitter metadata (for DELETE on close). */
+  const configurationEndpoint = async () => (await metadataOf(fetchFn, issuer)).configuration_endpoint;
 
   return {
     signals,
     delivery,
     get streamId() {
-      return streamId;
+      return stream?.streamId;
     },
     async start(apiUrl: string) {
-      if (delivery === 'push' && streamId === undefined) {
-        await dropStale();
-        const stream = await create({ method: PUSH, endpoint_url: new URL(PUSH_PATH, apiUrl).href, authorization_header: pushAuthorization });
-        streamId = stream.stream_id;
+      if (delivery === 'push' && stream === undefined) {
+        stream = await ensure({ method: 'push', endpointUrl: new URL(PUSH_PATH, apiUrl).href, authorization: pushAuthorization! });
       }
       await signals.start();
-      api.log.info('receiving security events', { delivery, stream: streamId });
+      api.log.info('receiving security events', { delivery, stream: stream?.streamId });
     },
     async close() {
       await signals.close();
-      const id = streamId;
-      streamId = undefined;
+      const id = stream?.streamId;
+      stream = undefined;
       try {
-        if (id !== undefined) await remove(id);
+        if (id !== undefined) await remove(id, await configurationEndpoint());
       } catch (error) {
         api.log.warn('could not delete the security event stream', { stream: id, cause: (error as Error).message });
       } finally {
