@@ -68,13 +68,7 @@ class TransactionQueries implements PgQueries {
   }
 
   async notifyingQuery(name: string, write: string, values: unknown[], change: Invalidation): Promise<{ rowCount: number }> {
-    const n = values.length + 1;
-    const { rows } = await this.query<{ n: number }>(
-      name,
-      `WITH w AS (${write} RETURNING 1), c AS (SELECT count(*)::int AS n FROM w)
-       SELECT n, CASE WHEN n > 0 THEN pg_notify('${INVALIDATION_CHANNEL}', $${n}) END AS notified FROM c`,
-      [...values, notifyPayload(this.#from, change)],
-    );
+    const { rows } = await this.query<{ n: number }>(name, notifyingSql(write, values.length), [...values, notifyPayload(this.#from, change)]);
     const rowCount = rows[0]?.n ?? 0;
     if (rowCount > 0) this.changes.push(change);
     return { rowCount };
@@ -86,6 +80,15 @@ class TransactionQueries implements PgQueries {
     this.changes.push(change);
     return true;
   }
+}
+
+/**
+ * `write` (with its `values.length` parameters) as one statement that also notifies, with the
+ * payload as the next parameter, once if it wrote any row: answers `n`, the rows written.
+ */
+function notifyingSql(write: string, parameters: number): string {
+  return `WITH w AS (${write} RETURNING 1), c AS (SELECT count(*)::int AS n FROM w)
+       SELECT n, CASE WHEN n > 0 THEN pg_notify('${INVALIDATION_CHANNEL}', $${parameters + 1}) END AS notified FROM c`;
 }
 
 export class PostgresConnection {
@@ -118,13 +121,7 @@ export class PostgresConnection {
    * delete that matched nothing notifies nobody. Emits locally after the commit.
    */
   async notifyingQuery(name: string, write: string, values: unknown[], change: Invalidation): Promise<{ rowCount: number }> {
-    const n = values.length + 1;
-    const { rows } = await this.query<{ n: number }>(
-      name,
-      `WITH w AS (${write} RETURNING 1), c AS (SELECT count(*)::int AS n FROM w)
-       SELECT n, CASE WHEN n > 0 THEN pg_notify('${INVALIDATION_CHANNEL}', $${n}) END AS notified FROM c`,
-      [...values, notifyPayload(this.#from, change)],
-    );
+    const { rows } = await this.query<{ n: number }>(name, notifyingSql(write, values.length), [...values, notifyPayload(this.#from, change)]);
     const rowCount = rows[0]?.n ?? 0;
     if (rowCount > 0) this.#listeners.emit(change);
     return { rowCount };
