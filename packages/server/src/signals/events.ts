@@ -20,6 +20,8 @@
  * issued (`iat`) before `event_timestamp` is void (core `predatesRevocation`).
  */
 import type { AdminChangeEvent } from '../admin/audit.ts';
+import type { z } from 'zod';
+import type { PolicyConfig } from '../config/schema.ts';
 
 export const CAEP = 'https://schemas.openid.net/secevent/caep/event-type/';
 export const RISC = 'https://schemas.openid.net/secevent/risc/event-type/';
@@ -172,14 +174,8 @@ function applicationEvents(change: AdminChangeEvent, at: number): SecurityEvent[
   return events;
 }
 
-interface ShownPolicy {
-  name: string;
-  resources: string[];
-  scopes?: string[];
-  clients?: string[];
-  users?: string[];
-  require: { mfa?: boolean; maxAuthAgeSeconds?: number; block?: boolean; ipRanges?: string[] };
-}
+/** A policy as an admin change shows it before and after: the configuration's shape. */
+type ShownPolicy = z.infer<typeof PolicyConfig>;
 
 const sameList = (a: readonly string[] | undefined, b: readonly string[] | undefined) => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
 
